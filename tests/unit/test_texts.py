@@ -1,0 +1,82 @@
+"""The catalogue: every language complete, every key the flow can send present."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+import bot.flow
+from bot.flow import Action, Duration, Failure, Reply
+from bot.phone import PhoneRefusal
+from bot.texts import REFERENCE, Catalogue, CatalogueError, placeholders
+
+CATALOGUE = Catalogue.load()
+REFERENCE_TEXTS = CATALOGUE.languages[REFERENCE]
+
+
+def flow_reply_keys() -> set[str]:
+    source = Path(bot.flow.__file__).read_text()
+    keys = set(re.findall(r'(?:Reply|_code_reply)\(\s*"([a-z_.]+)"', source))
+    keys |= {f"phone.{r.value}" for r in PhoneRefusal}
+    keys |= {f"failure.{f.value}" for f in Failure}
+    return keys
+
+
+def test_there_are_at_least_two_complete_languages() -> None:
+    assert {"en", "es"} <= set(CATALOGUE.languages)
+
+
+@pytest.mark.parametrize("language", sorted(CATALOGUE.languages))
+def test_every_language_has_every_key_with_the_same_placeholders(language: str) -> None:
+    texts = CATALOGUE.languages[language]
+    assert set(texts) == set(REFERENCE_TEXTS)
+    for key, text in REFERENCE_TEXTS.items():
+        assert placeholders(texts[key]) == placeholders(text), key
+
+
+def test_every_reply_the_flow_can_send_has_a_text() -> None:
+    keys = flow_reply_keys()
+    assert len(keys) > 20
+    assert keys <= set(REFERENCE_TEXTS), keys - set(REFERENCE_TEXTS)
+
+
+def test_every_action_has_a_label() -> None:
+    for action in Action:
+        assert CATALOGUE.action_label(action, "en")
+
+
+def test_locales_fall_back_to_the_language_then_the_default() -> None:
+    assert CATALOGUE.language_for("es-MX") == "es"
+    assert CATALOGUE.language_for("pt-BR") == "en"
+    assert CATALOGUE.language_for(None) == "en"
+    assert CATALOGUE.text("cancel.done", "es-AR").startswith("Verificación cancelada")
+
+
+def test_durations_are_rendered_in_words_the_member_reads() -> None:
+    reply = Reply("limit.sms", {"wait": Duration(600)})
+    assert CATALOGUE.render(reply, "en").endswith("try again in 10 min.")
+    assert CATALOGUE.duration(45) == "45 s"
+    assert CATALOGUE.duration(3 * 3600) == "3 h"
+
+
+def test_an_operator_folder_can_override_and_add_languages(tmp_path: Path) -> None:
+    (tmp_path / "en.toml").write_text('[cancel]\ndone = "Stopped."\n')
+    (tmp_path / "fr.toml").write_text('[cancel]\ndone = "Annulé."\n')
+    catalogue = Catalogue.load(tmp_path)
+    assert catalogue.text("cancel.done", "en") == "Stopped."
+    assert catalogue.text("cancel.done", "fr") == "Annulé."
+    # A partial translation falls back key by key.
+    assert catalogue.text("cancel.nothing", "fr") == REFERENCE_TEXTS["cancel.nothing"]
+
+
+def test_a_broken_texts_file_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "en.toml").write_text("[cancel\n")
+    with pytest.raises(CatalogueError, match="cannot read texts file"):
+        Catalogue.load(tmp_path)
+
+
+def test_an_unknown_default_language_is_a_clear_error() -> None:
+    with pytest.raises(CatalogueError, match="DEFAULT_LANGUAGE 'xx'"):
+        Catalogue.load(default="xx")
