@@ -1,0 +1,246 @@
+"""The one typed settings object. Nothing else in verifybot reads ``os.environ``.
+
+Values come from the environment and from ``.env`` in the working directory;
+``config/.env.example`` documents every one of them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import phonenumbers
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from bot.phone import DEFAULT_SMS_TYPES, TYPE_NAMES
+
+
+class ConfigError(Exception):
+    """Bad configuration, explained in one line for the operator."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """At most ``count`` events per sliding ``window`` seconds."""
+
+    count: int
+    window: int
+
+    def __str__(self) -> str:
+        return f"{self.count}/{_format_window(self.window)}"
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([smhd])\s*$")
+
+
+def parse_rates(value: str) -> tuple[Rate, ...]:
+    """``"3/10m, 10/1d"`` -> two rates; ``""`` or ``"off"`` -> no limit."""
+    if value.strip().lower() in ("", "off", "none"):
+        return ()
+    rates = []
+    for part in value.split(","):
+        match = _RATE.match(part)
+        if not match:
+            raise ValueError(f"{part.strip()!r} is not a rate like 3/10m or 10/1d")
+        count, size, unit = match.groups()
+        rates.append(Rate(int(count), int(size or 1) * _UNITS[unit]))
+    return tuple(rates)
+
+
+def _format_window(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+Rates = Annotated[tuple[Rate, ...], NoDecode]
+Countries = Annotated[frozenset[str], NoDecode]
+Names = Annotated[tuple[str, ...], NoDecode]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    # Vonage
+    verifier: Literal["auto", "vonage", "vonage-legacy", "sandbox"] = "auto"
+    vonage_application_id: str | None = None
+    vonage_private_key_path: Path | None = None
+    vonage_private_key: SecretStr | None = None
+    vonage_api_key: str | None = None
+    vonage_api_secret: SecretStr | None = None
+    vonage_brand_name: str = Field("verifybot", min_length=1, max_length=16)
+    vonage_api_host: str = "api.nexmo.com"
+    vonage_rest_host: str = "rest.nexmo.com"
+    vonage_timeout_seconds: int = Field(10, ge=1, le=120)
+    vonage_start_attempts: int = Field(3, ge=1, le=10)
+    vonage_fallback_channels: Names = ()
+    vonage_channel_timeout: int = Field(300, ge=15, le=900)
+    vonage_max_concurrency: int = Field(8, ge=1, le=256)
+
+    # Storage
+    redis_url: str | None = None
+    redis_prefix: str = "verifybot:"
+    redis_max_connections: int = Field(64, ge=2, le=10_000)
+    database_url: str = "sqlite:///./verifybot.db"
+    data_dir: Path = Path(".verifybot")
+
+    # Phone policy and the conversation
+    default_region: str | None = None
+    allowed_countries: Countries = frozenset()
+    blocked_countries: Countries = frozenset()
+    allowed_number_types: Annotated[frozenset[str], NoDecode] = DEFAULT_SMS_TYPES
+    code_length: int = Field(6, ge=4, le=10)
+    code_validity_seconds: int = Field(300, ge=1, le=3600)
+    resend_cooldown_seconds: int = Field(30, ge=0, le=3600)
+    max_accounts_per_phone: int = Field(1, ge=1, le=1000)
+    conversation_ttl_seconds: int = Field(7 * 86400, ge=600)
+    duplicate_ttl_seconds: int = Field(25 * 3600, ge=86400)
+
+    # Rate limits: "count/window" rules, comma-separated; "off" disables one.
+    limit_starts_per_member: Rates = parse_rates("3/1h")
+    limit_sms_per_phone: Rates = parse_rates("3/10m,10/1d")
+    limit_sms_per_prefix: Rates = parse_rates("30/1d")
+    limit_sms_per_country: Rates = parse_rates("1000/1d")
+    limit_sms_global: Rates = parse_rates("5000/1d")
+    limit_wrong_codes_per_member: Rates = parse_rates("10/1d")
+
+    # Texts and logs
+    default_language: str = "en"
+    texts_dir: Path | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["console", "json"] = "console"
+
+    @field_validator(
+        "limit_starts_per_member",
+        "limit_sms_per_phone",
+        "limit_sms_per_prefix",
+        "limit_sms_per_country",
+        "limit_sms_global",
+        "limit_wrong_codes_per_member",
+        mode="before",
+    )
+    @classmethod
+    def _rates(cls, value: Any) -> Any:
+        return parse_rates(value) if isinstance(value, str) else value
+
+    @field_validator("allowed_countries", "blocked_countries", mode="before")
+    @classmethod
+    def _countries(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        codes = frozenset(c.strip().upper() for c in value.split(",") if c.strip())
+        known = phonenumbers.SUPPORTED_REGIONS
+        unknown = sorted(codes - known)
+        if unknown:
+            raise ValueError(
+                f"unknown country code(s) {', '.join(unknown)} (use ISO codes: GB, US)"
+            )
+        return codes
+
+    @field_validator("allowed_number_types", mode="before")
+    @classmethod
+    def _types(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        names = frozenset(t.strip().upper() for t in value.split(",") if t.strip())
+        unknown = sorted(names - TYPE_NAMES)
+        if unknown:
+            raise ValueError(
+                f"unknown number type(s) {', '.join(unknown)}: use {sorted(TYPE_NAMES)}"
+            )
+        return names
+
+    @field_validator("vonage_fallback_channels", mode="before")
+    @classmethod
+    def _channels(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        channels = tuple(c.strip().lower() for c in value.split(",") if c.strip())
+        unknown = sorted(set(channels) - {"voice", "sms", "whatsapp"})
+        if unknown:
+            raise ValueError(f"unknown channel(s) {', '.join(unknown)}: use voice, sms or whatsapp")
+        return channels
+
+    @field_validator("default_region", mode="before")
+    @classmethod
+    def _region(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip().upper() or None
+            if value and value not in phonenumbers.SUPPORTED_REGIONS:
+                raise ValueError(f"unknown region {value!r} (use an ISO code such as GB)")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            return None
+        if value and not re.match(r"^(redis|rediss|unix)://", value):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", value):
+            raise ValueError("must be sqlite:///path or postgresql://user@host/db")
+        return value
+
+    @model_validator(mode="after")
+    def _verifier_has_credentials(self) -> Settings:
+        if self.verifier == "vonage" and not self.vonage_application_id:
+            raise ValueError("VERIFIER=vonage needs VONAGE_APPLICATION_ID and a private key")
+        if self.verifier == "vonage-legacy" and not (
+            self.vonage_api_key and self.vonage_api_secret
+        ):
+            raise ValueError("VERIFIER=vonage-legacy needs VONAGE_API_KEY and VONAGE_API_SECRET")
+        if self.vonage_application_id and not (
+            self.vonage_private_key or self.vonage_private_key_path
+        ):
+            raise ValueError(
+                "VONAGE_APPLICATION_ID is set but neither VONAGE_PRIVATE_KEY_PATH nor "
+                "VONAGE_PRIVATE_KEY is"
+            )
+        if bool(self.vonage_api_key) != bool(self.vonage_api_secret):
+            raise ValueError("set both VONAGE_API_KEY and VONAGE_API_SECRET, or neither")
+        return self
+
+    @property
+    def verifier_kind(self) -> Literal["vonage", "vonage-legacy", "sandbox"]:
+        """``auto`` means Vonage v2 if there is an application, else legacy, else the sandbox."""
+        if self.verifier != "auto":
+            return self.verifier
+        if self.vonage_application_id:
+            return "vonage"
+        if self.vonage_api_key:
+            return "vonage-legacy"
+        return "sandbox"
+
+    @property
+    def vonage_start_lease(self) -> float:
+        """How long a member's SMS request may take before another message may retry it."""
+        return float(self.vonage_timeout_seconds * self.vonage_start_attempts + 15)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings, turning validation errors into one operator-readable line."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]).upper()
+        message = str(error["msg"]).removeprefix("Value error, ")
+        problems.append(f"{where}: {message}" if where else message)
+    return "bad configuration: " + "; ".join(problems)

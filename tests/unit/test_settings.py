@@ -1,0 +1,75 @@
+"""Settings: one typed object, and one clear line for every bad value."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.settings import ConfigError, Rate, load_settings, parse_rates
+
+
+def settings(**values: object):  # type: ignore[no-untyped-def]
+    return load_settings(_env_file=None, **values)
+
+
+def test_rates_read_like_the_docs() -> None:
+    assert parse_rates("3/10m, 10/1d") == (Rate(3, 600), Rate(10, 86400))
+    assert parse_rates("5/h") == (Rate(5, 3600),)
+    assert parse_rates("off") == ()
+    assert str(Rate(3, 600)) == "3/10m"
+
+
+def test_defaults_need_no_configuration() -> None:
+    s = settings()
+    assert s.verifier_kind == "sandbox"
+    assert s.code_length == 6
+    assert s.database_url == "sqlite:///./verifybot.db"
+    assert s.limit_sms_per_phone == (Rate(3, 600), Rate(10, 86400))
+
+
+def test_the_verifier_follows_the_credentials() -> None:
+    assert settings(vonage_api_key="k", vonage_api_secret="s").verifier_kind == "vonage-legacy"
+    v2 = settings(vonage_application_id="app", vonage_private_key="pem")
+    assert v2.verifier_kind == "vonage"
+
+
+def test_lists_are_comma_separated_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALLOWED_COUNTRIES", "gb, us")
+    monkeypatch.setenv("ALLOWED_NUMBER_TYPES", "mobile")
+    monkeypatch.setenv("LIMIT_SMS_GLOBAL", "100/1d")
+    s = settings()
+    assert s.allowed_countries == frozenset({"GB", "US"})
+    assert s.allowed_number_types == frozenset({"MOBILE"})
+    assert s.limit_sms_global == (Rate(100, 86400),)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("ALLOWED_COUNTRIES", "GB,XX", "ALLOWED_COUNTRIES: unknown country code(s) XX"),
+        ("LIMIT_SMS_PER_PHONE", "lots", "LIMIT_SMS_PER_PHONE: 'lots' is not a rate"),
+        ("REDIS_URL", "localhost:6379", "REDIS_URL: must start with redis://"),
+        ("DATABASE_URL", "mysql://x", "DATABASE_URL: must be sqlite:///path or postgresql://"),
+        ("CODE_LENGTH", "3", "CODE_LENGTH"),
+        ("ALLOWED_NUMBER_TYPES", "MOBILE,FAX", "unknown number type(s) FAX"),
+        ("VERIFIER", "twilio", "VERIFIER"),
+        ("DEFAULT_REGION", "XX", "unknown region 'XX'"),
+    ],
+)
+def test_bad_values_are_explained_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        settings()
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_an_application_without_a_key_is_refused() -> None:
+    with pytest.raises(ConfigError, match="neither VONAGE_PRIVATE_KEY_PATH nor VONAGE_PRIVATE_KEY"):
+        settings(vonage_application_id="app")
+
+
+def test_secrets_do_not_show_in_the_settings_repr() -> None:
+    s = settings(vonage_api_key="key", vonage_api_secret="hunter2")
+    assert "hunter2" not in repr(s)
