@@ -1,0 +1,252 @@
+"""Conversation state, duplicate guards and rate limits in Redis.
+
+Two Lua scripts do all the work, so a message costs one round trip to load and one to
+save, and several workers can share a server:
+
+* ``LOAD`` marks a delivery id as seen (or reports a duplicate), reads the conversation
+  and peeks at limits the step may need, in one call.
+* ``COMMIT`` is a compare-and-set on the conversation's version that also takes from
+  rate limits, all or nothing: if any limit is full nothing is written.
+
+Every key has a TTL. Limits are sliding-window logs in sorted sets: exact, and they say
+precisely when a slot frees up.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+from redis.asyncio import Redis
+
+from bot.flow import Conversation, State
+from bot.identity import MemberKey
+from bot.settings import Rate
+
+_LOAD = """
+local now = tonumber(ARGV[1])
+if ARGV[2] ~= '' then
+  if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[2]) then return {1} end
+end
+local out = {0, redis.call('GET', KEYS[1])}
+local a = 3
+for k = 3, #KEYS do
+  local window, limit = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  a = a + 2
+  redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', now - window)
+  local n = redis.call('ZCARD', KEYS[k])
+  local wait = 0
+  if limit <= 0 then
+    wait = window
+  elseif n >= limit then
+    local e = redis.call('ZRANGE', KEYS[k], n - limit, n - limit, 'WITHSCORES')
+    wait = tonumber(e[2]) + window - now
+  end
+  out[#out + 1] = wait
+end
+return out
+"""
+
+_COMMIT = """
+local current = redis.call('GET', KEYS[1])
+local version = 0
+if current then
+  local ok, decoded = pcall(cjson.decode, current)
+  if ok and type(decoded) == 'table' and tonumber(decoded['v']) then
+    version = tonumber(decoded['v'])
+  end
+end
+if version ~= tonumber(ARGV[1]) then return {'conflict', version} end
+local now, token = tonumber(ARGV[4]), ARGV[5]
+local wait = 0
+local a = 6
+for k = 2, #KEYS do
+  local window, limit, mode = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), ARGV[a + 2]
+  a = a + 3
+  redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', now - window)
+  if mode == 'take' then
+    local n = redis.call('ZCARD', KEYS[k])
+    if n >= limit then
+      local w = window
+      if limit > 0 then
+        local e = redis.call('ZRANGE', KEYS[k], n - limit, n - limit, 'WITHSCORES')
+        w = tonumber(e[2]) + window - now
+      end
+      if w > wait then wait = w end
+    end
+  end
+end
+if wait > 0 then return {'limited', wait} end
+a = 6
+for k = 2, #KEYS do
+  redis.call('ZADD', KEYS[k], now, token)
+  redis.call('PEXPIRE', KEYS[k], ARGV[a])
+  a = a + 3
+end
+if ARGV[2] == '' then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+end
+return {'ok', version + 1}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """One sliding window over one subject, e.g. 3 SMS per 10 minutes for one phone."""
+
+    name: str
+    subject: str
+    rate: Rate
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """Take one from ``limit`` (refused when full) or just count it (``record``)."""
+
+    limit: Limit
+    mode: Literal["take", "record"] = "take"
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    duplicate: bool
+    conversation: Conversation
+    version: int
+    #: Seconds until each peeked limit frees a slot; 0 when it is not full.
+    waits: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """Another worker saved this conversation first."""
+
+
+@dataclass(frozen=True, slots=True)
+class LimitReached:
+    wait: float
+
+
+CommitResult = Committed | Conflict | LimitReached
+
+_FIELDS = {f.name for f in fields(Conversation)}
+
+
+def encode(conversation: Conversation, version: int) -> str:
+    data = {k: v for k, v in asdict(conversation).items() if v not in (None, 0, False)}
+    data["state"] = conversation.state.value
+    data["v"] = version
+    return json.dumps(data, separators=(",", ":"))
+
+
+def decode(raw: str | bytes | None) -> tuple[Conversation, int]:
+    """Read a stored conversation; anything unreadable counts as a fresh one."""
+    if raw is None:
+        return Conversation(), 0
+    try:
+        data = json.loads(raw)
+        version = int(data.pop("v"))
+        state = State(data.pop("state", State.IDLE))
+        values = {k: v for k, v in data.items() if k in _FIELDS}
+        return Conversation(state=state, **values), version
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return Conversation(), _version_of(raw)
+
+
+def _version_of(raw: str | bytes) -> int:
+    try:
+        return int(json.loads(raw)["v"])
+    except (ValueError, TypeError, KeyError):
+        return 0
+
+
+class Store:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        prefix: str = "verifybot:",
+        conversation_ttl: float = 7 * 86400,
+        duplicate_ttl: float = 25 * 3600,
+    ) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self._conversation_ttl_ms = int(conversation_ttl * 1000)
+        self._duplicate_ttl_ms = int(duplicate_ttl * 1000)
+        self._load = redis.register_script(_LOAD)
+        self._commit = redis.register_script(_COMMIT)
+
+    def conversation_key(self, member: MemberKey) -> str:
+        return f"{self.prefix}conv:{member.platform}:{member.scope}:{member.user_id}"
+
+    def delivery_key(self, member: MemberKey, delivery_id: str) -> str:
+        return f"{self.prefix}seen:{member.platform}:{member.scope}:{delivery_id}"
+
+    def limit_key(self, limit: Limit) -> str:
+        return f"{self.prefix}rl:{limit.name}:{limit.rate.window}:{limit.subject}"
+
+    async def load(
+        self,
+        member: MemberKey,
+        *,
+        now: float,
+        delivery_id: str | None = None,
+        peek: Sequence[Limit] = (),
+    ) -> Snapshot:
+        keys = [
+            self.conversation_key(member),
+            self.delivery_key(member, delivery_id) if delivery_id else "",
+        ]
+        args: list[Any] = [_ms(now), self._duplicate_ttl_ms if delivery_id else ""]
+        for limit in peek:
+            keys.append(self.limit_key(limit))
+            args += [limit.rate.window * 1000, limit.rate.count]
+        result = await self._load(keys=keys, args=args)
+        if int(result[0]) == 1:
+            return Snapshot(duplicate=True, conversation=Conversation(), version=0)
+        conversation, version = decode(result[1])
+        waits = tuple(float(w) / 1000 for w in result[2:])
+        return Snapshot(False, conversation, version, waits)
+
+    async def forget_delivery(self, member: MemberKey, delivery_id: str) -> None:
+        """Let a delivery be handled again, after handling it failed."""
+        await self.redis.delete(self.delivery_key(member, delivery_id))
+
+    async def commit(
+        self,
+        member: MemberKey,
+        conversation: Conversation,
+        *,
+        version: int,
+        now: float,
+        hits: Sequence[Hit] = (),
+    ) -> CommitResult:
+        keys = [self.conversation_key(member)]
+        body = "" if conversation == Conversation() else encode(conversation, version + 1)
+        args: list[Any] = [version, body, self._conversation_ttl_ms, _ms(now), uuid.uuid4().hex]
+        for hit in hits:
+            keys.append(self.limit_key(hit.limit))
+            args += [hit.limit.rate.window * 1000, hit.limit.rate.count, hit.mode]
+        result = await self._commit(keys=keys, args=args)
+        outcome = result[0].decode() if isinstance(result[0], bytes) else str(result[0])
+        if outcome == "ok":
+            return Committed(int(result[1]))
+        if outcome == "limited":
+            return LimitReached(float(result[1]) / 1000)
+        return Conflict()
+
+    async def ping(self) -> None:
+        await self.redis.ping()
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)

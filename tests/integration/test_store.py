@@ -1,0 +1,153 @@
+"""The Redis store against a real Redis: compare-and-set, duplicate guards, TTLs and limits."""
+
+from __future__ import annotations
+
+import asyncio
+
+from redis.asyncio import Redis
+
+from bot.flow import Conversation, State
+from bot.identity import MemberKey
+from bot.settings import Rate
+from bot.store import Committed, Conflict, Hit, Limit, LimitReached, Store, decode, encode
+
+ALICE = MemberKey("telegram", "bot1", "42")
+NOW = 1_700_000_000.0
+WAITING = Conversation(state=State.AWAIT_CODE, phone="+447400123456", request_id="r1")
+
+
+async def test_a_new_member_has_an_idle_conversation_at_version_zero(store: Store) -> None:
+    snapshot = await store.load(ALICE, now=NOW)
+    assert (snapshot.duplicate, snapshot.conversation, snapshot.version) == (
+        False, Conversation(), 0,
+    )  # fmt: skip
+
+
+async def test_a_saved_conversation_round_trips_with_a_new_version(store: Store) -> None:
+    assert await store.commit(ALICE, WAITING, version=0, now=NOW) == Committed(1)
+    snapshot = await store.load(ALICE, now=NOW)
+    assert (snapshot.conversation, snapshot.version) == (WAITING, 1)
+
+
+async def test_a_stale_version_loses_and_writes_nothing(store: Store) -> None:
+    await store.commit(ALICE, WAITING, version=0, now=NOW)
+    other = Conversation(state=State.AWAIT_PHONE)
+    assert await store.commit(ALICE, other, version=0, now=NOW) == Conflict()
+    assert (await store.load(ALICE, now=NOW)).conversation == WAITING
+
+
+async def test_two_workers_racing_on_one_version_produce_exactly_one_winner(store: Store) -> None:
+    results = await asyncio.gather(
+        *(
+            store.commit(
+                ALICE,
+                Conversation(state=State.STARTING, phone=f"+4474001234{i:02d}"),
+                version=0,
+                now=NOW,
+            )
+            for i in range(20)
+        )
+    )
+    assert sum(isinstance(r, Committed) for r in results) == 1
+
+
+async def test_every_key_has_a_ttl(store: Store, redis: Redis, key_prefix: str) -> None:
+    limit = Limit("phone", "+447400123456", Rate(3, 600))
+    await store.load(ALICE, now=NOW, delivery_id="update-1")
+    await store.commit(ALICE, WAITING, version=0, now=NOW, hits=[Hit(limit)])
+    keys = [key async for key in redis.scan_iter(match=f"{key_prefix}*")]
+    assert len(keys) == 3
+    for key in keys:
+        assert await redis.pttl(key) > 0, key
+
+
+async def test_conversations_expire_after_their_ttl(redis: Redis, key_prefix: str) -> None:
+    store = Store(redis, prefix=key_prefix, conversation_ttl=0.2)
+    await store.commit(ALICE, WAITING, version=0, now=NOW)
+    await asyncio.sleep(0.35)
+    assert (await store.load(ALICE, now=NOW)).conversation == Conversation()
+
+
+async def test_a_delivery_seen_before_is_reported_as_a_duplicate(
+    store: Store, redis: Redis
+) -> None:
+    first = await store.load(ALICE, now=NOW, delivery_id="update-7")
+    second = await store.load(ALICE, now=NOW, delivery_id="update-7")
+    assert (first.duplicate, second.duplicate) == (False, True)
+    # Held for at least a day.
+    assert await redis.pttl(store.delivery_key(ALICE, "update-7")) >= 24 * 3600 * 1000
+
+
+async def test_a_forgotten_delivery_may_be_handled_again(store: Store) -> None:
+    await store.load(ALICE, now=NOW, delivery_id="update-8")
+    await store.forget_delivery(ALICE, "update-8")
+    assert not (await store.load(ALICE, now=NOW, delivery_id="update-8")).duplicate
+
+
+async def test_duplicate_guards_are_per_platform_and_bot(store: Store) -> None:
+    other_bot = MemberKey("telegram", "bot2", "42")
+    await store.load(ALICE, now=NOW, delivery_id="u1")
+    assert not (await store.load(other_bot, now=NOW, delivery_id="u1")).duplicate
+
+
+async def test_a_limit_refuses_the_fourth_sms_and_says_when_a_slot_frees(store: Store) -> None:
+    limit = Limit("phone", "+447400123456", Rate(3, 600))
+    version = 0
+    for i in range(3):
+        result = await store.commit(ALICE, WAITING, version=version, now=NOW + i, hits=[Hit(limit)])
+        assert isinstance(result, Committed)
+        version = result.version
+    refused = await store.commit(
+        ALICE, Conversation(), version=version, now=NOW + 10, hits=[Hit(limit)]
+    )
+    assert refused == LimitReached(wait=590.0)
+    # Refused means nothing written: the conversation is as it was.
+    assert (await store.load(ALICE, now=NOW)).conversation == WAITING
+    # The window slides: the first SMS leaves it at NOW + 600.
+    later = await store.commit(ALICE, WAITING, version=version, now=NOW + 600.5, hits=[Hit(limit)])
+    assert isinstance(later, Committed)
+
+
+async def test_limits_are_all_or_nothing(store: Store) -> None:
+    roomy = Limit("phone", "+447400123456", Rate(10, 600))
+    full = Limit("global", "all", Rate(0, 86400))
+    result = await store.commit(ALICE, WAITING, version=0, now=NOW, hits=[Hit(roomy), Hit(full)])
+    assert isinstance(result, LimitReached)
+    assert (await store.load(ALICE, now=NOW, peek=[roomy])).waits == (0.0,)
+    ok = await store.commit(ALICE, WAITING, version=0, now=NOW, hits=[Hit(roomy)])
+    assert isinstance(ok, Committed)
+
+
+async def test_recorded_hits_count_without_being_refused_and_can_be_peeked(store: Store) -> None:
+    wrong = Limit("wrong_codes", str(ALICE), Rate(2, 86400))
+    version = 0
+    for i in range(3):
+        result = await store.commit(
+            ALICE, WAITING, version=version, now=NOW + i, hits=[Hit(wrong, "record")]
+        )
+        assert isinstance(result, Committed)
+        version = result.version
+    snapshot = await store.load(ALICE, now=NOW + 10, peek=[wrong])
+    # Three recorded against a limit of two: it frees when the second of them leaves.
+    assert snapshot.waits == (86400 + 1 - 10,)
+
+
+async def test_concurrent_reservations_never_exceed_a_limit(store: Store) -> None:
+    limit = Limit("global", "all", Rate(5, 60))
+    members = [MemberKey("slack", "T1", f"U{i}") for i in range(40)]
+    results = await asyncio.gather(
+        *(store.commit(m, WAITING, version=0, now=NOW, hits=[Hit(limit)]) for m in members)
+    )
+    assert sum(isinstance(r, Committed) for r in results) == 5
+
+
+async def test_saving_a_fresh_conversation_deletes_the_key(store: Store, redis: Redis) -> None:
+    await store.commit(ALICE, WAITING, version=0, now=NOW)
+    await store.commit(ALICE, Conversation(), version=1, now=NOW)
+    assert not await redis.exists(store.conversation_key(ALICE))
+
+
+def test_unreadable_stored_state_counts_as_a_fresh_conversation() -> None:
+    assert decode(b"not json") == (Conversation(), 0)
+    assert decode('{"v": 4, "state": "nonsense"}') == (Conversation(), 4)
+    assert decode(encode(WAITING, 3)) == (WAITING, 3)
