@@ -1,0 +1,397 @@
+"""The directory: who verified which phone number, their roles, and the audit log.
+
+It is synchronous; the async bot calls it through a thread pool. Every method is one short
+transaction on its own connection, so one ``Directory`` may be shared by many threads.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, Engine, Select, func, or_, select, text
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from bot.directory.engine import BEGIN_MODE, create_directory_engine
+from bot.directory.models import AuditRow, PhoneLinkRow, RoleGrantRow
+from bot.identity import MemberKey
+from bot.privacy import mask_phone
+
+__all__ = ["AuditEntry", "Directory", "PhoneLink", "RecordOutcome", "alembic_config"]
+
+MIGRATIONS: Final = Path(__file__).resolve().parents[1] / "migrations"
+
+
+class RecordOutcome(enum.Enum):
+    RECORDED = "recorded"
+    PHONE_TAKEN = "phone_taken"
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneLink:
+    """A member's row as the rest of the bot sees it: a plain value, detached from the ORM."""
+
+    platform: str
+    scope: str
+    user_id: str
+    display_name: str | None
+    phone_e164: str | None
+    country: str | None
+    is_phone_verified: bool
+    verified_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    roles: tuple[str, ...] = ()  # active (unrevoked) role names, sorted
+
+    @property
+    def key(self) -> MemberKey:
+        return MemberKey(self.platform, self.scope, self.user_id)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    at: datetime
+    event: str
+    actor: str
+    subject: str
+    details: dict[str, Any]
+
+
+def alembic_config() -> Config:
+    """Alembic's configuration, built in code so that an installed wheel needs no alembic.ini."""
+    config = Config()
+    # set_main_option interpolates "%(name)s", so a literal "%" in the path must be doubled.
+    config.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))
+    return config
+
+
+class Directory:
+    """The SQL source of truth for verified members, over SQLite or PostgreSQL."""
+
+    def __init__(self, url: str, *, max_accounts_per_phone: int = 1) -> None:
+        if max_accounts_per_phone < 1:
+            raise ValueError(
+                f"max_accounts_per_phone must be at least 1, not {max_accounts_per_phone}"
+            )
+        self._engine = create_directory_engine(url)
+        self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+        self._max_accounts_per_phone = max_accounts_per_phone
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    # -- schema -------------------------------------------------------------------------------
+
+    def upgrade(self) -> None:
+        """Bring the schema to the newest migration, in one transaction; safe to repeat."""
+        with self._engine.begin() as connection:
+            # Two processes starting at once must not both create the tables.
+            _lock(connection, "migrations")
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    def revision(self) -> str | None:
+        """The migration the database is at, or None before the first ``upgrade()``."""
+        with self._engine.connect() as connection:
+            connection.execution_options(**{BEGIN_MODE: "DEFERRED"})
+            return MigrationContext.configure(connection).get_current_revision()
+
+    def ping(self) -> None:
+        """Raise if the database cannot be reached."""
+        with self._transaction(write=False) as session:
+            session.execute(text("SELECT 1"))
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # -- phone links --------------------------------------------------------------------------
+
+    def count_links(self, phone_e164: str, *, excluding: MemberKey) -> int:
+        """How many other members hold a verified link to ``phone_e164``."""
+        with self._transaction(write=False) as session:
+            return _count_links(session, phone_e164, excluding=excluding)
+
+    def record_verified(
+        self,
+        member: MemberKey,
+        *,
+        phone_e164: str,
+        country: str | None,
+        display_name: str | None,
+        now: datetime,
+    ) -> RecordOutcome:
+        """Record that ``member`` proved they hold ``phone_e164``, unless the phone is taken.
+
+        The count and the write are one transaction that no other writer of this phone can
+        interleave with, so two members racing for the same phone cannot both get it.
+        ``display_name=None`` keeps the name already on file.
+        """
+        _require_aware(now)
+        with self._transaction(write=True) as session:
+            # Members first, then phones: a fixed order, so the locks cannot deadlock.
+            _lock(session.connection(), f"member:{member}", f"phone:{phone_e164}")
+            taken = _count_links(session, phone_e164, excluding=member)
+            if taken >= self._max_accounts_per_phone:
+                return RecordOutcome.PHONE_TAKEN
+            link = _link_row(session, member)
+            if link is None:
+                link = PhoneLinkRow(
+                    platform=member.platform,
+                    scope=member.scope,
+                    user_id=member.user_id,
+                    created_at=now,
+                )
+                session.add(link)
+            link.phone_e164 = phone_e164
+            link.country = country
+            if display_name is not None:
+                link.display_name = display_name
+            link.is_phone_verified = True
+            link.verified_at = now
+            link.updated_at = now
+            session.add(
+                AuditRow(
+                    at=now,
+                    event="verified",
+                    actor=str(member),
+                    subject=str(member),
+                    details={"phone_masked": mask_phone(phone_e164), "country": country},
+                )
+            )
+            return RecordOutcome.RECORDED
+
+    def unverify(self, member: MemberKey, *, actor: str, now: datetime) -> bool:
+        """Withdraw ``member``'s verification; False if they were not verified.
+
+        The row, its display name and its role history stay. The phone number goes too: a
+        number we no longer vouch for is not worth keeping (the audit keeps it masked).
+        """
+        _require_aware(now)
+        with self._transaction(write=True) as session:
+            _lock(session.connection(), f"member:{member}")
+            link = _link_row(session, member)
+            if link is None or not link.is_phone_verified:
+                return False
+            masked = mask_phone(link.phone_e164) if link.phone_e164 else None
+            details = {"phone_masked": masked, "country": link.country}
+            link.is_phone_verified = False
+            link.verified_at = None
+            link.phone_e164 = None
+            link.country = None
+            link.updated_at = now
+            session.add(
+                AuditRow(
+                    at=now, event="unverified", actor=actor, subject=str(member), details=details
+                )
+            )
+            return True
+
+    def find(self, member: MemberKey) -> PhoneLink | None:
+        with self._transaction(write=False) as session:
+            row = session.scalars(_links().where(*_is(member))).one_or_none()
+            return None if row is None else _to_link(row)
+
+    def find_user(self, platform: str, user_id: str) -> list[PhoneLink]:
+        """The member's links in every scope (every bot or workspace) of ``platform``."""
+        query = (
+            _links()
+            .where(PhoneLinkRow.platform == platform, PhoneLinkRow.user_id == user_id)
+            .order_by(PhoneLinkRow.id)
+        )
+        with self._transaction(write=False) as session:
+            return [_to_link(row) for row in session.scalars(query)]
+
+    def list_links(
+        self, *, platform: str | None = None, verified_only: bool = False
+    ) -> list[PhoneLink]:
+        """Links, most recently verified first, then unverified ones; ties in creation order."""
+        # NULLS LAST spelt out: PostgreSQL puts NULLs first in DESC order, SQLite last.
+        query = _links().order_by(PhoneLinkRow.verified_at.desc().nulls_last(), PhoneLinkRow.id)
+        if platform is not None:
+            query = query.where(PhoneLinkRow.platform == platform)
+        if verified_only:
+            query = query.where(PhoneLinkRow.is_phone_verified)
+        with self._transaction(write=False) as session:
+            return [_to_link(row) for row in session.scalars(query)]
+
+    # -- roles --------------------------------------------------------------------------------
+
+    def grant_role(self, member: MemberKey, role: str, *, granted_by: str, now: datetime) -> bool:
+        """Record that ``member`` was given ``role``; False if they have no link or hold it."""
+        _require_aware(now)
+        with self._transaction(write=True) as session:
+            _lock(session.connection(), f"member:{member}")
+            link = _link_row(session, member)
+            if link is None or any(g.role == role and g.revoked_at is None for g in link.grants):
+                return False
+            link.grants.append(RoleGrantRow(role=role, granted_by=granted_by, granted_at=now))
+            session.add(
+                AuditRow(
+                    at=now,
+                    event="role_granted",
+                    actor=granted_by,
+                    subject=str(member),
+                    details={"role": role},
+                )
+            )
+            return True
+
+    def revoke_role(self, member: MemberKey, role: str, *, revoked_by: str, now: datetime) -> bool:
+        """Mark ``member``'s active grant of ``role`` revoked; False if there was none."""
+        _require_aware(now)
+        with self._transaction(write=True) as session:
+            _lock(session.connection(), f"member:{member}")
+            link = _link_row(session, member)
+            active = (
+                []
+                if link is None
+                else [g for g in link.grants if g.role == role and g.revoked_at is None]
+            )
+            for grant in active:
+                grant.revoked_at = now
+                grant.revoked_by = revoked_by
+            if active:
+                session.add(
+                    AuditRow(
+                        at=now,
+                        event="role_revoked",
+                        actor=revoked_by,
+                        subject=str(member),
+                        details={"role": role},
+                    )
+                )
+            return bool(active)
+
+    # -- audit log ----------------------------------------------------------------------------
+
+    def audit(
+        self,
+        event: str,
+        *,
+        actor: str,
+        subject: str,
+        details: dict[str, Any] | None = None,
+        now: datetime,
+    ) -> None:
+        """Append to the audit log. Callers mask phone numbers themselves (``mask_phone``)."""
+        _require_aware(now)
+        with self._transaction(write=True) as session:
+            session.add(
+                AuditRow(at=now, event=event, actor=actor, subject=subject, details=details or {})
+            )
+
+    def audit_trail(self, *, subject: str | None = None, limit: int = 100) -> list[AuditEntry]:
+        """The newest ``limit`` entries, newest first, optionally about one subject."""
+        query = select(AuditRow).order_by(AuditRow.at.desc(), AuditRow.id.desc()).limit(limit)
+        if subject is not None:
+            query = query.where(AuditRow.subject == subject)
+        with self._transaction(write=False) as session:
+            return [
+                AuditEntry(
+                    at=row.at,
+                    event=row.event,
+                    actor=row.actor,
+                    subject=row.subject,
+                    details=dict(row.details),
+                )
+                for row in session.scalars(query)
+            ]
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self, *, write: bool) -> Iterator[Session]:
+        """A session in one transaction, committed at the end unless an exception escapes.
+
+        On SQLite, writes begin IMMEDIATE (see engine.py) and reads plain BEGIN, so readers
+        never queue behind the write lock.
+        """
+        with self._sessions() as session:
+            # The option must be set as the connection is checked out: it is read at BEGIN.
+            session.connection(execution_options={BEGIN_MODE: "IMMEDIATE" if write else "DEFERRED"})
+            yield session
+            session.commit()
+
+
+def _lock(connection: Connection, *names: str) -> None:
+    """Serialise writers of the same member or phone on PostgreSQL, until the commit.
+
+    Why an advisory lock: the race is between two members who both find *no* verified link
+    to a phone yet, and SELECT ... FOR UPDATE cannot lock rows that do not exist. SERIALIZABLE
+    would catch it but fail one side, needing a retry loop; a transaction-level advisory lock
+    keyed on the phone makes the second writer wait for the first and then count again,
+    and is released by COMMIT or ROLLBACK, never leaked. SQLite needs nothing here: BEGIN
+    IMMEDIATE already admits one writer at a time.
+    """
+    if connection.dialect.name != "postgresql":
+        return
+    for name in names:
+        connection.execute(select(func.pg_advisory_xact_lock(_lock_key(name))))
+
+
+def _lock_key(name: str) -> int:
+    # A stable signed 64-bit key; a collision only makes two writers wait for each other.
+    digest = hashlib.blake2b(f"verifybot:{name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _count_links(session: Session, phone_e164: str, *, excluding: MemberKey) -> int:
+    query = select(func.count(PhoneLinkRow.id)).where(
+        PhoneLinkRow.phone_e164 == phone_e164,
+        PhoneLinkRow.is_phone_verified,
+        or_(
+            PhoneLinkRow.platform != excluding.platform,
+            PhoneLinkRow.scope != excluding.scope,
+            PhoneLinkRow.user_id != excluding.user_id,
+        ),
+    )
+    return session.scalar(query) or 0
+
+
+def _links() -> Select[PhoneLinkRow]:
+    return select(PhoneLinkRow).options(selectinload(PhoneLinkRow.grants))
+
+
+def _is(member: MemberKey) -> tuple[Any, ...]:
+    return (
+        PhoneLinkRow.platform == member.platform,
+        PhoneLinkRow.scope == member.scope,
+        PhoneLinkRow.user_id == member.user_id,
+    )
+
+
+def _link_row(session: Session, member: MemberKey) -> PhoneLinkRow | None:
+    return session.scalars(_links().where(*_is(member))).one_or_none()
+
+
+def _to_link(row: PhoneLinkRow) -> PhoneLink:
+    return PhoneLink(
+        platform=row.platform,
+        scope=row.scope,
+        user_id=row.user_id,
+        display_name=row.display_name,
+        phone_e164=row.phone_e164,
+        country=row.country,
+        is_phone_verified=row.is_phone_verified,
+        verified_at=row.verified_at,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        roles=tuple(sorted({g.role for g in row.grants if g.revoked_at is None})),
+    )
+
+
+def _require_aware(now: datetime) -> None:
+    # Checked up front for a clear error; UTCDateTime would refuse it too, but wrapped.
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError(f"now must be a tz-aware datetime, not {now!r}")

@@ -1,0 +1,488 @@
+"""The directory's contract, checked against real SQLite and real PostgreSQL alike."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, delete, event, inspect, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from bot.directory import (
+    Directory,
+    DirectoryConfigError,
+    RecordOutcome,
+    create_directory_engine,
+)
+from bot.directory.directory import alembic_config
+from bot.directory.engine import BEGIN_MODE
+from bot.directory.models import PhoneLinkRow, RoleGrantRow
+from bot.identity import MemberKey
+
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+T0 = datetime(2025, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
+PHONE = "+447700900123"
+OTHER_PHONE = "+447700900456"
+ALICE = MemberKey("telegram", "bot1", "1001")
+BOB = MemberKey("telegram", "bot1", "1002")
+CAROL = MemberKey("slack", "T01", "U03")
+
+OpenDirectory = Callable[..., Directory]
+
+
+# -- fixtures -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_admin() -> Iterator[Engine]:
+    """An AUTOCOMMIT engine on the server's maintenance database, for CREATE/DROP DATABASE."""
+    url = make_url(POSTGRES_URL).set(drivername="postgresql+psycopg")
+    engine = create_engine(url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect():
+            pass
+    except OperationalError as exc:
+        engine.dispose()
+        reason = f"PostgreSQL at {url.render_as_string()} is unreachable: {exc.orig}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI promises a PostgreSQL server: {reason}")
+        pytest.skip(reason)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of an empty database that only this test uses."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'directory.db'}"
+        return
+    admin: Engine = request.getfixturevalue("postgres_admin")
+    name = f"verifybot_t_{secrets.token_hex(8)}"
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def open_directory(database_url: str) -> Iterator[OpenDirectory]:
+    """Open (and later close) upgraded directories on this test's database."""
+    opened: list[Directory] = []
+
+    def open_(**kwargs: int) -> Directory:
+        directory = Directory(database_url, **kwargs)
+        opened.append(directory)
+        directory.upgrade()
+        return directory
+
+    yield open_
+    for directory in opened:
+        directory.close()
+
+
+@pytest.fixture
+def directory(open_directory: OpenDirectory) -> Directory:
+    return open_directory()
+
+
+@pytest.fixture
+def sqlite_directory(tmp_path: Path) -> Iterator[Directory]:
+    directory = Directory(f"sqlite:///{tmp_path / 'directory.db'}")
+    directory.upgrade()
+    yield directory
+    directory.close()
+
+
+def record(
+    directory: Directory, member: MemberKey, phone: str = PHONE, at: datetime = T0
+) -> RecordOutcome:
+    return directory.record_verified(
+        member, phone_e164=phone, country="GB", display_name=f"name {member.user_id}", now=at
+    )
+
+
+# -- schema ---------------------------------------------------------------------------------
+
+
+def test_upgrade_reaches_head_and_is_idempotent(database_url: str) -> None:
+    directory = Directory(database_url)
+    try:
+        assert directory.revision() is None
+        directory.upgrade()
+        head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+        assert head == directory.revision() == "0001"
+        directory.upgrade()
+        assert directory.revision() == head
+        tables = set(inspect(directory.engine).get_table_names())
+        assert {"phone_links", "role_grants", "audit_log", "alembic_version"} <= tables
+        directory.ping()
+    finally:
+        directory.close()
+
+
+def test_migrations_match_the_models(directory: Directory) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from bot.directory.models import Base
+
+    with directory.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+
+
+# -- recording and finding ------------------------------------------------------------------
+
+
+def test_record_then_find_round_trips_every_field(directory: Directory) -> None:
+    at = datetime(2025, 6, 7, 10, 11, 12, 345678, tzinfo=timezone(timedelta(hours=2)))
+    outcome = directory.record_verified(
+        ALICE, phone_e164=PHONE, country="GB", display_name="Alice", now=at
+    )
+    assert outcome is RecordOutcome.RECORDED
+    link = directory.find(ALICE)
+    assert link is not None
+    assert link.key == ALICE
+    assert (link.display_name, link.phone_e164, link.country) == ("Alice", PHONE, "GB")
+    assert link.is_phone_verified
+    assert link.roles == ()
+    for moment in (link.verified_at, link.created_at, link.updated_at):
+        assert moment == at
+        assert moment is not None
+        assert moment.tzinfo is not None
+        assert moment.utcoffset() == timedelta(0)
+    assert directory.find(BOB) is None
+
+
+def test_reverifying_with_a_new_phone_updates_in_place(directory: Directory) -> None:
+    record(directory, ALICE, PHONE, T0)
+    later = T0 + timedelta(days=3)
+    assert (
+        directory.record_verified(
+            ALICE, phone_e164=OTHER_PHONE, country="GB", display_name=None, now=later
+        )
+        is RecordOutcome.RECORDED
+    )
+    link = directory.find(ALICE)
+    assert link is not None
+    assert link.phone_e164 == OTHER_PHONE
+    assert link.display_name == "name 1001"  # None keeps the name on file
+    assert (link.created_at, link.verified_at, link.updated_at) == (T0, later, later)
+    assert len(directory.list_links()) == 1
+    assert directory.count_links(PHONE, excluding=BOB) == 0
+    assert record(directory, BOB, PHONE) is RecordOutcome.RECORDED  # the old phone is free
+
+
+def test_a_phone_held_by_another_member_is_taken_and_nothing_is_written(
+    directory: Directory,
+) -> None:
+    assert record(directory, ALICE) is RecordOutcome.RECORDED
+    assert record(directory, BOB, at=T0 + timedelta(minutes=1)) is RecordOutcome.PHONE_TAKEN
+    assert directory.find(BOB) is None
+    assert [entry.subject for entry in directory.audit_trail()] == [str(ALICE)]
+    assert directory.count_links(PHONE, excluding=BOB) == 1
+    assert directory.count_links(PHONE, excluding=ALICE) == 0
+    # A member's own link never counts against them.
+    assert record(directory, ALICE, at=T0 + timedelta(hours=1)) is RecordOutcome.RECORDED
+
+
+def test_the_limit_per_phone_is_configurable(open_directory: OpenDirectory) -> None:
+    directory = open_directory(max_accounts_per_phone=2)
+    assert record(directory, ALICE) is RecordOutcome.RECORDED
+    assert record(directory, BOB) is RecordOutcome.RECORDED
+    assert record(directory, CAROL) is RecordOutcome.PHONE_TAKEN
+    assert directory.count_links(PHONE, excluding=CAROL) == 2
+    with pytest.raises(ValueError, match="at least 1"):
+        Directory("sqlite:///unused.db", max_accounts_per_phone=0)
+
+
+def test_an_unverified_link_does_not_hold_the_phone(directory: Directory) -> None:
+    record(directory, ALICE)
+    assert directory.unverify(ALICE, actor="admin:1", now=T0 + timedelta(minutes=1))
+    assert record(directory, BOB) is RecordOutcome.RECORDED
+
+
+def test_concurrent_members_racing_for_one_phone_get_it_once(directory: Directory) -> None:
+    members = [MemberKey("telegram", "bot1", f"race{i}") for i in range(8)]
+    start = threading.Barrier(len(members))
+    outcomes: list[RecordOutcome] = []
+    errors: list[BaseException] = []
+
+    def race(member: MemberKey) -> None:
+        try:
+            start.wait()
+            outcomes.append(record(directory, member))
+        except BaseException as exc:  # surfaced below: a thread cannot fail the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=race, args=(member,)) for member in members]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    assert sorted(outcome.value for outcome in outcomes) == ["phone_taken"] * 7 + ["recorded"]
+    holders = [link for link in directory.list_links(verified_only=True) if link.phone_e164]
+    assert len(holders) == 1
+    assert len(directory.audit_trail()) == 1
+
+
+def test_one_row_per_platform_scope_and_user(directory: Directory) -> None:
+    same_user_other_scope = MemberKey(ALICE.platform, "bot2", ALICE.user_id)
+    record(directory, ALICE, PHONE)
+    record(directory, same_user_other_scope, OTHER_PHONE)
+    assert len(directory.list_links()) == 2
+    with Session(directory.engine) as session:
+        session.add(PhoneLinkRow(platform=ALICE.platform, scope=ALICE.scope, user_id=ALICE.user_id))
+        with pytest.raises(IntegrityError):
+            session.commit()
+
+
+# -- listing --------------------------------------------------------------------------------
+
+
+def test_list_links_filters_and_orders_newest_verification_first(directory: Directory) -> None:
+    dave = MemberKey("telegram", "bot1", "1004")
+    record(directory, ALICE, "+447700900001", T0)
+    record(directory, BOB, "+447700900002", T0 + timedelta(hours=2))
+    record(directory, CAROL, "+447700900003", T0 + timedelta(hours=1))
+    record(directory, dave, "+447700900004", T0 + timedelta(hours=3))
+    directory.unverify(dave, actor="admin:1", now=T0 + timedelta(hours=4))
+
+    assert [link.key for link in directory.list_links()] == [BOB, CAROL, ALICE, dave]
+    assert [link.key for link in directory.list_links(verified_only=True)] == [BOB, CAROL, ALICE]
+    assert [link.key for link in directory.list_links(platform="telegram")] == [BOB, ALICE, dave]
+    assert [link.key for link in directory.list_links(platform="telegram", verified_only=True)] == [
+        BOB,
+        ALICE,
+    ]
+    assert directory.list_links(platform="discord") == []
+
+
+def test_list_links_breaks_ties_in_creation_order(directory: Directory) -> None:
+    members = [MemberKey("slack", "T01", f"U{i}") for i in range(4)]
+    for i, member in enumerate(members):
+        record(directory, member, f"+44770090010{i}", T0)
+    assert [link.key for link in directory.list_links()] == members
+
+
+def test_find_user_looks_across_scopes(directory: Directory) -> None:
+    in_other_bot = MemberKey(ALICE.platform, "bot2", ALICE.user_id)
+    on_other_platform = MemberKey("slack", "T01", ALICE.user_id)
+    record(directory, ALICE, PHONE)
+    record(directory, in_other_bot, OTHER_PHONE)
+    record(directory, on_other_platform, "+447700900789")
+    found = directory.find_user(ALICE.platform, ALICE.user_id)
+    assert [link.key for link in found] == [ALICE, in_other_bot]
+    assert directory.find_user("telegram", "nobody") == []
+
+
+# -- unverifying, roles, audit ----------------------------------------------------------------
+
+
+def test_unverify_clears_the_verification_but_keeps_the_row(directory: Directory) -> None:
+    record(directory, ALICE)
+    later = T0 + timedelta(days=1)
+    assert directory.unverify(ALICE, actor="admin:7", now=later) is True
+    link = directory.find(ALICE)
+    assert link is not None
+    assert not link.is_phone_verified
+    assert (link.verified_at, link.phone_e164, link.country) == (None, None, None)
+    assert (link.display_name, link.created_at, link.updated_at) == ("name 1001", T0, later)
+    newest = directory.audit_trail(subject=str(ALICE))[0]
+    assert (newest.event, newest.actor, newest.at) == ("unverified", "admin:7", later)
+    assert newest.details == {"phone_masked": "+44•••••0123", "country": "GB"}
+    assert directory.unverify(ALICE, actor="admin:7", now=later) is False
+    assert directory.unverify(BOB, actor="admin:7", now=later) is False
+
+
+def test_roles_are_granted_revoked_and_shown_on_the_link(directory: Directory) -> None:
+    assert directory.grant_role(ALICE, "member", granted_by="bot", now=T0) is False  # no link
+    record(directory, ALICE)
+    assert directory.grant_role(ALICE, "member", granted_by="bot", now=T0) is True
+    assert directory.grant_role(ALICE, "member", granted_by="bot", now=T0) is False
+    assert directory.grant_role(ALICE, "chat", granted_by="bot", now=T0) is True
+    link = directory.find(ALICE)
+    assert link is not None
+    assert link.roles == ("chat", "member")
+    assert directory.revoke_role(ALICE, "member", revoked_by="admin:7", now=T0) is True
+    assert directory.revoke_role(ALICE, "member", revoked_by="admin:7", now=T0) is False
+    link = directory.find(ALICE)
+    assert link is not None
+    assert link.roles == ("chat",)
+    assert [e.event for e in directory.audit_trail(subject=str(ALICE))] == [
+        "role_revoked",
+        "role_granted",
+        "role_granted",
+        "verified",
+    ]
+
+
+def test_deleting_a_link_deletes_its_grants(directory: Directory) -> None:
+    record(directory, ALICE)
+    directory.grant_role(ALICE, "member", granted_by="bot", now=T0)
+    with directory.engine.begin() as connection:
+        connection.execute(delete(PhoneLinkRow))
+        assert connection.execute(select(RoleGrantRow.id)).all() == []
+
+
+def test_audit_trail_is_newest_first_filtered_and_limited(directory: Directory) -> None:
+    for minute in range(5):
+        directory.audit(
+            "note",
+            actor="admin:1",
+            subject=str(ALICE if minute % 2 else BOB),
+            details={"n": minute},
+            now=T0 + timedelta(minutes=minute),
+        )
+    directory.audit("bare", actor="bot", subject=str(BOB), now=T0 + timedelta(minutes=9))
+    trail = directory.audit_trail()
+    assert [entry.details.get("n") for entry in trail] == [None, 4, 3, 2, 1, 0]
+    assert trail[0].details == {}
+    assert trail[0].at == T0 + timedelta(minutes=9)
+    assert [e.details["n"] for e in directory.audit_trail(subject=str(ALICE))] == [3, 1]
+    assert len(directory.audit_trail(limit=2)) == 2
+
+
+def test_the_audit_log_never_holds_a_full_phone_number(directory: Directory) -> None:
+    record(directory, ALICE, PHONE)
+    record(directory, ALICE, OTHER_PHONE, T0 + timedelta(minutes=1))
+    record(directory, BOB, OTHER_PHONE, T0 + timedelta(minutes=2))  # taken: not audited
+    directory.unverify(ALICE, actor="admin:1", now=T0 + timedelta(minutes=3))
+    with directory.engine.connect() as connection:
+        raw = connection.execute(text("SELECT CAST(details AS TEXT) FROM audit_log")).scalars()
+        stored = [json.loads(details) for details in raw]
+    assert len(stored) == 3
+    for details in stored:
+        dumped = json.dumps(details, ensure_ascii=False)
+        for phone in (PHONE, OTHER_PHONE):
+            assert phone[3:] not in dumped  # not even the national number
+        assert details["phone_masked"].startswith("+44•••••")
+
+
+def test_naive_datetimes_are_refused(directory: Directory) -> None:
+    naive = datetime(2025, 1, 1)  # naive on purpose
+    with pytest.raises(ValueError, match="tz-aware"):
+        directory.record_verified(
+            ALICE, phone_e164=PHONE, country=None, display_name=None, now=naive
+        )
+    with pytest.raises(ValueError, match="tz-aware"):
+        directory.audit("note", actor="a", subject="s", now=naive)
+
+
+# -- configuration ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "foo",
+        "",
+        "mysql://user@host/db",
+        "postgresql+asyncpg://user:hunter2@host/db",
+        "sqlite://",
+        "sqlite:///:memory:",
+        "http://[::1",
+    ],
+)
+def test_an_unusable_url_is_a_config_error(url: str) -> None:
+    with pytest.raises(DirectoryConfigError) as raised:
+        Directory(url)
+    message = str(raised.value)
+    assert isinstance(raised.value, ValueError)
+    assert message.startswith("DATABASE_URL")
+    assert "\n" not in message
+    assert "hunter2" not in message
+
+
+def test_postgresql_urls_get_the_psycopg_driver() -> None:
+    for url in ("postgresql://u@h/db", "postgres://u@h/db", "postgresql+psycopg://u@h/db"):
+        engine = create_directory_engine(url)
+        assert engine.url.drivername == "postgresql+psycopg"
+        engine.dispose()
+
+
+def test_ping_raises_when_the_server_is_unreachable() -> None:
+    directory = Directory("postgresql://nobody@127.0.0.1:9/none?connect_timeout=2")
+    try:
+        with pytest.raises(OperationalError):
+            directory.ping()
+    finally:
+        directory.close()
+
+
+# -- SQLite specifics -----------------------------------------------------------------------
+
+
+def test_sqlite_creates_the_parent_directory(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "directory.db"
+    directory = Directory(f"sqlite:///{path}")
+    try:
+        directory.upgrade()
+        assert path.exists()
+    finally:
+        directory.close()
+
+
+def test_sqlite_runs_in_wal_mode_with_the_pragmas(sqlite_directory: Directory) -> None:
+    with sqlite_directory.engine.connect() as connection:
+        pragma = {
+            name: connection.exec_driver_sql(f"PRAGMA {name}").scalar()
+            for name in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys")
+        }
+    assert pragma == {
+        "journal_mode": "wal",
+        "synchronous": 1,
+        "busy_timeout": 5000,
+        "foreign_keys": 1,
+    }
+
+
+def test_sqlite_writes_begin_immediate_and_reads_deferred(sqlite_directory: Directory) -> None:
+    statements: list[str] = []
+
+    @event.listens_for(sqlite_directory.engine, "before_cursor_execute")
+    def capture(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    record(sqlite_directory, ALICE)
+    assert statements[0] == "BEGIN IMMEDIATE"
+    statements.clear()
+    sqlite_directory.find(ALICE)
+    assert statements[0] == "BEGIN"
+
+
+def test_sqlite_write_transaction_holds_the_write_lock_from_its_start(
+    sqlite_directory: Directory,
+) -> None:
+    database = sqlite_directory.engine.url.database
+    assert database is not None
+    other = sqlite3.connect(database, timeout=0, isolation_level=None)
+    try:
+        with sqlite_directory.engine.begin() as connection:
+            connection.execute(text("SELECT 1"))  # nothing written yet
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")
+        with sqlite_directory.engine.connect() as connection:
+            connection.execution_options(**{BEGIN_MODE: "DEFERRED"})
+            with connection.begin():
+                connection.execute(text("SELECT count(*) FROM phone_links"))
+                other.execute("BEGIN IMMEDIATE")  # a reader does not block a writer
+                other.execute("ROLLBACK")
+    finally:
+        other.close()
