@@ -1,0 +1,184 @@
+"""What both Vonage verifiers share: running the synchronous SDK off the event loop,
+retrying starts on transient failures, JWT signing that does not re-parse the key, and
+reporting the operator's problems loudly, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import jwt
+import requests
+import stamina
+import structlog
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from vonage import Auth, HttpClientOptions, Vonage
+from vonage_http_client.errors import HttpRequestError
+
+from bot.verifier.keys import pkcs8_pem
+
+log = structlog.get_logger("verifybot.vonage")
+
+T = TypeVar("T")
+
+# The SDK logs request bodies (the phone and the code) at DEBUG and whole error bodies at
+# WARNING. We log every outcome ourselves, masked, so its own loggers stay quiet.
+_SDK_LOGGERS = ("vonage", "vonage_verify", "vonage_http_client")
+
+
+def quiet_sdk_loggers() -> None:
+    for name in _SDK_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+class SigningAuth(Auth):  # type: ignore[misc]
+    """``Auth`` that signs with a parsed key and reuses each token until near its expiry.
+
+    The SDK hands PEM bytes to ``jwt.encode`` on every call; with OpenSSL 3 that re-parses
+    and validates the RSA key (~30 ms of CPU with the GIL held) per Vonage request.
+    """
+
+    def __init__(
+        self,
+        application_id: str,
+        key: RSAPrivateKey,
+        *,
+        lifetime: int = 900,
+        renew_before: int = 60,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        # The SDK still validates the pair; it gets PKCS#8 text, the only form it accepts.
+        super().__init__(application_id=application_id, private_key=pkcs8_pem(key))
+        self._key = key
+        self._lifetime = lifetime
+        self._renew_before = renew_before
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._token = b""
+        self._expires_at = 0.0
+
+    def generate_application_jwt(self, claims: dict[str, Any] | None = None) -> bytes:
+        if claims:
+            return self._sign(claims)
+        with self._lock:
+            if self._clock() >= self._expires_at - self._renew_before:
+                self._token = self._sign({})
+            return self._token
+
+    def _sign(self, claims: dict[str, Any]) -> bytes:
+        iat = int(self._clock())
+        payload = {
+            "application_id": self.application_id,
+            "iat": iat,
+            "jti": str(uuid.uuid4()),
+            "exp": iat + self._lifetime,
+            **claims,
+        }
+        if not claims:
+            self._expires_at = float(payload["exp"])
+        token = jwt.encode(payload, self._key, algorithm="RS256", headers={"typ": "JWT"})
+        return token.encode()
+
+
+def http_options(
+    *, api_host: str, rest_host: str, timeout: int, pool_size: int
+) -> HttpClientOptions:
+    return HttpClientOptions(
+        api_host=api_host,
+        rest_host=rest_host,
+        timeout=timeout,
+        pool_connections=1,
+        pool_maxsize=pool_size,
+        max_retries=1,  # connection set-up only; the request itself was never sent
+    )
+
+
+def status_of(exc: BaseException) -> int | None:
+    if isinstance(exc, HttpRequestError):
+        return int(exc.response.status_code)
+    return None
+
+
+def body_of(exc: HttpRequestError) -> dict[str, Any]:
+    try:
+        body = exc.response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def is_transient(exc: Exception) -> bool:
+    """Worth trying again: the network, Vonage's own errors, or its rate limit."""
+    if isinstance(exc, requests.ConnectionError | requests.Timeout):
+        return True
+    status = status_of(exc)
+    return status is not None and (status == 429 or status >= 500)
+
+
+class SdkRunner:
+    """Runs blocking SDK calls in a bounded thread pool and retries what may be retried."""
+
+    def __init__(
+        self,
+        client: Vonage,
+        *,
+        api: str,
+        max_workers: int,
+        start_attempts: int,
+        retry_wait: float,
+    ) -> None:
+        quiet_sdk_loggers()
+        self.client = client
+        self.api = api
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=f"{api}-")
+        self._attempts = start_attempts
+        self._retry_wait = retry_wait
+        self._reported: set[str] = set()
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(fn, *args))
+
+    async def call_with_retries(
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        transient: Callable[[Exception], bool] = is_transient,
+    ) -> T:
+        """Only for starting a verification: a re-sent start is answered 409 / status 10
+        with the first request's id, which the caller adopts, so it never sends two SMS."""
+        async for attempt in stamina.retry_context(
+            on=transient,
+            attempts=self._attempts,
+            timeout=None,
+            wait_initial=self._retry_wait,
+            wait_max=self._retry_wait * 8,
+            wait_jitter=self._retry_wait,
+        ):
+            with attempt:
+                return await self.call(fn, *args)
+        raise AssertionError("unreachable: stamina re-raises the last failure")  # pragma: no cover
+
+    def operator_problem(self, problem: str, **details: Any) -> None:
+        """Bad credentials, no credit, a barred account: loud, but once per process."""
+        if problem in self._reported:
+            return
+        self._reported.add(problem)
+        log.critical(
+            "vonage_operator_problem",
+            api=self.api,
+            problem=problem,
+            hint="members are told verification is temporarily unavailable until this is fixed",
+            **details,
+        )
+
+    async def aclose(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

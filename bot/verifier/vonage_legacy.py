@@ -1,0 +1,199 @@
+"""Vonage Verify v1 ("legacy", API key and secret). Deprecated by Vonage; used only when
+no application is configured.
+
+The legacy API answers HTTP 200 with a string ``status``; the SDK raises ``VerifyError``
+for any non-zero one with the response only inside the message, so we read it back out.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from typing import Any
+
+import requests
+import structlog
+from pydantic import ValidationError
+from vonage import Auth, Vonage
+from vonage_http_client.errors import HttpRequestError
+from vonage_verify_legacy import VerifyRequest
+from vonage_verify_legacy.errors import VerifyError
+
+from bot.flow import (
+    CheckFailed,
+    CheckOutcome,
+    CodeAccepted,
+    CodeExpired,
+    CodeRejected,
+    Failure,
+    ResendFailed,
+    ResendOutcome,
+    Resent,
+    StartFailed,
+    StartOutcome,
+    TooManyAttempts,
+    VerificationStarted,
+)
+from bot.privacy import mask_phone
+from bot.verifier._sdk import SdkRunner, http_options, is_transient, status_of
+
+log = structlog.get_logger("verifybot.vonage")
+
+_DETAILS = re.compile(r"details: (\{.*\})\s*$", re.DOTALL)
+
+# Statuses that are the operator's to fix, not the member's.
+_OPERATOR = {"4": "bad credentials", "8": "account barred", "9": "no credit"}
+_START_FAILURES = {
+    "1": Failure.THROTTLED,
+    "2": Failure.INVALID_NUMBER,
+    "3": Failure.INVALID_NUMBER,
+    "7": Failure.NUMBER_BLOCKED,
+    "15": Failure.NUMBER_BLOCKED,
+    "29": Failure.NUMBER_BLOCKED,
+}
+
+
+def legacy_response(exc: VerifyError) -> dict[str, Any]:
+    """The response dict the SDK folded into the error message."""
+    match = _DETAILS.search(str(exc))
+    if match:
+        try:
+            value = ast.literal_eval(match.group(1))
+        except (ValueError, SyntaxError):
+            return {}
+        if isinstance(value, dict):
+            return value
+    return {}
+
+
+def _legacy_transient(exc: Exception) -> bool:
+    if isinstance(exc, VerifyError):
+        return str(legacy_response(exc).get("status")) in ("1", "5")  # throttled, internal
+    return is_transient(exc)
+
+
+class VonageLegacyVerifier:
+    name = "vonage-legacy"
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        api_secret: str,
+        brand: str,
+        api_host: str = "api.nexmo.com",
+        rest_host: str = "rest.nexmo.com",
+        timeout: int = 10,
+        code_length: int = 6,
+        pin_expiry: int = 300,
+        max_workers: int = 8,
+        start_attempts: int = 3,
+        retry_wait: float = 0.5,
+    ) -> None:
+        if code_length not in (4, 6):
+            raise ValueError("CODE_LENGTH must be 4 or 6 with the legacy Verify API")
+        options = http_options(
+            api_host=api_host, rest_host=rest_host, timeout=timeout, pool_size=max_workers
+        )
+        self._sdk = SdkRunner(
+            Vonage(Auth(api_key=api_key, api_secret=api_secret), options),
+            api="verify-legacy",
+            max_workers=max_workers,
+            start_attempts=start_attempts,
+            retry_wait=retry_wait,
+        )
+        self._verify = self._sdk.client.verify_legacy
+        self._brand = brand
+        self._code_length = code_length
+        self._pin_expiry = max(60, min(3600, pin_expiry))
+        log.warning(
+            "vonage_legacy_verify",
+            message="using the legacy Verify API (v1), which Vonage has deprecated; "
+            "set VONAGE_APPLICATION_ID and a private key to use Verify v2",
+        )
+
+    async def start(self, phone: str, *, locale: str | None = None) -> StartOutcome:
+        masked = mask_phone(phone)
+        try:
+            request = VerifyRequest(
+                number=phone.removeprefix("+"),
+                brand=self._brand,
+                code_length=self._code_length,
+                pin_expiry=self._pin_expiry,
+            )
+            response = await self._sdk.call_with_retries(
+                self._verify.start_verification, request, transient=_legacy_transient
+            )
+        except ValidationError:
+            return StartFailed(Failure.INVALID_NUMBER)
+        except VerifyError as exc:
+            body = legacy_response(exc)
+            status = str(body.get("status"))
+            if status == "10" and body.get("request_id"):
+                # A verification to this number is in flight (often our own re-sent POST).
+                log.info("verify_start_adopted", phone=masked, request_id=body["request_id"])
+                return VerificationStarted(str(body["request_id"]))
+            log.info("verify_start_refused", phone=masked, status=status)
+            return StartFailed(self._failure(status, _START_FAILURES, default=Failure.UNAVAILABLE))
+        except (HttpRequestError, requests.RequestException) as exc:
+            log.warning("verify_start_failed", phone=masked, status=status_of(exc))
+            return StartFailed(Failure.UNAVAILABLE)
+        log.info("verify_started", phone=masked, request_id=response.request_id)
+        return VerificationStarted(response.request_id)
+
+    async def check(self, request_id: str, code: str) -> CheckOutcome:
+        try:
+            await self._sdk.call(self._verify.check_code, request_id, code)
+        except VerifyError as exc:
+            status = str(legacy_response(exc).get("status"))
+            log.info("verify_check", request_id=request_id, status=status)
+            if status == "16":
+                return CodeRejected()
+            if status == "17":
+                return TooManyAttempts()
+            if status == "6":
+                return CodeExpired()
+            return CheckFailed(self._failure(status, {"1": Failure.THROTTLED}))
+        except (HttpRequestError, requests.RequestException, ValidationError) as exc:
+            log.warning("verify_check_failed", request_id=request_id, error=type(exc).__name__)
+            return CheckFailed(Failure.UNAVAILABLE)
+        log.info("verify_check", request_id=request_id, status="0")
+        return CodeAccepted()
+
+    async def resend(self, request_id: str) -> ResendOutcome:
+        try:
+            await self._sdk.call(self._verify.trigger_next_event, request_id)
+        except VerifyError as exc:
+            status = str(legacy_response(exc).get("status"))
+            log.info("verify_next_event", request_id=request_id, status=status)
+            if status == "6":
+                return CodeExpired()
+            if status == "19":
+                return ResendFailed(Failure.NO_MORE_RESENDS)
+            return ResendFailed(self._failure(status, {"1": Failure.THROTTLED}))
+        except (HttpRequestError, requests.RequestException) as exc:
+            log.warning("verify_next_event_failed", request_id=request_id, status=status_of(exc))
+            return ResendFailed(Failure.UNAVAILABLE)
+        log.info("verify_next_event", request_id=request_id, status="0")
+        return Resent()
+
+    async def cancel(self, request_id: str) -> None:
+        try:
+            await self._sdk.call(self._verify.cancel_verification, request_id)
+        except (VerifyError, HttpRequestError, requests.RequestException) as exc:
+            # Legacy refuses cancels in the first 30 s (status 19); the request then expires.
+            log.info("verify_cancel_failed", request_id=request_id, error=type(exc).__name__)
+        else:
+            log.info("verify_cancelled", request_id=request_id)
+
+    def _failure(
+        self, status: str, known: dict[str, Failure], default: Failure = Failure.UNAVAILABLE
+    ) -> Failure:
+        if status in _OPERATOR:
+            self._sdk.operator_problem(_OPERATOR[status], status=status)
+        if status == "29":
+            self._sdk.operator_problem("demo mode: number not whitelisted", status=status)
+        return known.get(status, default)
+
+    async def aclose(self) -> None:
+        await self._sdk.aclose()

@@ -1,0 +1,198 @@
+"""Vonage Verify v2 (JWT auth), the default verifier."""
+
+from __future__ import annotations
+
+import requests
+import structlog
+from pydantic import ValidationError
+from vonage import Vonage
+from vonage_http_client.errors import HttpRequestError
+from vonage_verify import SmsChannel, VerifyRequest, VoiceChannel
+from vonage_verify.enums import Locale
+
+from bot.flow import (
+    CheckFailed,
+    CheckOutcome,
+    CodeAccepted,
+    CodeExpired,
+    CodeRejected,
+    Failure,
+    ResendFailed,
+    ResendOutcome,
+    Resent,
+    StartFailed,
+    StartOutcome,
+    TooManyAttempts,
+    VerificationStarted,
+)
+from bot.privacy import mask_phone
+from bot.verifier._sdk import SdkRunner, SigningAuth, body_of, http_options, status_of
+
+log = structlog.get_logger("verifybot.vonage")
+
+_LOCALES = {locale.value for locale in Locale}
+# Vonage wants a region with the language; these are its defaults for a bare language.
+_LANGUAGE_DEFAULTS = {
+    "en": "en-us", "es": "es-es", "it": "it-it", "fr": "fr-fr", "de": "de-de",
+    "ru": "ru-ru", "hi": "hi-in", "pt": "pt-pt", "id": "id-id",
+}  # fmt: skip
+
+_OPERATOR_STATUSES = {401: "bad credentials", 402: "no credit", 403: "account not allowed"}
+
+
+def vonage_locale(locale: str | None) -> Locale | None:
+    if not locale:
+        return None
+    tag = locale.replace("_", "-").lower()
+    if tag in _LOCALES:
+        return Locale(tag)
+    default = _LANGUAGE_DEFAULTS.get(tag.split("-")[0])
+    return Locale(default) if default else None
+
+
+class VonageVerifier:
+    name = "vonage"
+
+    def __init__(
+        self,
+        auth: SigningAuth,
+        *,
+        brand: str,
+        api_host: str = "api.nexmo.com",
+        rest_host: str = "rest.nexmo.com",
+        timeout: int = 10,
+        code_length: int = 6,
+        channel_timeout: int = 300,
+        fallback_channels: tuple[str, ...] = (),
+        max_workers: int = 8,
+        start_attempts: int = 3,
+        retry_wait: float = 0.5,
+    ) -> None:
+        options = http_options(
+            api_host=api_host, rest_host=rest_host, timeout=timeout, pool_size=max_workers
+        )
+        # One client per API: the SDK shares a mutable headers dict between APIs on a client.
+        self._sdk = SdkRunner(
+            Vonage(auth, options),
+            api="verify-v2",
+            max_workers=max_workers,
+            start_attempts=start_attempts,
+            retry_wait=retry_wait,
+        )
+        self._verify = self._sdk.client.verify
+        self._brand = brand
+        self._code_length = code_length
+        self._channel_timeout = channel_timeout
+        self._fallbacks = fallback_channels
+
+    def _request(self, phone: str, locale: str | None) -> VerifyRequest:
+        to = phone.removeprefix("+")
+        workflow: list[SmsChannel | VoiceChannel] = [SmsChannel(to=to)]
+        for channel in self._fallbacks:
+            workflow.append(VoiceChannel(to=to) if channel == "voice" else SmsChannel(to=to))
+        return VerifyRequest(
+            brand=self._brand,
+            workflow=workflow,
+            locale=vonage_locale(locale),
+            channel_timeout=self._channel_timeout,
+            code_length=self._code_length,
+        )
+
+    async def start(self, phone: str, *, locale: str | None = None) -> StartOutcome:
+        masked = mask_phone(phone)
+        try:
+            request = self._request(phone, locale)
+            response = await self._sdk.call_with_retries(self._verify.start_verification, request)
+        except ValidationError:
+            log.info("verify_start_refused", phone=masked, reason="invalid number for the SDK")
+            return StartFailed(Failure.INVALID_NUMBER)
+        except HttpRequestError as exc:
+            return self._start_error(exc, masked)
+        except requests.RequestException as exc:
+            log.warning("verify_start_failed", phone=masked, error=exc.__class__.__name__)
+            return StartFailed(Failure.UNAVAILABLE)
+        log.info("verify_started", phone=masked, request_id=response.request_id)
+        return VerificationStarted(response.request_id)
+
+    def _start_error(self, exc: HttpRequestError, masked: str) -> StartOutcome:
+        status = status_of(exc)
+        if status == 409:
+            # A concurrent start to this number, often our own POST re-sent by the SDK after
+            # a dropped connection: adopt the request in flight rather than fail.
+            request_id = body_of(exc).get("request_id")
+            if isinstance(request_id, str) and request_id:
+                log.info("verify_start_adopted", phone=masked, request_id=request_id)
+                return VerificationStarted(request_id)
+            log.info("verify_start_busy", phone=masked)
+            return StartFailed(Failure.BUSY)
+        if status in (400, 422):
+            log.info("verify_start_refused", phone=masked, status=status)
+            return StartFailed(Failure.INVALID_NUMBER)
+        if status == 429:
+            log.warning("verify_start_throttled", phone=masked)
+            return StartFailed(Failure.THROTTLED)
+        self._report(status)
+        log.warning("verify_start_failed", phone=masked, status=status)
+        return StartFailed(Failure.UNAVAILABLE)
+
+    async def check(self, request_id: str, code: str) -> CheckOutcome:
+        # Never retried: a re-sent wrong code would spend one of the member's tries.
+        try:
+            response = await self._sdk.call(self._verify.check_code, request_id, code)
+        except HttpRequestError as exc:
+            status = status_of(exc)
+            log.info("verify_check", request_id=request_id, status=status)
+            if status == 400:
+                return CodeRejected()
+            if status == 404:
+                return CodeExpired()
+            if status == 410:
+                return TooManyAttempts()
+            if status == 429:
+                return CheckFailed(Failure.THROTTLED)
+            self._report(status)
+            return CheckFailed(Failure.UNAVAILABLE)
+        except (requests.RequestException, ValidationError) as exc:
+            log.warning("verify_check_failed", request_id=request_id, error=type(exc).__name__)
+            return CheckFailed(Failure.UNAVAILABLE)
+        log.info("verify_check", request_id=request_id, status=response.status)
+        return CodeAccepted() if response.status == "completed" else CodeRejected()
+
+    async def resend(self, request_id: str) -> ResendOutcome:
+        try:
+            await self._sdk.call(self._verify.trigger_next_workflow, request_id)
+        except HttpRequestError as exc:
+            status = status_of(exc)
+            log.info("verify_next_workflow", request_id=request_id, status=status)
+            if status == 404:
+                return CodeExpired()
+            if status == 409:
+                return ResendFailed(Failure.NO_MORE_RESENDS)
+            if status == 429:
+                return ResendFailed(Failure.THROTTLED)
+            self._report(status)
+            return ResendFailed(Failure.UNAVAILABLE)
+        except requests.RequestException as exc:
+            log.warning(
+                "verify_next_workflow_failed", request_id=request_id, error=type(exc).__name__
+            )
+            return ResendFailed(Failure.UNAVAILABLE)
+        log.info("verify_next_workflow", request_id=request_id, status=200)
+        return Resent()
+
+    async def cancel(self, request_id: str) -> None:
+        try:
+            await self._sdk.call(self._verify.cancel_verification, request_id)
+        except (HttpRequestError, requests.RequestException) as exc:
+            # Best effort: an unanswered request simply expires at Vonage.
+            log.info("verify_cancel_failed", request_id=request_id, status=status_of(exc))
+        else:
+            log.info("verify_cancelled", request_id=request_id)
+
+    def _report(self, status: int | None) -> None:
+        problem = _OPERATOR_STATUSES.get(status or 0)
+        if problem:
+            self._sdk.operator_problem(problem, status=status)
+
+    async def aclose(self) -> None:
+        await self._sdk.aclose()
