@@ -1,0 +1,154 @@
+"""Wiring: the one place that turns settings into real ports and an engine."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import structlog
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.exceptions import RedisError
+
+from bot.directory import Directory, DirectoryConfigError
+from bot.embedded_redis import EmbeddedRedis, EmbeddedRedisError
+from bot.engine import Engine
+from bot.flow import FlowPolicy
+from bot.limits import Limits
+from bot.phone import PhonePolicy
+from bot.settings import ConfigError, Settings
+from bot.store import Store
+from bot.texts import Catalogue, CatalogueError
+from bot.verifier import build_verifier
+from bot.verifier.base import Verifier
+
+log = structlog.get_logger("verifybot")
+
+
+@dataclass(frozen=True)
+class App:
+    settings: Settings
+    engine: Engine
+    catalogue: Catalogue
+    store: Store
+    directory: Directory
+    verifier: Verifier
+
+
+def flow_policy(settings: Settings) -> FlowPolicy:
+    return FlowPolicy(
+        phone=PhonePolicy(
+            default_region=settings.default_region,
+            allowed_countries=settings.allowed_countries,
+            blocked_countries=settings.blocked_countries,
+            allowed_types=settings.allowed_number_types,
+            # Docs' fictional numbers are for demos; a real verifier would charge for them.
+            accept_fictional=settings.verifier_kind == "sandbox",
+        ),
+        code_length=settings.code_length,
+        code_validity=float(settings.code_validity_seconds),
+        resend_cooldown=float(settings.resend_cooldown_seconds),
+        start_lease=settings.vonage_start_lease,
+        max_accounts_per_phone=settings.max_accounts_per_phone,
+    )
+
+
+def redact_url(url: str) -> str:
+    return re.sub(r"//([^:/@]*):[^@]*@", r"//\1:***@", url)
+
+
+def load_catalogue(settings: Settings) -> Catalogue:
+    try:
+        return Catalogue.load(settings.texts_dir, settings.default_language)
+    except CatalogueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def open_directory(settings: Settings, *, upgrade: bool = True) -> Directory:
+    try:
+        directory = Directory(
+            settings.database_url, max_accounts_per_phone=settings.max_accounts_per_phone
+        )
+    except DirectoryConfigError as exc:
+        raise ConfigError(str(exc)) from None
+    if upgrade:
+        try:
+            directory.upgrade()
+        except Exception as exc:
+            directory.close()
+            raise ConfigError(
+                f"cannot open the database {redact_url(settings.database_url)}: "
+                f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            ) from None
+    return directory
+
+
+@asynccontextmanager
+async def open_redis(settings: Settings) -> AsyncIterator[Redis]:
+    embedded: EmbeddedRedis | None = None
+    url = settings.redis_url
+    if url is None:
+        embedded = EmbeddedRedis(settings.data_dir)
+        try:
+            embedded.start()
+        except EmbeddedRedisError as exc:
+            raise ConfigError(f"cannot start the embedded Redis: {exc}") from None
+        url = embedded.url
+        log.info(
+            "embedded_redis",
+            socket=str(embedded.socket_path),
+            note="REDIS_URL is not set, so a private Redis runs under DATA_DIR; "
+            "set REDIS_URL to share state between workers",
+        )
+    # Blocking, so a burst of updates waits for a connection instead of failing.
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=settings.redis_max_connections, timeout=10
+    )
+    redis = Redis(connection_pool=pool)
+    try:
+        try:
+            await redis.ping()
+        except (RedisError, OSError) as exc:
+            raise ConfigError(f"cannot reach Redis at {redact_url(url)}: {exc}") from None
+        yield redis
+    finally:
+        await redis.aclose()
+        await pool.disconnect()
+        if embedded is not None:
+            embedded.stop()
+
+
+@asynccontextmanager
+async def open_app(
+    settings: Settings, *, show_code: Callable[[str], None] | None = None
+) -> AsyncIterator[App]:
+    catalogue = load_catalogue(settings)
+    verifier = build_verifier(settings, **({"show_code": show_code} if show_code else {}))
+    if verifier.name == "sandbox":
+        log.warning(
+            "sandbox_verifier",
+            note="no Vonage credentials: codes are shown here and no SMS is sent",
+        )
+    try:
+        async with open_redis(settings) as redis:
+            directory = open_directory(settings)
+            try:
+                store = Store(
+                    redis,
+                    prefix=settings.redis_prefix,
+                    conversation_ttl=settings.conversation_ttl_seconds,
+                    duplicate_ttl=settings.duplicate_ttl_seconds,
+                )
+                engine = Engine(
+                    store=store,
+                    directory=directory,
+                    verifier=verifier,
+                    policy=flow_policy(settings),
+                    limits=Limits.from_settings(settings),
+                )
+                yield App(settings, engine, catalogue, store, directory, verifier)
+            finally:
+                directory.close()
+    finally:
+        await verifier.aclose()

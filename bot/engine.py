@@ -1,0 +1,284 @@
+"""The one entry point adapters call: ``await engine.handle(member, event)``.
+
+It loads the member's conversation, runs ``flow.step``, carries out the effects through
+the ports (store, directory, verifier), feeds their answers back into ``step`` and saves
+the result, atomically. Adapters never touch Redis, Vonage or the database themselves.
+
+Round trips to Redis per message: one to load (with the duplicate guard), one to save;
+a phone number costs one more, to take from the SMS limits under a lease before Vonage
+is called. A message that changes nothing is not saved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import structlog
+
+from bot.directory import Directory, RecordOutcome
+from bot.flow import (
+    Answer,
+    CancelVerification,
+    CheckCode,
+    Command,
+    Context,
+    Conversation,
+    CountLinks,
+    CountWrongCode,
+    Effect,
+    Event,
+    FlowPolicy,
+    Limited,
+    LinkLookedUp,
+    LinksCounted,
+    LookupLink,
+    MemberEvent,
+    MemberVerified,
+    PhoneTaken,
+    Recorded,
+    RecordFailed,
+    RecordVerified,
+    Reply,
+    ResendCode,
+    Reserved,
+    ReserveSms,
+    StartVerification,
+    State,
+    Status,
+    step,
+)
+from bot.identity import Member
+from bot.limits import Limits
+from bot.store import Committed, Conflict, Hit, LimitReached, Store
+from bot.verifier.base import Verifier
+
+log = structlog.get_logger("verifybot.engine")
+
+_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the adapter shows and does after one message."""
+
+    replies: tuple[Reply, ...] = ()
+    state: State = State.IDLE
+    #: Set when this message completed a verification (or found one, for a deep link).
+    verified: MemberVerified | None = None
+    #: The delivery was seen before: acknowledge it and do nothing.
+    duplicate: bool = False
+
+
+@dataclass(slots=True)
+class _Turn:
+    """One attempt at handling a message against one loaded version."""
+
+    member: Member
+    ctx: Context
+    conversation: Conversation
+    version: int
+    saved: Conversation
+    replies: list[Reply] = field(default_factory=list)
+    hits: list[Hit] = field(default_factory=list)
+    cancels: list[str] = field(default_factory=list)
+    verified: MemberVerified | None = None
+    #: Something outside Redis happened (Vonage, the DB), so a conflict cannot be replayed.
+    external: bool = False
+
+
+class _Replay(Exception):
+    """Another worker saved the conversation first and nothing external happened yet."""
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        directory: Directory,
+        verifier: Verifier,
+        policy: FlowPolicy,
+        limits: Limits,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.directory = directory
+        self.verifier = verifier
+        self.policy = policy
+        self.limits = limits
+        self.clock = clock
+
+    async def handle(
+        self, member: Member, event: MemberEvent, *, delivery_id: str | None = None
+    ) -> Outcome:
+        """Handle one member message. Never raises: a failure becomes a polite reply."""
+        try:
+            return await self._handle(member, event, delivery_id)
+        except Exception:
+            log.exception(
+                "handle_failed", member=str(member.key), message_kind=type(event).__name__
+            )
+            if delivery_id is not None:
+                try:
+                    await self.store.forget_delivery(member.key, delivery_id)
+                except Exception:  # already failing; the first error is logged
+                    log.warning("forget_delivery_failed", member=str(member.key))
+            return Outcome((Reply("error.internal"),))
+
+    async def conversation(self, member: Member) -> Conversation:
+        """The member's conversation as it stands, for status displays."""
+        snapshot = await self.store.load(member.key, now=self.clock())
+        return snapshot.conversation
+
+    async def _handle(self, member: Member, event: MemberEvent, delivery_id: str | None) -> Outcome:
+        for attempt in range(_ATTEMPTS):
+            now = self.clock()
+            snapshot = await self.store.load(
+                member.key,
+                now=now,
+                delivery_id=delivery_id if attempt == 0 else None,
+                peek=self.limits.wrong_codes(member.key),
+            )
+            if snapshot.duplicate:
+                log.info("duplicate_delivery", member=str(member.key), delivery_id=delivery_id)
+                return Outcome(duplicate=True)
+            wait = max(snapshot.waits, default=0.0)
+            ctx = Context(now=now, wrong_codes_blocked_until=now + wait if wait > 0 else None)
+            turn = _Turn(
+                member, ctx, snapshot.conversation, snapshot.version, snapshot.conversation
+            )
+            try:
+                return await self._run(turn, event)
+            except _Replay:
+                log.info("conversation_replayed", member=str(member.key), attempt=attempt + 1)
+        raise RuntimeError("conversation kept changing under us")
+
+    async def _run(self, turn: _Turn, event: Event) -> Outcome:
+        before = turn.conversation.state
+        effects: deque[Effect] = deque()
+        self._advance(turn, event, effects)
+        while effects:
+            effect = effects.popleft()
+            if isinstance(effect, Reply):
+                turn.replies.append(effect)
+            elif isinstance(effect, CountWrongCode):
+                turn.hits += [
+                    Hit(limit, "record") for limit in self.limits.wrong_codes(turn.member.key)
+                ]
+            elif isinstance(effect, CancelVerification):
+                turn.cancels.append(effect.request_id)
+            elif isinstance(effect, MemberVerified):
+                turn.verified = effect
+            else:
+                self._advance(turn, await self._command(turn, effect), effects)
+        await self._save(turn)
+        for request_id in turn.cancels:
+            await self.verifier.cancel(request_id)
+        if turn.conversation.state is not before:
+            log.info(
+                "conversation_moved",
+                member=str(turn.member.key),
+                state_from=before.value,
+                state_to=turn.conversation.state.value,
+            )
+        return Outcome(tuple(turn.replies), turn.conversation.state, turn.verified)
+
+    def _advance(self, turn: _Turn, event: Event, effects: deque[Effect]) -> None:
+        result = step(turn.conversation, event, turn.ctx, self.policy)
+        turn.conversation = result.conversation
+        effects.extend(result.effects)
+
+    async def _command(self, turn: _Turn, command: Command) -> Answer:
+        key = turn.member.key
+        if isinstance(command, ReserveSms):
+            hits = self.limits.for_sms(key, command.phone, command.country, command.purpose)
+            return await self._reserve(turn, hits)
+        if isinstance(command, LookupLink):
+            link = await asyncio.to_thread(self.directory.find, key)
+            if link is None or not link.is_phone_verified or link.phone_e164 is None:
+                return LinkLookedUp(command.purpose)
+            verified_at = link.verified_at.timestamp() if link.verified_at else None
+            return LinkLookedUp(command.purpose, link.phone_e164, verified_at)
+        if isinstance(command, CountLinks):
+            count = await asyncio.to_thread(
+                self.directory.count_links, command.phone, excluding=key
+            )
+            return LinksCounted(count)
+        turn.external = True
+        if isinstance(command, StartVerification):
+            return await self.verifier.start(command.phone, locale=turn.member.locale)
+        if isinstance(command, CheckCode):
+            return await self.verifier.check(command.request_id, command.code)
+        if isinstance(command, ResendCode):
+            return await self.verifier.resend(command.request_id)
+        if isinstance(command, RecordVerified):
+            return await self._record(turn, command)
+        raise TypeError(f"unknown command {command!r}")  # pragma: no cover
+
+    async def _reserve(self, turn: _Turn, hits: list[Hit]) -> Answer:
+        """Save the lease and take from the limits in one atomic write, before Vonage."""
+        result = await self.store.commit(
+            turn.member.key,
+            turn.conversation,
+            version=turn.version,
+            now=turn.ctx.now,
+            hits=[*turn.hits, *hits],
+        )
+        if isinstance(result, Conflict):
+            if turn.external:
+                raise RuntimeError("conflict after an external call")  # pragma: no cover
+            raise _Replay
+        if isinstance(result, LimitReached):
+            log.info("rate_limited", member=str(turn.member.key), wait=round(result.wait, 1))
+            return Limited(turn.ctx.now + result.wait)
+        turn.version, turn.saved, turn.hits = result.version, turn.conversation, []
+        return Reserved()
+
+    async def _record(self, turn: _Turn, command: RecordVerified) -> Answer:
+        # Durable before announced: the member hears "verified" only after this commits.
+        try:
+            outcome = await asyncio.to_thread(
+                self.directory.record_verified,
+                turn.member.key,
+                phone_e164=command.phone,
+                country=command.country,
+                display_name=turn.member.display_name,
+                now=datetime.fromtimestamp(turn.ctx.now, UTC),
+            )
+        except Exception:
+            log.exception("record_verified_failed", member=str(turn.member.key))
+            return RecordFailed()
+        if outcome is RecordOutcome.PHONE_TAKEN:
+            log.info("phone_taken_at_record", member=str(turn.member.key))
+            return PhoneTaken()
+        log.info("member_verified", member=str(turn.member.key))
+        return Recorded()
+
+    async def _save(self, turn: _Turn) -> None:
+        if turn.conversation == turn.saved and not turn.hits:
+            return
+        result = await self.store.commit(
+            turn.member.key,
+            turn.conversation,
+            version=turn.version,
+            now=turn.ctx.now,
+            hits=turn.hits,
+        )
+        if isinstance(result, Committed):
+            turn.version, turn.saved = result.version, turn.conversation
+            return
+        if not turn.external:
+            raise _Replay
+        # Another message from this member moved the conversation while we talked to
+        # Vonage or the DB. Theirs stands; tell the member where things are now.
+        log.warning("conversation_changed_concurrently", member=str(turn.member.key))
+        snapshot = await self.store.load(turn.member.key, now=turn.ctx.now)
+        status = step(snapshot.conversation, Status(), turn.ctx, self.policy)
+        turn.conversation = snapshot.conversation
+        turn.replies = [e for e in status.effects if isinstance(e, Reply)] or [Reply("help.stale")]
+        turn.cancels = []
