@@ -71,6 +71,7 @@ class ConsoleChat:
         )
         self.stdin = stdin
         self.stdout = stdout
+        self.interactive = stdin.isatty()
 
     def say(self, line: str) -> None:
         self.stdout.write(line + "\n")
@@ -98,6 +99,9 @@ class ConsoleChat:
         self.say(self.catalogue.text("console.commands", self.locale))
         self.show(await self.engine.handle(self.member, Start()))
         while True:
+            if self.interactive:
+                self.stdout.write("you> ")
+                self.stdout.flush()
             line = await asyncio.to_thread(self.stdin.readline)
             if not line:
                 break

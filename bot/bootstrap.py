@@ -72,16 +72,23 @@ def open_directory(settings: Settings, *, upgrade: bool = True) -> Directory:
         )
     except DirectoryConfigError as exc:
         raise ConfigError(str(exc)) from None
+    except Exception as exc:
+        raise _unopenable(settings, exc) from None
     if upgrade:
         try:
             directory.upgrade()
         except Exception as exc:
             directory.close()
-            raise ConfigError(
-                f"cannot open the database {redact_url(settings.database_url)}: "
-                f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            ) from None
+            raise _unopenable(settings, exc) from None
     return directory
+
+
+def _unopenable(settings: Settings, exc: Exception) -> ConfigError:
+    first_line = (str(exc).strip().splitlines() or [""])[0]
+    return ConfigError(
+        f"cannot open the database {redact_url(settings.database_url)}: "
+        f"{exc.__class__.__name__}: {first_line}"
+    )
 
 
 @asynccontextmanager

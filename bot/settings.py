@@ -65,7 +65,12 @@ Names = Annotated[tuple[str, ...], NoDecode]
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        # "NAME=" in .env means "not set", as in config/.env.example.
+        env_ignore_empty=True,
     )
 
     # Vonage

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -13,8 +11,7 @@ from pathlib import Path
 
 import pytest
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, delete, event, inspect, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import delete, event, inspect, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -29,8 +26,6 @@ from bot.directory.engine import BEGIN_MODE
 from bot.directory.models import PhoneLinkRow, RoleGrantRow
 from bot.identity import MemberKey
 
-POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-
 T0 = datetime(2025, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
 PHONE = "+447700900123"
 OTHER_PHONE = "+447700900456"
@@ -42,41 +37,6 @@ OpenDirectory = Callable[..., Directory]
 
 
 # -- fixtures -------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def postgres_admin() -> Iterator[Engine]:
-    """An AUTOCOMMIT engine on the server's maintenance database, for CREATE/DROP DATABASE."""
-    url = make_url(POSTGRES_URL).set(drivername="postgresql+psycopg")
-    engine = create_engine(url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect():
-            pass
-    except OperationalError as exc:
-        engine.dispose()
-        reason = f"PostgreSQL at {url.render_as_string()} is unreachable: {exc.orig}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI promises a PostgreSQL server: {reason}")
-        pytest.skip(reason)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The URL of an empty database that only this test uses."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'directory.db'}"
-        return
-    admin: Engine = request.getfixturevalue("postgres_admin")
-    name = f"verifybot_t_{secrets.token_hex(8)}"
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

@@ -140,10 +140,12 @@ class GatedSandbox(SandboxVerifier):
     def __init__(self, inbox: Inbox) -> None:
         super().__init__(inbox)
         self.gate = asyncio.Event()
+        self.entered = asyncio.Event()
         self.starts = 0
 
     async def start(self, phone: str, *, locale: str | None = None) -> StartOutcome:
         self.starts += 1
+        self.entered.set()
         await self.gate.wait()
         return await super().start(phone, locale=locale)
 
@@ -159,8 +161,7 @@ async def test_two_workers_never_both_start_an_sms_for_one_member(bot: App, inbo
     ]  # fmt: skip
     await workers[0].handle(ALICE, Start())
     first = asyncio.create_task(workers[0].handle(ALICE, Text(PHONE)))
-    while verifier.starts == 0:
-        await asyncio.sleep(0.005)
+    await verifier.entered.wait()
     second = await workers[1].handle(ALICE, Text(PHONE))
     assert keys(second) == ["code.sending"]
     verifier.gate.set()
