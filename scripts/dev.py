@@ -44,8 +44,9 @@ def run(*command: str) -> int:
 
 
 def test(pytest_args: list[str]) -> int:
+    linted = [p for p in ("bot", "adapters", "tests", "bench", "scripts") if (ROOT / p).is_dir()]
     steps = [
-        ("ruff", [str(BIN / "ruff"), "check", "bot", "adapters", "tests", "bench", "scripts"]),
+        ("ruff", [str(BIN / "ruff"), "check", *linted]),
         ("ruff format", [str(BIN / "ruff"), "format", "--check", "bot", "adapters"]),
         ("mypy", [str(BIN / "mypy")]),
         ("pytest", [str(BIN / "pytest"), *pytest_args]),
