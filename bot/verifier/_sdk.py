@@ -88,6 +88,27 @@ class SigningAuth(Auth):  # type: ignore[misc]
         return token.encode()
 
 
+# Vonage wants a region with the language; these are its usual defaults for a bare one.
+_LANGUAGE_DEFAULTS = {
+    "en": "en-us", "es": "es-es", "it": "it-it", "fr": "fr-fr", "de": "de-de",
+    "ru": "ru-ru", "hi": "hi-in", "pt": "pt-pt", "id": "id-id", "zh": "zh-cn",
+}  # fmt: skip
+
+
+def message_language(locale: str | None, supported: frozenset[str]) -> str | None:
+    """The member's locale as one Vonage supports (``pt-BR`` -> ``pt-br``, ``es`` -> ``es-es``)."""
+    if not locale:
+        return None
+    tag = locale.replace("_", "-").lower()
+    if tag in supported:
+        return tag
+    language = tag.split("-")[0]
+    default = _LANGUAGE_DEFAULTS.get(language)
+    if default in supported:
+        return default
+    return next((s for s in sorted(supported) if s.split("-")[0] == language), None)
+
+
 def http_options(
     *, api_host: str, rest_host: str, timeout: int, pool_size: int
 ) -> HttpClientOptions:

@@ -18,6 +18,7 @@ from vonage import Auth, Vonage
 from vonage_http_client.errors import HttpRequestError
 from vonage_verify_legacy import VerifyRequest
 from vonage_verify_legacy.errors import VerifyError
+from vonage_verify_legacy.language_codes import LanguageCode
 
 from bot.flow import (
     CheckFailed,
@@ -35,10 +36,11 @@ from bot.flow import (
     VerificationStarted,
 )
 from bot.privacy import mask_phone
-from bot.verifier._sdk import SdkRunner, http_options, is_transient, status_of
+from bot.verifier._sdk import SdkRunner, http_options, is_transient, message_language, status_of
 
 log = structlog.get_logger("verifybot.vonage")
 
+_LANGUAGES = frozenset(code.value for code in LanguageCode)
 _DETAILS = re.compile(r"details: (\{.*\})\s*$", re.DOTALL)
 
 # Statuses that are the operator's to fix, not the member's.
@@ -115,11 +117,13 @@ class VonageLegacyVerifier:
     async def start(self, phone: str, *, locale: str | None = None) -> StartOutcome:
         masked = mask_phone(phone)
         try:
+            language = message_language(locale, _LANGUAGES)
             request = VerifyRequest(
                 number=phone.removeprefix("+"),
                 brand=self._brand,
                 code_length=self._code_length,
                 pin_expiry=self._pin_expiry,
+                lg=LanguageCode(language) if language else None,
             )
             response = await self._sdk.call_with_retries(
                 self._verify.start_verification, request, transient=_legacy_transient

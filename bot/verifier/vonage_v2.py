@@ -26,28 +26,24 @@ from bot.flow import (
     VerificationStarted,
 )
 from bot.privacy import mask_phone
-from bot.verifier._sdk import SdkRunner, SigningAuth, body_of, http_options, status_of
+from bot.verifier._sdk import (
+    SdkRunner,
+    SigningAuth,
+    body_of,
+    http_options,
+    message_language,
+    status_of,
+)
 
 log = structlog.get_logger("verifybot.vonage")
 
-_LOCALES = {locale.value for locale in Locale}
-# Vonage wants a region with the language; these are its defaults for a bare language.
-_LANGUAGE_DEFAULTS = {
-    "en": "en-us", "es": "es-es", "it": "it-it", "fr": "fr-fr", "de": "de-de",
-    "ru": "ru-ru", "hi": "hi-in", "pt": "pt-pt", "id": "id-id",
-}  # fmt: skip
-
 _OPERATOR_STATUSES = {401: "bad credentials", 402: "no credit", 403: "account not allowed"}
+_LOCALES = frozenset(locale.value for locale in Locale)
 
 
 def vonage_locale(locale: str | None) -> Locale | None:
-    if not locale:
-        return None
-    tag = locale.replace("_", "-").lower()
-    if tag in _LOCALES:
-        return Locale(tag)
-    default = _LANGUAGE_DEFAULTS.get(tag.split("-")[0])
-    return Locale(default) if default else None
+    tag = message_language(locale, _LOCALES)
+    return Locale(tag) if tag else None
 
 
 class VonageVerifier:

@@ -281,6 +281,29 @@ def test_a_bad_key_file_is_one_clear_line(
         build_verifier(vonage_settings(vonage_private_key_path=path))
 
 
+@pytest.mark.parametrize(
+    ("locale", "v2_tag", "legacy_tag"),
+    [
+        ("es-MX", "es-mx", "es-mx"),
+        ("es", "es-es", "es-es"),
+        ("pt_BR", "pt-br", "pt-br"),
+        ("ja", None, "ja-jp"),
+        ("xx", None, None),
+        (None, None, None),
+    ],
+)
+def test_the_members_locale_becomes_one_vonage_supports(
+    locale: str | None, v2_tag: str | None, legacy_tag: str | None
+) -> None:
+    from vonage_verify.enums import Locale
+    from vonage_verify_legacy.language_codes import LanguageCode
+
+    from bot.verifier._sdk import message_language
+
+    assert message_language(locale, frozenset(x.value for x in Locale)) == v2_tag
+    assert message_language(locale, frozenset(x.value for x in LanguageCode)) == legacy_tag
+
+
 def test_a_jwt_is_signed_once_and_reused_until_near_expiry(vonage_key: Any) -> None:
     now = [1_700_000_000.0]
     auth = SigningAuth(VONAGE_APP_ID, vonage_key, clock=lambda: now[0])
@@ -312,7 +335,7 @@ async def test_legacy_logs_a_deprecation_warning_at_startup(
 
 
 async def test_legacy_start_and_right_code(legacy: Verifier, vonage: VonageEmulator) -> None:
-    started = await legacy.start(PHONE)
+    started = await legacy.start(PHONE, locale="pt-BR")
     assert isinstance(started, VerificationStarted)
     (call,) = starts(vonage, "/verify/json")
     assert call.auth == "basic"
