@@ -138,29 +138,14 @@ class Settings(BaseSettings):
     @field_validator("allowed_countries", "blocked_countries", mode="before")
     @classmethod
     def _countries(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        codes = frozenset(c.strip().upper() for c in value.split(",") if c.strip())
-        known = phonenumbers.SUPPORTED_REGIONS
-        unknown = sorted(codes - known)
-        if unknown:
-            raise ValueError(
-                f"unknown country code(s) {', '.join(unknown)} (use ISO codes: GB, US)"
-            )
-        return codes
+        return _names(
+            value, phonenumbers.SUPPORTED_REGIONS, "country code", "use ISO codes: GB, US"
+        )
 
     @field_validator("allowed_number_types", mode="before")
     @classmethod
     def _types(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        names = frozenset(t.strip().upper() for t in value.split(",") if t.strip())
-        unknown = sorted(names - TYPE_NAMES)
-        if unknown:
-            raise ValueError(
-                f"unknown number type(s) {', '.join(unknown)}: use {sorted(TYPE_NAMES)}"
-            )
-        return names
+        return _names(value, TYPE_NAMES, "number type", f"use {', '.join(sorted(TYPE_NAMES))}")
 
     @field_validator("vonage_fallback_channels", mode="before")
     @classmethod
@@ -232,6 +217,17 @@ class Settings(BaseSettings):
     def vonage_start_lease(self) -> float:
         """How long a member's SMS request may take before another message may retry it."""
         return float(self.vonage_timeout_seconds * self.vonage_start_attempts + 15)
+
+
+def _names(value: Any, known: frozenset[str] | set[str], what: str, hint: str) -> Any:
+    """A comma-separated list of upper-case names, each one we know."""
+    if not isinstance(value, str):
+        return value
+    names = frozenset(part.strip().upper() for part in value.split(",") if part.strip())
+    unknown = sorted(names - known)
+    if unknown:
+        raise ValueError(f"unknown {what}(s) {', '.join(unknown)} ({hint})")
+    return names
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -45,6 +45,16 @@ _DETAILS = re.compile(r"details: (\{.*\})\s*$", re.DOTALL)
 
 # Statuses that are the operator's to fix, not the member's.
 _OPERATOR = {"4": "bad credentials", "8": "account barred", "9": "no credit"}
+_THROTTLED = {"1": Failure.THROTTLED}
+_CHECK_ANSWERS: dict[str, CheckOutcome] = {
+    "16": CodeRejected(),  # wrong code
+    "17": TooManyAttempts(),  # wrong code, the last allowed: the request is over
+    "6": CodeExpired(),  # not found or no longer active
+}
+_RESEND_ANSWERS: dict[str, ResendOutcome] = {
+    "6": CodeExpired(),
+    "19": ResendFailed(Failure.NO_MORE_RESENDS),  # no events left to advance to
+}
 _START_FAILURES = {
     "1": Failure.THROTTLED,
     "2": Failure.INVALID_NUMBER,
@@ -151,13 +161,8 @@ class VonageLegacyVerifier:
         except VerifyError as exc:
             status = str(legacy_response(exc).get("status"))
             log.info("verify_check", request_id=request_id, status=status)
-            if status == "16":
-                return CodeRejected()
-            if status == "17":
-                return TooManyAttempts()
-            if status == "6":
-                return CodeExpired()
-            return CheckFailed(self._failure(status, {"1": Failure.THROTTLED}))
+            known = _CHECK_ANSWERS.get(status)
+            return known or CheckFailed(self._failure(status, _THROTTLED))
         except (HttpRequestError, requests.RequestException, ValidationError) as exc:
             log.warning("verify_check_failed", request_id=request_id, error=type(exc).__name__)
             return CheckFailed(Failure.UNAVAILABLE)
@@ -170,11 +175,8 @@ class VonageLegacyVerifier:
         except VerifyError as exc:
             status = str(legacy_response(exc).get("status"))
             log.info("verify_next_event", request_id=request_id, status=status)
-            if status == "6":
-                return CodeExpired()
-            if status == "19":
-                return ResendFailed(Failure.NO_MORE_RESENDS)
-            return ResendFailed(self._failure(status, {"1": Failure.THROTTLED}))
+            answer = _RESEND_ANSWERS.get(status)
+            return answer or ResendFailed(self._failure(status, _THROTTLED))
         except (HttpRequestError, requests.RequestException) as exc:
             log.warning("verify_next_event_failed", request_id=request_id, status=status_of(exc))
             return ResendFailed(Failure.UNAVAILABLE)

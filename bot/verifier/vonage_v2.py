@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import requests
 import structlog
 from pydantic import ValidationError
@@ -37,8 +40,23 @@ from bot.verifier._sdk import (
 
 log = structlog.get_logger("verifybot.vonage")
 
+T = TypeVar("T")
+
 _OPERATOR_STATUSES = {401: "bad credentials", 402: "no credit", 403: "account not allowed"}
 _LOCALES = frozenset(locale.value for locale in Locale)
+
+# What Vonage's HTTP errors mean for a check and for a resend (next_workflow).
+_CHECK_ANSWERS: dict[int, CheckOutcome] = {
+    400: CodeRejected(),
+    404: CodeExpired(),
+    410: TooManyAttempts(),
+    429: CheckFailed(Failure.THROTTLED),
+}
+_RESEND_ANSWERS: dict[int, ResendOutcome] = {
+    404: CodeExpired(),
+    409: ResendFailed(Failure.NO_MORE_RESENDS),
+    429: ResendFailed(Failure.THROTTLED),
+}
 
 
 def vonage_locale(locale: str | None) -> Locale | None:
@@ -138,16 +156,7 @@ class VonageVerifier:
         except HttpRequestError as exc:
             status = status_of(exc)
             log.info("verify_check", request_id=request_id, status=status)
-            if status == 400:
-                return CodeRejected()
-            if status == 404:
-                return CodeExpired()
-            if status == 410:
-                return TooManyAttempts()
-            if status == 429:
-                return CheckFailed(Failure.THROTTLED)
-            self._report(status)
-            return CheckFailed(Failure.UNAVAILABLE)
+            return _CHECK_ANSWERS.get(status or 0) or self._unavailable(status, CheckFailed)
         except (requests.RequestException, ValidationError) as exc:
             log.warning("verify_check_failed", request_id=request_id, error=type(exc).__name__)
             return CheckFailed(Failure.UNAVAILABLE)
@@ -160,14 +169,7 @@ class VonageVerifier:
         except HttpRequestError as exc:
             status = status_of(exc)
             log.info("verify_next_workflow", request_id=request_id, status=status)
-            if status == 404:
-                return CodeExpired()
-            if status == 409:
-                return ResendFailed(Failure.NO_MORE_RESENDS)
-            if status == 429:
-                return ResendFailed(Failure.THROTTLED)
-            self._report(status)
-            return ResendFailed(Failure.UNAVAILABLE)
+            return _RESEND_ANSWERS.get(status or 0) or self._unavailable(status, ResendFailed)
         except requests.RequestException as exc:
             log.warning(
                 "verify_next_workflow_failed", request_id=request_id, error=type(exc).__name__
@@ -175,6 +177,10 @@ class VonageVerifier:
             return ResendFailed(Failure.UNAVAILABLE)
         log.info("verify_next_workflow", request_id=request_id, status=200)
         return Resent()
+
+    def _unavailable(self, status: int | None, answer: Callable[[Failure], T]) -> T:
+        self._report(status)
+        return answer(Failure.UNAVAILABLE)
 
     async def cancel(self, request_id: str) -> None:
         try:
