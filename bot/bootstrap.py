@@ -146,6 +146,7 @@ async def open_app(
                     prefix=settings.redis_prefix,
                     conversation_ttl=settings.conversation_ttl_seconds,
                     duplicate_ttl=settings.duplicate_ttl_seconds,
+                    max_in_flight=settings.redis_max_connections,
                 )
                 engine = Engine(
                     store=store,

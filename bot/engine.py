@@ -180,7 +180,7 @@ class Engine:
         for request_id in turn.cancels:
             await self.verifier.cancel(request_id)
         if turn.conversation.state is not before:
-            log.info(
+            log.debug(
                 "conversation_moved",
                 member=str(turn.member.key),
                 state_from=before.value,

@@ -14,6 +14,7 @@ precisely when a slot frees up.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Sequence
@@ -177,8 +178,13 @@ class Store:
         prefix: str = "verifybot:",
         conversation_ttl: float = 7 * 86400,
         duplicate_ttl: float = 25 * 3600,
+        max_in_flight: int = 64,
     ) -> None:
         self.redis = redis
+        # redis-py's BlockingConnectionPool hands a freed connection to whoever asks next,
+        # not to the longest waiter: above the pool size some messages starve until its
+        # timeout. A FIFO semaphore of the pool's size queues them fairly instead.
+        self._gate = asyncio.Semaphore(max_in_flight)
         self.prefix = prefix
         self._conversation_ttl_ms = int(conversation_ttl * 1000)
         self._duplicate_ttl_ms = int(duplicate_ttl * 1000)
@@ -210,7 +216,8 @@ class Store:
         for limit in peek:
             keys.append(self.limit_key(limit))
             args += [limit.rate.window * 1000, limit.rate.count]
-        result = await self._load(keys=keys, args=args)
+        async with self._gate:
+            result = await self._load(keys=keys, args=args)
         if int(result[0]) == 1:
             return Snapshot(duplicate=True, conversation=Conversation(), version=0)
         conversation, version = decode(result[1])
@@ -219,7 +226,8 @@ class Store:
 
     async def forget_delivery(self, member: MemberKey, delivery_id: str) -> None:
         """Let a delivery be handled again, after handling it failed."""
-        await self.redis.delete(self.delivery_key(member, delivery_id))
+        async with self._gate:
+            await self.redis.delete(self.delivery_key(member, delivery_id))
 
     async def commit(
         self,
@@ -236,7 +244,8 @@ class Store:
         for hit in hits:
             keys.append(self.limit_key(hit.limit))
             args += [hit.limit.rate.window * 1000, hit.limit.rate.count, hit.mode]
-        result = await self._commit(keys=keys, args=args)
+        async with self._gate:
+            result = await self._commit(keys=keys, args=args)
         outcome = result[0].decode() if isinstance(result[0], bytes) else str(result[0])
         if outcome == "ok":
             return Committed(int(result[1]))

@@ -6,8 +6,10 @@ transaction on its own connection, so one ``Directory`` may be shared by many th
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -84,6 +86,9 @@ class Directory:
             )
         self._engine = create_directory_engine(url)
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+        self._write_gate: contextlib.AbstractContextManager[object] = (
+            threading.RLock() if self._engine.dialect.name == "sqlite" else contextlib.nullcontext()
+        )
         self._max_accounts_per_phone = max_accounts_per_phone
 
     @property
@@ -317,7 +322,11 @@ class Directory:
         On SQLite, writes begin IMMEDIATE (see engine.py) and reads plain BEGIN, so readers
         never queue behind the write lock.
         """
-        with self._sessions() as session:
+        # SQLite makes waiting writers poll for its lock (sleeps up to 100 ms, no queue), so
+        # under load some starve past busy_timeout. Queue this process's writers here
+        # instead; other processes still meet busy_timeout. PostgreSQL needs no such gate.
+        gate = self._write_gate if write else contextlib.nullcontext()
+        with gate, self._sessions() as session:
             # The option must be set as the connection is checked out: it is read at BEGIN.
             session.connection(execution_options={BEGIN_MODE: "IMMEDIATE" if write else "DEFERRED"})
             yield session

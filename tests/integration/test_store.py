@@ -151,3 +151,32 @@ def test_unreadable_stored_state_counts_as_a_fresh_conversation() -> None:
     assert decode(b"not json") == (Conversation(), 0)
     assert decode('{"v": 4, "state": "nonsense"}') == (Conversation(), 4)
     assert decode(encode(WAITING, 3)) == (WAITING, 3)
+
+
+async def test_more_messages_than_connections_all_get_a_turn(
+    redis_url: str, key_prefix: str
+) -> None:
+    """A steady stream of messages, many more than connections: none starves past the
+    pool's timeout (redis-py hands a freed connection to a newcomer, not the longest
+    waiter; the store queues callers first-come, first-served)."""
+    from redis.asyncio import BlockingConnectionPool
+
+    pool = BlockingConnectionPool.from_url(redis_url, max_connections=4, timeout=1)
+    client = Redis(connection_pool=pool)
+    store = Store(client, prefix=key_prefix, max_in_flight=4)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 2.5
+
+    async def member(i: int) -> int:
+        handled = 0
+        while loop.time() < deadline:
+            await store.load(MemberKey("telegram", "bot1", str(i)), now=NOW)
+            handled += 1
+        return handled
+
+    try:
+        handled = await asyncio.gather(*(member(i) for i in range(100)))
+        assert min(handled) > 0
+    finally:
+        await client.aclose()
+        await pool.disconnect()
