@@ -411,17 +411,11 @@ async def run_all(app: App, inbox: Inbox) -> None:
             )
     pool = app.settings.redis_max_connections
     print(
-        "\nnotes: the long max/p99 of verifications at 50 in flight is the SQLite write:"
-        " writers in the worker threads queue for the write lock through SQLite's polling busy"
-        " handler (sleeps of up to 100 ms, no order), so an unlucky one waits >1 s."
+        "\nnotes: this process's SQLite writers queue behind one lock (Directory._write_gate)"
+        " rather than SQLite's polling busy handler; above"
+        f" {pool} messages in flight (REDIS_MAX_CONNECTIONS) callers queue first-come,"
+        " first-served for Redis (Store._gate). The remaining tail is the one core: the GIL."
     )
-    if max(CONCURRENCY) > pool:
-        print(
-            f"  Above {pool} messages in flight (REDIS_MAX_CONNECTIONS) tasks also queue for a"
-            " Redis connection, and redis-py's BlockingConnectionPool lets newcomers overtake"
-            " woken waiters: some wait for most of the run (the p99/max of help at 200)."
-            " Sustained past the pool's 10 s timeout, they fail with error.internal."
-        )
     print(f"\nsandbox codes sent: {inbox.lines}")
 
 
