@@ -130,17 +130,13 @@ async def open_redis(settings: Settings) -> AsyncIterator[Redis]:
 async def open_app(
     settings: Settings, *, show_code: Callable[[str], None] | None = None
 ) -> AsyncIterator[App]:
+    """Everything the bot needs, opened in order of what fails most plainly first."""
     catalogue = load_catalogue(settings)
     verifier = build_verifier(settings, **({"show_code": show_code} if show_code else {}))
-    if verifier.name == "sandbox":
-        log.warning(
-            "sandbox_verifier",
-            note="no Vonage credentials: codes are shown here and no SMS is sent",
-        )
     try:
-        async with open_redis(settings) as redis:
-            directory = open_directory(settings)
-            try:
+        directory = open_directory(settings)
+        try:
+            async with open_redis(settings) as redis:
                 store = Store(
                     redis,
                     prefix=settings.redis_prefix,
@@ -155,8 +151,13 @@ async def open_app(
                     policy=flow_policy(settings),
                     limits=Limits.from_settings(settings),
                 )
+                if verifier.name == "sandbox":
+                    log.warning(
+                        "sandbox_verifier",
+                        note="no Vonage credentials: codes are shown here and no SMS is sent",
+                    )
                 yield App(settings, engine, catalogue, store, directory, verifier)
-            finally:
-                directory.close()
+        finally:
+            directory.close()
     finally:
         await verifier.aclose()

@@ -101,6 +101,7 @@ def test_db_upgrade_creates_the_schema(database_url: str, tmp_path: Path) -> Non
         ({"DATABASE_URL": "sqlite:////proc/verifybot/y.db"}, "cannot open the database"),
         ({"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/db"}, "cannot open the database"),
         ({"REDIS_URL": "localhost"}, "REDIS_URL: must start with redis://"),
+        ({"REDIS_URL": "redis://127.0.0.1:1/0"}, "cannot reach Redis at redis://127.0.0.1:1/0"),
         ({"VONAGE_APPLICATION_ID": "a1b2c3d4-0000-4000-8000-0123456789ab",
           "VONAGE_PRIVATE_KEY_PATH": "/nonexistent/key"}, "cannot read it"),
     ],
@@ -109,7 +110,7 @@ def test_bad_configuration_is_one_line_never_a_traceback(
     tmp_path: Path, env: dict[str, str], message: str
 ) -> None:
     result = verifybot("db", "upgrade", env=environment(**env), cwd=tmp_path)
-    if "VONAGE" in "".join(env):
+    if "VONAGE" in "".join(env) or "redis://" in env.get("REDIS_URL", ""):
         result = verifybot("console", env=environment(**env), cwd=tmp_path)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import phonenumbers
 import pytest
 
-from bot.phone import PhoneNumber, PhonePolicy, PhoneRefusal, normalise_contact, parse_phone
+from bot.phone import (
+    DEFAULT_SMS_TYPES,
+    TYPE_NAMES,
+    PhoneNumber,
+    PhonePolicy,
+    PhoneRefusal,
+    normalise_contact,
+    parse_phone,
+)
 from bot.privacy import mask_phone
 
 GB = PhonePolicy(default_region="GB")
@@ -60,6 +69,24 @@ def test_what_cannot_be_a_phone_is_refused_with_a_reason(typed: str, refusal: Ph
 )
 def test_numbers_that_cannot_receive_an_sms_are_refused_by_default(typed: str, kind: str) -> None:
     assert parse_phone(typed, PhonePolicy()) == PhoneRefusal.TYPE_NOT_ALLOWED
+
+
+REFUSED_BY_DEFAULT = [
+    name for name in sorted(TYPE_NAMES) if name not in DEFAULT_SMS_TYPES | {"UNKNOWN"}
+]
+
+
+@pytest.mark.parametrize("type_name", REFUSED_BY_DEFAULT)
+def test_phonenumbers_own_example_of_every_non_sms_type_is_refused(type_name: str) -> None:
+    """One real example per type, from phonenumbers' metadata, in whichever region has one."""
+    kind = getattr(phonenumbers.PhoneNumberType, type_name)
+    examples = [
+        phonenumbers.example_number_for_type(region, kind) for region in ("GB", "DE", "US", "FR")
+    ]
+    example = next(e for e in examples if e is not None)
+    e164 = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
+    assert phonenumbers.number_type(example) == kind
+    assert parse_phone(e164, PhonePolicy()) == PhoneRefusal.TYPE_NOT_ALLOWED
 
 
 def test_mobile_and_fixed_line_or_mobile_are_allowed_by_default() -> None:
