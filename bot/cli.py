@@ -13,7 +13,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 
@@ -36,7 +36,6 @@ db_app = typer.Typer(help="Manage the SQL database (DATABASE_URL).", no_args_is_
 app.add_typer(users_app, name="users")
 app.add_typer(db_app, name="db")
 
-T = TypeVar("T")
 
 EXIT_CONFIG = 2
 
