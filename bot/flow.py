@@ -11,6 +11,7 @@ the states the row may lead to. ``python -m bot flow`` draws it as a diagram.
 from __future__ import annotations
 
 import enum
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -568,7 +569,7 @@ def _sending(conv: Conversation, event: Event, ctx: Context, policy: FlowPolicy)
 def _code_given(
     conv: Conversation, event: CodeGiven | Text, ctx: Context, policy: FlowPolicy
 ) -> Step:
-    code = "".join(event.text.split())
+    code = _ascii_digits("".join(event.text.split()))
     if not (code.isascii() and code.isdigit()):
         if isinstance(event, Text):
             return _await_code_help(conv, event, ctx, policy)
@@ -582,6 +583,11 @@ def _code_given(
         wait = Duration(_seconds_until(blocked, ctx))
         return Step(conv, (Reply("limit.wrong_codes", {"wait": wait}, _CODE_ACTIONS),))
     return Step(conv, (CheckCode(_request_id(conv), code),))
+
+
+def _ascii_digits(text: str) -> str:
+    """Keyboards in many languages type their own digits (٤٥٦, ４５６); Vonage wants ASCII."""
+    return "".join(str(unicodedata.decimal(ch)) if ch.isdecimal() else ch for ch in text)
 
 
 def _code_accepted(conv: Conversation, event: Event, ctx: Context, policy: FlowPolicy) -> Step:

@@ -254,7 +254,7 @@ def test_a_lapsed_lease_lets_the_member_try_again() -> None:
 # --- await_code -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("typed", ["123456", "123 456", " 12 34 56 "])
+@pytest.mark.parametrize("typed", ["123456", "123 456", " 12 34 56 ", "١٢٣٤٥٦", "１２３ ４５６"])
 def test_a_code_with_spaces_is_checked(typed: str) -> None:
     assert run(AWAIT_CODE, Text(typed)).effects == (CheckCode("req-1", "123456"),)
 

@@ -30,6 +30,7 @@ GB = PhonePolicy(default_region="GB")
         ("+1 415 555 2671", GB, "+14155552671"),
         ("+33 6 12 34 56 78", GB, "+33612345678"),
         ("+49 151 23456789", GB, "+4915123456789"),
+        ("+٤٤ ٧٤٠٠ ١٢٣٤٥٦", PhonePolicy(), "+447400123456"),  # Arabic-Indic digits
     ],
 )
 def test_common_formats_become_e164(typed: str, policy: PhonePolicy, e164: str) -> None:
