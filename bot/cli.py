@@ -25,6 +25,8 @@ from bot.settings import ConfigError, Settings, load_settings
 app = typer.Typer(
     name="verifybot",
     help="Verify community members' phone numbers in chat, with the Vonage Verify API.",
+    epilog="Settings come from the environment and ./.env (every one is documented in "
+    "config/.env.example). New here? Try `verifybot console`, then `verifybot doctor`.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
