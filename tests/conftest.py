@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from bot.embedded_redis import EmbeddedRedis
@@ -28,8 +29,14 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def key_prefix() -> str:
-    return f"test:{uuid.uuid4().hex[:12]}:"
+def key_prefix(redis_url: str) -> Iterator[str]:
+    """This test's own key prefix; afterwards its keys, and only its keys, are deleted."""
+    prefix = f"test:{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    with SyncRedis.from_url(redis_url) as client:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
 
 
 @pytest.fixture
@@ -38,10 +45,6 @@ async def redis(redis_url: str, key_prefix: str) -> AsyncIterator[Redis]:
     try:
         yield client
     finally:
-        # Delete only what this test created.
-        keys = [key async for key in client.scan_iter(match=f"{key_prefix}*", count=500)]
-        if keys:
-            await client.delete(*keys)
         await client.aclose()
 
 
