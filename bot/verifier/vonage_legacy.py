@@ -57,7 +57,7 @@ _RESEND_ANSWERS: dict[str, ResendOutcome] = {
 }
 _START_FAILURES = {
     "1": Failure.THROTTLED,
-    "2": Failure.INVALID_NUMBER,
+    # "2" (a missing parameter) is our request's fault, not the member's: unavailable.
     "3": Failure.INVALID_NUMBER,
     "7": Failure.NUMBER_BLOCKED,
     "15": Failure.NUMBER_BLOCKED,

@@ -370,13 +370,15 @@ async def test_legacy_concurrent_start_status_10_is_adopted(
         ("7", Failure.NUMBER_BLOCKED, False),
         ("15", Failure.NUMBER_BLOCKED, False),
         ("3", Failure.INVALID_NUMBER, False),
+        ("2", Failure.UNAVAILABLE, False),
+        ("5", Failure.UNAVAILABLE, False),  # internal error, after the retries
         ("29", Failure.NUMBER_BLOCKED, True),  # demo mode: the operator must whitelist
     ],
 )  # fmt: skip
 async def test_legacy_start_statuses(
     legacy: Verifier, vonage: VonageEmulator, status: str, failure: Failure, loud: bool
 ) -> None:
-    vonage.inject(f"status:{status}", path_prefix="/verify/json")
+    vonage.inject(f"status:{status}", path_prefix="/verify/json", times=3)
     with capture_logs() as logs:
         assert await legacy.start(PHONE) == StartFailed(failure)
     assert any(e["log_level"] == "critical" for e in logs) is loud
