@@ -18,6 +18,14 @@ from bot.settings import Settings
 from bot.store import Store
 
 
+def unconfigured_environment(**values: str) -> dict[str, str]:
+    """This machine's environment with no verifybot setting in it, plus ``values``: what a
+    newcomer's shell looks like to a ``verifybot`` subprocess."""
+    names = {name.upper() for name in Settings.model_fields}
+    env = {k: v for k, v in os.environ.items() if k.upper() not in names}
+    return {**env, "PYTHONUNBUFFERED": "1", **values}
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = os.environ.get("REDIS_URL")

@@ -7,7 +7,6 @@ Every run also scans the JSON log lines for the code and the full phone number.
 from __future__ import annotations
 
 import json
-import os
 import queue
 import re
 import subprocess
@@ -20,7 +19,7 @@ from typing import IO, Any
 
 import pytest
 
-from bot.settings import Settings
+from tests.conftest import unconfigured_environment
 
 FICTIONAL = "+44 7700 900123"  # the README's example: accepted by the sandbox only
 E164_DIGITS = "447700900123"
@@ -90,12 +89,7 @@ class Console:
         return self.process.returncode
 
 
-def clean_environment() -> dict[str, str]:
-    """The machine's environment without any verifybot setting: no configuration at all."""
-    names = {name.upper() for name in Settings.model_fields}
-    env = {k: v for k, v in os.environ.items() if k.upper() not in names}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+clean_environment = unconfigured_environment
 
 
 @pytest.fixture

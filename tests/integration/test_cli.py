@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -15,15 +14,12 @@ import pytest
 
 from bot.directory import Directory
 from bot.identity import MemberKey
-from bot.settings import Settings
+from tests.conftest import unconfigured_environment
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
-def environment(**values: str) -> dict[str, str]:
-    names = {name.upper() for name in Settings.model_fields}
-    env = {k: v for k, v in os.environ.items() if k.upper() not in names}
-    return {**env, **values}
+environment = unconfigured_environment
 
 
 def verifybot(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
