@@ -85,6 +85,7 @@ class Settings(BaseSettings):
     vonage_rest_host: str = "rest.nexmo.com"
     vonage_timeout_seconds: int = Field(10, ge=1, le=120)
     vonage_start_attempts: int = Field(3, ge=1, le=10)
+    vonage_retry_wait_seconds: float = Field(0.5, ge=0, le=30)
     vonage_fallback_channels: Names = ()
     vonage_channel_timeout: int = Field(300, ge=15, le=900)
     vonage_max_concurrency: int = Field(8, ge=1, le=256)

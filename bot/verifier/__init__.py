@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable
 
 from bot.settings import ConfigError, Settings
-from bot.verifier._sdk import SigningAuth
+from bot.verifier._sdk import SigningAuth, VonageOptions
 from bot.verifier.base import Verifier
 from bot.verifier.keys import PrivateKeyError, load_private_key
 from bot.verifier.sandbox import SandboxVerifier
@@ -41,21 +41,22 @@ def build_verifier(
     settings: Settings, *, show_code: Callable[[str], None] = _to_operator
 ) -> Verifier:
     kind = settings.verifier_kind
-    common = {
-        "brand": settings.vonage_brand_name,
-        "api_host": settings.vonage_api_host,
-        "rest_host": settings.vonage_rest_host,
-        "timeout": settings.vonage_timeout_seconds,
-        "code_length": settings.code_length,
-        "max_workers": settings.vonage_max_concurrency,
-        "start_attempts": settings.vonage_start_attempts,
-    }
+    options = VonageOptions(
+        brand=settings.vonage_brand_name,
+        api_host=settings.vonage_api_host,
+        rest_host=settings.vonage_rest_host,
+        timeout=settings.vonage_timeout_seconds,
+        code_length=settings.code_length,
+        max_workers=settings.vonage_max_concurrency,
+        start_attempts=settings.vonage_start_attempts,
+        retry_wait=settings.vonage_retry_wait_seconds,
+    )
     if kind == "vonage":
         return VonageVerifier(
             signing_auth(settings),
+            options,
             channel_timeout=settings.vonage_channel_timeout,
             fallback_channels=settings.vonage_fallback_channels,
-            **common,  # type: ignore[arg-type]
         )
     if kind == "vonage-legacy":
         if settings.vonage_api_key is None or settings.vonage_api_secret is None:
@@ -64,8 +65,8 @@ def build_verifier(
             return VonageLegacyVerifier(
                 api_key=settings.vonage_api_key,
                 api_secret=settings.vonage_api_secret.get_secret_value(),
+                options=options,
                 pin_expiry=settings.code_validity_seconds,
-                **common,  # type: ignore[arg-type]
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from None

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import jwt
@@ -109,17 +110,32 @@ def message_language(locale: str | None, supported: frozenset[str]) -> str | Non
     return next((s for s in sorted(supported) if s.split("-")[0] == language), None)
 
 
-def http_options(
-    *, api_host: str, rest_host: str, timeout: int, pool_size: int
-) -> HttpClientOptions:
-    return HttpClientOptions(
-        api_host=api_host,
-        rest_host=rest_host,
-        timeout=timeout,
-        pool_connections=1,
-        pool_maxsize=pool_size,
-        max_retries=1,  # connection set-up only; the request itself was never sent
-    )
+@dataclass(frozen=True, slots=True)
+class VonageOptions:
+    """What both Vonage verifiers are configured with."""
+
+    brand: str
+    api_host: str = "api.nexmo.com"
+    rest_host: str = "rest.nexmo.com"
+    timeout: int = 10
+    code_length: int = 6
+    max_workers: int = 8
+    start_attempts: int = 3
+    retry_wait: float = 0.5
+
+    def client(self, auth: Auth) -> Vonage:
+        # One client per API: the SDK shares a mutable headers dict between APIs on a client.
+        return Vonage(
+            auth,
+            HttpClientOptions(
+                api_host=self.api_host,
+                rest_host=self.rest_host,
+                timeout=self.timeout,
+                pool_connections=1,
+                pool_maxsize=self.max_workers,
+                max_retries=1,  # connection set-up only; the request itself was never sent
+            ),
+        )
 
 
 def status_of(exc: BaseException) -> int | None:
@@ -147,21 +163,15 @@ def is_transient(exc: Exception) -> bool:
 class SdkRunner:
     """Runs blocking SDK calls in a bounded thread pool and retries what may be retried."""
 
-    def __init__(
-        self,
-        client: Vonage,
-        *,
-        api: str,
-        max_workers: int,
-        start_attempts: int,
-        retry_wait: float,
-    ) -> None:
+    def __init__(self, auth: Auth, options: VonageOptions, *, api: str) -> None:
         quiet_sdk_loggers()
-        self.client = client
+        self.client = options.client(auth)
         self.api = api
-        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=f"{api}-")
-        self._attempts = start_attempts
-        self._retry_wait = retry_wait
+        self._pool = ThreadPoolExecutor(
+            max_workers=options.max_workers, thread_name_prefix=f"{api}-"
+        )
+        self._attempts = options.start_attempts
+        self._retry_wait = options.retry_wait
         self._reported: set[str] = set()
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:

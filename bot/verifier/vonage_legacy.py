@@ -14,7 +14,7 @@ from typing import Any
 import requests
 import structlog
 from pydantic import ValidationError
-from vonage import Auth, Vonage
+from vonage import Auth
 from vonage_http_client.errors import HttpRequestError
 from vonage_verify_legacy import VerifyRequest
 from vonage_verify_legacy.errors import VerifyError
@@ -36,7 +36,13 @@ from bot.flow import (
     VerificationStarted,
 )
 from bot.privacy import mask_phone
-from bot.verifier._sdk import SdkRunner, http_options, is_transient, message_language, status_of
+from bot.verifier._sdk import (
+    SdkRunner,
+    VonageOptions,
+    is_transient,
+    message_language,
+    status_of,
+)
 
 log = structlog.get_logger("verifybot.vonage")
 
@@ -88,35 +94,15 @@ class VonageLegacyVerifier:
     name = "vonage-legacy"
 
     def __init__(
-        self,
-        *,
-        api_key: str,
-        api_secret: str,
-        brand: str,
-        api_host: str = "api.nexmo.com",
-        rest_host: str = "rest.nexmo.com",
-        timeout: int = 10,
-        code_length: int = 6,
-        pin_expiry: int = 300,
-        max_workers: int = 8,
-        start_attempts: int = 3,
-        retry_wait: float = 0.5,
+        self, *, api_key: str, api_secret: str, options: VonageOptions, pin_expiry: int = 300
     ) -> None:
-        if code_length not in (4, 6):
+        if options.code_length not in (4, 6):
             raise ValueError("CODE_LENGTH must be 4 or 6 with the legacy Verify API")
-        options = http_options(
-            api_host=api_host, rest_host=rest_host, timeout=timeout, pool_size=max_workers
-        )
-        self._sdk = SdkRunner(
-            Vonage(Auth(api_key=api_key, api_secret=api_secret), options),
-            api="verify-legacy",
-            max_workers=max_workers,
-            start_attempts=start_attempts,
-            retry_wait=retry_wait,
-        )
+        auth = Auth(api_key=api_key, api_secret=api_secret)
+        self._sdk = SdkRunner(auth, options, api="verify-legacy")
         self._verify = self._sdk.client.verify_legacy
-        self._brand = brand
-        self._code_length = code_length
+        self._brand = options.brand
+        self._code_length = options.code_length
         self._pin_expiry = max(60, min(3600, pin_expiry))
         log.warning(
             "vonage_legacy_verify",

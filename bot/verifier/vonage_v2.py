@@ -8,7 +8,6 @@ from typing import TypeVar
 import requests
 import structlog
 from pydantic import ValidationError
-from vonage import Vonage
 from vonage_http_client.errors import HttpRequestError
 from vonage_verify import SmsChannel, VerifyRequest, VoiceChannel
 from vonage_verify.enums import Locale
@@ -32,8 +31,8 @@ from bot.privacy import mask_phone
 from bot.verifier._sdk import (
     SdkRunner,
     SigningAuth,
+    VonageOptions,
     body_of,
-    http_options,
     message_language,
     status_of,
 )
@@ -70,32 +69,15 @@ class VonageVerifier:
     def __init__(
         self,
         auth: SigningAuth,
+        options: VonageOptions,
         *,
-        brand: str,
-        api_host: str = "api.nexmo.com",
-        rest_host: str = "rest.nexmo.com",
-        timeout: int = 10,
-        code_length: int = 6,
         channel_timeout: int = 300,
         fallback_channels: tuple[str, ...] = (),
-        max_workers: int = 8,
-        start_attempts: int = 3,
-        retry_wait: float = 0.5,
     ) -> None:
-        options = http_options(
-            api_host=api_host, rest_host=rest_host, timeout=timeout, pool_size=max_workers
-        )
-        # One client per API: the SDK shares a mutable headers dict between APIs on a client.
-        self._sdk = SdkRunner(
-            Vonage(auth, options),
-            api="verify-v2",
-            max_workers=max_workers,
-            start_attempts=start_attempts,
-            retry_wait=retry_wait,
-        )
+        self._sdk = SdkRunner(auth, options, api="verify-v2")
         self._verify = self._sdk.client.verify
-        self._brand = brand
-        self._code_length = code_length
+        self._brand = options.brand
+        self._code_length = options.code_length
         self._channel_timeout = channel_timeout
         self._fallbacks = fallback_channels
 

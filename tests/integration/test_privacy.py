@@ -92,10 +92,10 @@ async def test_no_log_line_carries_a_code_or_a_full_phone_number(
         credentials = {"vonage_api_key": VONAGE_API_KEY, "vonage_api_secret": VONAGE_API_SECRET}
     settings = make_settings(
         vonage_api_host=vonage.host, resend_cooldown_seconds=0, max_accounts_per_phone=5,
+        vonage_retry_wait_seconds=0.01,
         **credentials,
     )  # fmt: skip
     async with open_app(settings) as app:
-        app.verifier._sdk._retry_wait = 0.01
         await run_flows(app, vonage)
     assert len(vonage.deliveries) >= 3
     text = log_output.getvalue()
