@@ -266,6 +266,26 @@ class Reply:
     params: Mapping[str, Param] = field(default_factory=dict)
     actions: tuple[Action, ...] = ()
 
+    @property
+    def about_code(self) -> bool:
+        """Talks about the code we texted, so it must carry the anti-scam warning."""
+        return self.key in CODE_REPLIES
+
+
+#: Replies about the texted code. Scammers impersonate verification bots to harvest login
+#: codes, so every one of these is rendered with the catalogue's ``code.warning``.
+CODE_REPLIES = frozenset(
+    {
+        "code.sent",
+        "code.format",
+        "code.wrong",
+        "resend.done",
+        "status.await_code",
+        "help.await_code",
+        "verified.save_failed",
+    }
+)
+
 
 @dataclass(frozen=True, slots=True)
 class CancelVerification:

@@ -3,6 +3,10 @@
 Languages are TOML files beside this module (``en.toml`` is the reference); an operator
 may add or override languages with ``TEXTS_DIR``. Lookups fall back from ``pt-br`` to
 ``pt`` to the default language, key by key, so a partial translation still works.
+
+A platform may word a text its own way: ``[telegram.code] warning`` replaces ``code.warning``
+for Telegram. Adapters pass ``variant="telegram"``; the fallback order is variant then plain
+key, in each language in turn.
 """
 
 from __future__ import annotations
@@ -74,20 +78,30 @@ class Catalogue:
                     return candidate
         return self.default
 
-    def text(self, key: str, locale: str | None = None, **params: Param) -> str:
+    def text(
+        self, key: str, locale: str | None = None, *, variant: str | None = None, **params: Param
+    ) -> str:
         language = self.language_for(locale)
+        keys = (f"{variant}.{key}", key) if variant else (key,)
         for lang in dict.fromkeys((language, language.split("-")[0], self.default, REFERENCE)):
-            template = self.languages.get(lang, {}).get(key)
-            if template is not None:
-                values = {name: self._value(value, lang) for name, value in params.items()}
-                return template.format(**values)
+            texts = self.languages.get(lang, {})
+            for candidate in keys:
+                template = texts.get(candidate)
+                if template is not None:
+                    values = {name: self._value(value, lang) for name, value in params.items()}
+                    return template.format(**values)
         raise KeyError(f"no text for {key!r}")
 
-    def render(self, reply: Reply, locale: str | None = None) -> str:
-        return self.text(reply.key, locale, **reply.params)
+    def render(self, reply: Reply, locale: str | None = None, *, variant: str | None = None) -> str:
+        text = self.text(reply.key, locale, variant=variant, **reply.params)
+        if reply.about_code:
+            text += "\n" + self.text("code.warning", locale, variant=variant)
+        return text
 
-    def action_label(self, action: Action, locale: str | None = None) -> str:
-        return self.text(f"action.{action.value}", locale)
+    def action_label(
+        self, action: Action, locale: str | None = None, *, variant: str | None = None
+    ) -> str:
+        return self.text(f"action.{action.value}", locale, variant=variant)
 
     def _value(self, value: Param, lang: str) -> str:
         if isinstance(value, Duration):
