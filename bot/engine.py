@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 import structlog
 
-from bot.directory import Directory, RecordOutcome
+from bot.directory import Directory, PhoneLink, RecordOutcome
 from bot.flow import (
     Answer,
     CancelVerification,
@@ -52,7 +52,7 @@ from bot.flow import (
     Status,
     step,
 )
-from bot.identity import Member
+from bot.identity import Member, MemberKey
 from bot.limits import Limits
 from bot.store import Committed, Conflict, Hit, LimitReached, Store
 from bot.verifier.base import Verifier
@@ -134,6 +134,11 @@ class Engine:
         """The member's conversation as it stands, for status displays."""
         snapshot = await self.store.load(member.key, now=self.clock())
         return snapshot.conversation
+
+    async def verification(self, key: MemberKey) -> PhoneLink | None:
+        """The member's verified phone link, or None: for gates and status displays."""
+        link = await asyncio.to_thread(self.directory.find, key)
+        return link if link is not None and link.is_phone_verified else None
 
     async def _handle(self, member: Member, event: MemberEvent, delivery_id: str | None) -> Outcome:
         for attempt in range(_ATTEMPTS):

@@ -58,7 +58,21 @@ def _format_window(seconds: int) -> str:
     return f"{seconds}s"
 
 
+def parse_seconds(value: str | int) -> int:
+    """``"90"``, ``"15m"``, ``"2h"`` or ``"1d"`` -> seconds; ``"0"`` or ``"off"`` -> 0."""
+    if isinstance(value, int):
+        return value
+    text = value.strip().lower()
+    if text in ("", "off", "none", "0"):
+        return 0
+    match = re.match(r"^(\d+)\s*([smhd]?)$", text)
+    if not match:
+        raise ValueError(f"{value!r} is not a duration like 90, 15m, 2h or 1d")
+    return int(match.group(1)) * _UNITS[match.group(2) or "s"]
+
+
 Rates = Annotated[tuple[Rate, ...], NoDecode]
+Seconds = Annotated[int, NoDecode, Field(ge=0, le=30 * 86400)]
 Countries = Annotated[frozenset[str], NoDecode]
 Names = Annotated[tuple[str, ...], NoDecode]
 
@@ -117,6 +131,27 @@ class Settings(BaseSettings):
     limit_sms_global: Rates = parse_rates("5000/1d")
     limit_wrong_codes_per_member: Rates = parse_rates("10/1d")
 
+    # Serving HTTP (Telegram webhooks, Slack's HTTP mode)
+    port: int = Field(8080, ge=1, le=65535)
+    listen_host: str = "0.0.0.0"  # noqa: S104 - a bot behind a platform's webhook must listen
+
+    # Telegram
+    telegram_bot_token: SecretStr | None = None
+    telegram_api_base_url: str = "https://api.telegram.org/bot"
+    telegram_gate_mode: Literal["restrict", "join_request", "off"] = "restrict"
+    telegram_verify_timeout: Seconds = 0
+    telegram_admit_verified: Literal["group", "anywhere"] = "group"
+    telegram_webhook_url: str | None = None
+    telegram_webhook_secret: SecretStr | None = None
+
+    # Slack
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_api_base_url: str = "https://slack.com/api/"
+    slack_events_path: str = "/slack/events"
+    slack_invite_new_members: bool = True
+
     # Texts and logs
     default_language: str = "en"
     texts_dir: Path | None = None
@@ -135,6 +170,34 @@ class Settings(BaseSettings):
     @classmethod
     def _rates(cls, value: Any) -> Any:
         return parse_rates(value) if isinstance(value, str) else value
+
+    @field_validator("telegram_verify_timeout", mode="before")
+    @classmethod
+    def _seconds(cls, value: Any) -> Any:
+        return parse_seconds(value) if isinstance(value, str) else value
+
+    @field_validator("telegram_webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        # Telegram's own rule for secret_token; anything else is refused by setWebhook.
+        secret = value.get_secret_value() if value is not None else None
+        if secret is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
+            raise ValueError("use 1-256 characters from A-Z, a-z, 0-9, _ and -")
+        return value
+
+    @field_validator("telegram_api_base_url", "slack_api_base_url", "telegram_webhook_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("slack_events_path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must start with /, e.g. /slack/events")
+        return value
 
     @field_validator("allowed_countries", "blocked_countries", mode="before")
     @classmethod
