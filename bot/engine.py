@@ -50,6 +50,7 @@ from bot.flow import (
     StartVerification,
     State,
     Status,
+    screen_phone,
     step,
 )
 from bot.identity import Member, MemberKey
@@ -134,6 +135,11 @@ class Engine:
         """The member's conversation as it stands, for status displays."""
         snapshot = await self.store.load(member.key, now=self.clock())
         return snapshot.conversation
+
+    def screen_phone(self, text: str) -> Reply | None:
+        """Why this number would be refused by policy, if it would; no I/O, for inline forms."""
+        refusal = screen_phone(text, self.policy)
+        return refusal if isinstance(refusal, Reply) else None
 
     async def verification(self, key: MemberKey) -> PhoneLink | None:
         """The member's verified phone link, or None: for gates and status displays."""

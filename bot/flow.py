@@ -499,10 +499,20 @@ def _phone_given(
     else:
         text = event.text
     conv = replace(conv, state=State.AWAIT_PHONE)
+    parsed = screen_phone(text, policy)
+    if isinstance(parsed, Reply):
+        return Step(conv, (parsed,))
+    return _check_links(conv, parsed)
+
+
+def screen_phone(text: str, policy: FlowPolicy) -> PhoneNumber | Reply:
+    """The number, or the reply refusing it, by policy alone (no limits, no lookups).
+
+    Slack's modal shows this inline before acknowledging a submission."""
     parsed = parse_phone(text, policy.phone)
     if isinstance(parsed, PhoneRefusal):
-        return Step(conv, (Reply(f"phone.{parsed.value}", actions=(Action.SHARE_CONTACT,)),))
-    return _check_links(conv, parsed)
+        return Reply(f"phone.{parsed.value}", actions=(Action.SHARE_CONTACT,))
+    return parsed
 
 
 def _check_links(conv: Conversation, phone: PhoneNumber) -> Step:
