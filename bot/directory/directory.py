@@ -20,11 +20,11 @@ from typing import Any, Final
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, Engine, Select, func, or_, select, text
+from sqlalchemy import Connection, Engine, Select, delete, func, or_, select, text
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from bot.directory.engine import BEGIN_MODE, create_directory_engine
-from bot.directory.models import AuditRow, PhoneLinkRow, RoleGrantRow
+from bot.directory.models import AdmissionRow, AuditRow, PhoneLinkRow, RoleGrantRow
 from bot.identity import MemberKey
 from bot.privacy import mask_phone
 
@@ -189,6 +189,8 @@ class Directory:
             if link is None or not link.is_phone_verified:
                 return False
             masked = mask_phone(link.phone_e164) if link.phone_e164 else None
+            # Admissions vouched for by this number go with it: a rejoin asks again.
+            session.execute(delete(AdmissionRow).where(AdmissionRow.link_id == link.id))
             details = {"phone_masked": masked, "country": link.country}
             link.is_phone_verified = False
             link.verified_at = None
@@ -229,6 +231,44 @@ class Directory:
             query = query.where(PhoneLinkRow.is_phone_verified)
         with self._transaction(write=False) as session:
             return [_to_link(row) for row in session.scalars(query)]
+
+    # -- admissions to gated groups -------------------------------------------------------------
+
+    def admit(self, member: MemberKey, place: str, *, now: datetime) -> bool:
+        """Remember that verified ``member`` was let into ``place``; False if not verified."""
+        _require_aware(now)
+        with self._transaction(write=True) as session:
+            _lock(session.connection(), f"member:{member}")
+            link = _link_row(session, member)
+            if link is None or not link.is_phone_verified:
+                return False
+            known = session.scalar(
+                select(AdmissionRow.id).where(
+                    AdmissionRow.link_id == link.id, AdmissionRow.place == place
+                )
+            )
+            if known is None:
+                session.add(AdmissionRow(link_id=link.id, place=place, admitted_at=now))
+                session.add(
+                    AuditRow(
+                        at=now,
+                        event="admitted",
+                        actor="bot",
+                        subject=str(member),
+                        details={"place": place},
+                    )
+                )
+            return True
+
+    def is_admitted(self, member: MemberKey, place: str) -> bool:
+        """Whether ``member`` is verified and was let into ``place`` before."""
+        query = (
+            select(AdmissionRow.id)
+            .join(PhoneLinkRow, AdmissionRow.link_id == PhoneLinkRow.id)
+            .where(*_is(member), PhoneLinkRow.is_phone_verified, AdmissionRow.place == place)
+        )
+        with self._transaction(write=False) as session:
+            return session.scalar(query) is not None
 
     # -- roles --------------------------------------------------------------------------------
 

@@ -19,7 +19,15 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["AuditRow", "Base", "PhoneLinkRow", "RoleGrantRow", "UTCDateTime", "utcnow"]
+__all__ = [
+    "AdmissionRow",
+    "AuditRow",
+    "Base",
+    "PhoneLinkRow",
+    "RoleGrantRow",
+    "UTCDateTime",
+    "utcnow",
+]
 
 
 def utcnow() -> datetime:
@@ -108,6 +116,18 @@ class RoleGrantRow(Base):
     revoked_by: Mapped[str | None] = mapped_column(String(256))
 
     link: Mapped[PhoneLinkRow] = relationship(back_populates="grants")
+
+
+class AdmissionRow(Base):
+    """A gated group (``place``) this verified member was let into, so a rejoin is not asked."""
+
+    __tablename__ = "admissions"
+    __table_args__ = (UniqueConstraint("link_id", "place"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    link_id: Mapped[int] = mapped_column(ForeignKey("phone_links.id", ondelete="CASCADE"))
+    place: Mapped[str] = mapped_column(String(128))
+    admitted_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class AuditRow(Base):

@@ -85,7 +85,7 @@ def test_upgrade_reaches_head_and_is_idempotent(database_url: str) -> None:
         assert directory.revision() is None
         directory.upgrade()
         head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-        assert head == directory.revision() == "0001"
+        assert head == directory.revision() == "0002"
         directory.upgrade()
         assert directory.revision() == head
         tables = set(inspect(directory.engine).get_table_names())
@@ -269,6 +269,29 @@ def test_unverify_clears_the_verification_but_keeps_the_row(directory: Directory
     assert newest.details == {"phone_masked": "+44•••••0123", "country": "GB"}
     assert directory.unverify(ALICE, actor="admin:7", now=later) is False
     assert directory.unverify(BOB, actor="admin:7", now=later) is False
+
+
+def test_only_verified_members_are_admitted_and_admission_is_remembered_once(
+    directory: Directory,
+) -> None:
+    assert directory.admit(ALICE, "-1001", now=T0) is False  # no link yet
+    record(directory, ALICE)
+    assert directory.is_admitted(ALICE, "-1001") is False
+    assert directory.admit(ALICE, "-1001", now=T0) is True
+    assert directory.admit(ALICE, "-1001", now=T0) is True
+    assert directory.is_admitted(ALICE, "-1001") is True
+    assert directory.is_admitted(ALICE, "-1002") is False
+    assert directory.is_admitted(BOB, "-1001") is False
+    admitted = [e for e in directory.audit_trail(subject=str(ALICE)) if e.event == "admitted"]
+    assert [e.details for e in admitted] == [{"place": "-1001"}]
+
+
+def test_unverifying_forgets_the_admissions(directory: Directory) -> None:
+    record(directory, ALICE)
+    directory.admit(ALICE, "-1001", now=T0)
+    directory.unverify(ALICE, actor="admin:7", now=T0)
+    record(directory, ALICE)
+    assert directory.is_admitted(ALICE, "-1001") is False
 
 
 def test_roles_are_granted_revoked_and_shown_on_the_link(directory: Directory) -> None:
