@@ -15,6 +15,7 @@ from bot.directory import Directory, DirectoryConfigError
 from bot.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from bot.engine import Engine
 from bot.flow import FlowPolicy
+from bot.gate import Gate
 from bot.limits import Limits
 from bot.phone import PhonePolicy
 from bot.settings import ConfigError, Settings
@@ -34,6 +35,7 @@ class App:
     store: Store
     directory: Directory
     verifier: Verifier
+    gate: Gate
 
 
 def flow_policy(settings: Settings) -> FlowPolicy:
@@ -156,7 +158,8 @@ async def open_app(
                         "sandbox_verifier",
                         note="no Vonage credentials: codes are shown here and no SMS is sent",
                     )
-                yield App(settings, engine, catalogue, store, directory, verifier)
+                gate = Gate(redis, prefix=settings.redis_prefix)
+                yield App(settings, engine, catalogue, store, directory, verifier, gate)
         finally:
             directory.close()
     finally:

@@ -1,0 +1,194 @@
+"""Members held at a group's gate until they verify, with deadlines that survive restarts.
+
+A *hold* says: this member joined (or asked to join) this place and may not take part until
+verified. Holds live in Redis, not in a process timer, so any worker can release one when the
+member verifies, and any worker's sweeper can act on a deadline after a restart. Every change
+is one Lua script, so a member who verifies just as their deadline falls is either released or
+timed out, never both.
+
+Keys (all with TTLs): ``gate:hold:{place}|{member}`` the hold as JSON, ``gate:of:{member}`` the
+places holding a member, ``gate:due`` deadlines by hold, ``gate:notice:{place}`` the place's
+current welcome message, ``gate:seen:{id}`` deliveries already handled.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from bot.identity import MemberKey
+
+#: How long a hold without a deadline is kept: a member who never verifies is forgotten.
+DEFAULT_HOLD_TTL = 7 * 86400
+#: Kept this long after a deadline, so a sweeper that was down for a while still sees it.
+GRACE = 86400
+
+_HOLD = """
+-- KEYS: hold, of, due   ARGV: json, place, field, deadline ('' for none), ttl
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[5])
+redis.call('SADD', KEYS[2], ARGV[2])
+if tonumber(redis.call('TTL', KEYS[2])) < tonumber(ARGV[5]) then
+  redis.call('EXPIRE', KEYS[2], ARGV[5])
+end
+if ARGV[4] ~= '' then
+  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
+  if tonumber(redis.call('TTL', KEYS[3])) < tonumber(ARGV[5]) then
+    redis.call('EXPIRE', KEYS[3], ARGV[5])
+  end
+else
+  redis.call('ZREM', KEYS[3], ARGV[3])
+end
+return 1
+"""
+
+_RELEASE = """
+-- KEYS: of, due   ARGV: hold-key prefix, member, only-place ('' for all)
+local places = ARGV[3] ~= '' and {ARGV[3]} or redis.call('SMEMBERS', KEYS[1])
+local out = {}
+for _, place in ipairs(places) do
+  local field = place .. '|' .. ARGV[2]
+  local hold = redis.call('GET', ARGV[1] .. field)
+  if hold then
+    table.insert(out, hold)
+    redis.call('DEL', ARGV[1] .. field)
+  end
+  redis.call('ZREM', KEYS[2], field)
+  redis.call('SREM', KEYS[1], place)
+end
+return out
+"""
+
+_CLAIM_DUE = """
+-- KEYS: due   ARGV: hold-key prefix, of-key prefix, now, limit
+local fields = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[3], 'LIMIT', 0, ARGV[4])
+local out = {}
+for _, field in ipairs(fields) do
+  redis.call('ZREM', KEYS[1], field)
+  local hold = redis.call('GET', ARGV[1] .. field)
+  if hold then
+    table.insert(out, hold)
+    redis.call('DEL', ARGV[1] .. field)
+    local bar = string.find(field, '|', 1, true)
+    redis.call('SREM', ARGV[2] .. string.sub(field, bar + 1), string.sub(field, 1, bar - 1))
+  end
+end
+return out
+"""
+
+_SWAP_NOTICE = """
+-- KEYS: notice   ARGV: new id, ttl
+local old = redis.call('GET', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return old
+"""
+
+_CLEAR_NOTICE = """
+-- KEYS: notice   ARGV: id
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """One member waiting at one place's gate."""
+
+    place: str
+    member: MemberKey
+    #: How the platform holds them, e.g. "restrict" or "join_request".
+    kind: str
+    #: When to give up on them (epoch seconds), or None to wait indefinitely.
+    deadline: float | None = None
+    #: Where to reach the member privately, when the platform says (Telegram's user_chat_id).
+    reach: str | None = None
+    #: The place's name, for messages to the member.
+    title: str | None = None
+
+    @property
+    def field(self) -> str:
+        return f"{self.place}|{self.member}"
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["member"] = asdict(self.member)
+        return json.dumps(data, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Hold:
+        data: dict[str, Any] = json.loads(raw)
+        data["member"] = MemberKey(**data["member"])
+        return cls(**data)
+
+
+class Gate:
+    def __init__(self, redis: Redis, *, prefix: str, hold_ttl: int = DEFAULT_HOLD_TTL) -> None:
+        self.redis = redis
+        self.prefix = f"{prefix}gate:"
+        self.hold_ttl = hold_ttl
+        self._hold = redis.register_script(_HOLD)
+        self._release = redis.register_script(_RELEASE)
+        self._claim_due = redis.register_script(_CLAIM_DUE)
+        self._swap_notice = redis.register_script(_SWAP_NOTICE)
+        self._clear_notice = redis.register_script(_CLEAR_NOTICE)
+
+    def _of(self, member: MemberKey) -> str:
+        return f"{self.prefix}of:{member}"
+
+    @property
+    def _due(self) -> str:
+        return f"{self.prefix}due"
+
+    async def first_sighting(self, delivery_id: str, *, ttl: int = 25 * 3600) -> bool:
+        """True the first time a platform delivery is seen; redeliveries get False."""
+        return bool(await self.redis.set(f"{self.prefix}seen:{delivery_id}", 1, nx=True, ex=ttl))
+
+    async def hold(self, hold: Hold, *, now: float) -> None:
+        """Hold a member at a place, replacing any earlier hold there."""
+        ttl = self.hold_ttl
+        if hold.deadline is not None:
+            ttl = max(1, int(hold.deadline - now)) + GRACE
+        await self._hold(
+            keys=[f"{self.prefix}hold:{hold.field}", self._of(hold.member), self._due],
+            args=[
+                hold.to_json(),
+                hold.place,
+                hold.field,
+                "" if hold.deadline is None else repr(hold.deadline),
+                ttl,
+            ],
+        )
+
+    async def release(self, member: MemberKey, place: str | None = None) -> list[Hold]:
+        """Take away the member's holds (at ``place``, or everywhere) and return them."""
+        raw = await self._release(
+            keys=[self._of(member), self._due],
+            args=[f"{self.prefix}hold:", str(member), place or ""],
+        )
+        return [Hold.from_json(item) for item in raw]
+
+    async def claim_due(self, *, now: float, limit: int = 50) -> list[Hold]:
+        """Take away the holds whose deadline has passed; each is returned to one caller only."""
+        raw = await self._claim_due(
+            keys=[self._due], args=[f"{self.prefix}hold:", f"{self.prefix}of:", repr(now), limit]
+        )
+        return [Hold.from_json(item) for item in raw]
+
+    async def swap_notice(self, place: str, notice: str) -> str | None:
+        """Make ``notice`` the place's current welcome message; return the one it replaces."""
+        old = await self._swap_notice(
+            keys=[f"{self.prefix}notice:{place}"], args=[notice, self.hold_ttl]
+        )
+        return old.decode() if isinstance(old, bytes) else old
+
+    async def clear_notice(self, place: str, notice: str) -> bool:
+        """Forget the place's welcome message if it is still ``notice``."""
+        return bool(await self._clear_notice(keys=[f"{self.prefix}notice:{place}"], args=[notice]))
+
+    async def current_notice(self, place: str) -> str | None:
+        value = await self.redis.get(f"{self.prefix}notice:{place}")
+        return value.decode() if isinstance(value, bytes) else value
