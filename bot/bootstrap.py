@@ -15,7 +15,7 @@ from bot.directory import Directory, DirectoryConfigError
 from bot.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from bot.engine import Engine
 from bot.flow import FlowPolicy
-from bot.gate import Gate
+from bot.gate import Gate, Gatekeeper
 from bot.limits import Limits
 from bot.phone import PhonePolicy
 from bot.settings import ConfigError, Settings
@@ -35,7 +35,7 @@ class App:
     store: Store
     directory: Directory
     verifier: Verifier
-    gate: Gate
+    gatekeeper: Gatekeeper
 
 
 def flow_policy(settings: Settings) -> FlowPolicy:
@@ -158,8 +158,13 @@ async def open_app(
                         "sandbox_verifier",
                         note="no Vonage credentials: codes are shown here and no SMS is sent",
                     )
-                gate = Gate(redis, prefix=settings.redis_prefix)
-                yield App(settings, engine, catalogue, store, directory, verifier, gate)
+                gatekeeper = Gatekeeper(
+                    Gate(redis, prefix=settings.redis_prefix),
+                    directory,
+                    admit_anywhere=settings.telegram_admit_verified == "anywhere",
+                    timeout=settings.telegram_verify_timeout,
+                )
+                yield App(settings, engine, catalogue, store, directory, verifier, gatekeeper)
         finally:
             directory.close()
     finally:

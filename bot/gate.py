@@ -13,13 +13,21 @@ current welcome message, ``gate:seen:{id}`` deliveries already handled.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+import structlog
 from redis.asyncio import Redis
 
+from bot.directory import Directory
 from bot.identity import MemberKey
+
+log = structlog.get_logger("verifybot.gate")
 
 #: How long a hold without a deadline is kept: a member who never verifies is forgotten.
 DEFAULT_HOLD_TTL = 7 * 86400
@@ -192,3 +200,110 @@ class Gate:
     async def current_notice(self, place: str) -> str | None:
         value = await self.redis.get(f"{self.prefix}notice:{place}")
         return value.decode() if isinstance(value, bytes) else value
+
+
+@dataclass(frozen=True, slots=True)
+class Lapsed:
+    """A hold whose deadline passed, and whether the member verified just in time after all."""
+
+    hold: Hold
+    verified: bool
+
+
+class Gatekeeper:
+    """Who is let straight in, who is held, and what happens when they verify or time out.
+
+    The adapter does the platform's part (restrict, approve, remove, tell the member); the
+    rules live here so Telegram's restrict and join-request gates share them.
+    """
+
+    def __init__(
+        self,
+        gate: Gate,
+        directory: Directory,
+        *,
+        admit_anywhere: bool,
+        timeout: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.gate = gate
+        self.directory = directory
+        self.admit_anywhere = admit_anywhere
+        self.timeout = timeout
+        self.clock = clock
+
+    async def arrive(
+        self,
+        member: MemberKey,
+        place: str,
+        kind: str,
+        *,
+        reach: str | None = None,
+        title: str | None = None,
+    ) -> Hold | None:
+        """A member joins or asks to join ``place``: None to let them in, else their hold."""
+        if await self._may_enter(member, place):
+            await asyncio.to_thread(self.directory.admit, member, place, now=self._now())
+            return None
+        now = self.clock()
+        deadline = now + self.timeout if self.timeout else None
+        hold = Hold(place, member, kind, deadline=deadline, reach=reach, title=title)
+        await self.gate.hold(hold, now=now)
+        return hold
+
+    async def verified(self, member: MemberKey) -> list[Hold]:
+        """The member verified: release every hold on them and remember the admissions."""
+        holds = await self.gate.release(member)
+        for hold in holds:
+            await asyncio.to_thread(self.directory.admit, member, hold.place, now=self._now())
+        return holds
+
+    async def leave(self, member: MemberKey, place: str) -> list[Hold]:
+        """The member left ``place`` (or was removed by someone else): forget their hold."""
+        return await self.gate.release(member, place)
+
+    async def lapsed(self, *, limit: int = 50) -> list[Lapsed]:
+        """Holds past their deadline, each claimed by one worker only.
+
+        A member who verified after the deadline fell but before this claim is not removed:
+        the directory is read after the claim, and it is written before holds are released.
+        """
+        due = await self.gate.claim_due(now=self.clock(), limit=limit)
+        results = []
+        for hold in due:
+            link = await asyncio.to_thread(self.directory.find, hold.member)
+            verified = link is not None and link.is_phone_verified
+            if verified:
+                await asyncio.to_thread(
+                    self.directory.admit, hold.member, hold.place, now=self._now()
+                )
+            results.append(Lapsed(hold, verified))
+        return results
+
+    async def _may_enter(self, member: MemberKey, place: str) -> bool:
+        if self.admit_anywhere:
+            link = await asyncio.to_thread(self.directory.find, member)
+            return link is not None and link.is_phone_verified
+        return await asyncio.to_thread(self.directory.is_admitted, member, place)
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), UTC)
+
+
+async def sweep_lapsed(
+    gatekeeper: Gatekeeper,
+    act: Callable[[Lapsed], Awaitable[None]],
+    *,
+    interval: float,
+) -> None:
+    """Act on deadlines until cancelled. One failure is logged and never stops the loop."""
+    while True:
+        try:
+            for lapsed in await gatekeeper.lapsed():
+                try:
+                    await act(lapsed)
+                except Exception:
+                    log.exception("gate_timeout_failed", place=lapsed.hold.place)
+        except Exception:
+            log.exception("gate_sweep_failed")
+        await asyncio.sleep(interval)
