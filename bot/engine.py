@@ -73,6 +73,8 @@ class Outcome:
     verified: MemberVerified | None = None
     #: The delivery was seen before: acknowledge it and do nothing.
     duplicate: bool = False
+    #: The state before this message, so an adapter can tidy up what it showed for it.
+    previous: State = State.IDLE
 
 
 @dataclass(slots=True)
@@ -197,7 +199,7 @@ class Engine:
                 state_from=before.value,
                 state_to=turn.conversation.state.value,
             )
-        return Outcome(tuple(turn.replies), turn.conversation.state, turn.verified)
+        return Outcome(tuple(turn.replies), turn.conversation.state, turn.verified, previous=before)
 
     def _advance(self, turn: _Turn, event: Event, effects: deque[Effect]) -> None:
         result = step(turn.conversation, event, turn.ctx, self.policy)
