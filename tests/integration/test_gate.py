@@ -1,12 +1,19 @@
-"""The gate: holds with deadlines in Redis, released or timed out exactly once."""
+"""The gate: holds with deadlines in Redis, released or lapsed exactly once; and the
+gatekeeper's rules on top of it, with a real directory."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
+import pytest
 from redis.asyncio import Redis
 
-from bot.gate import GRACE, Gate, Hold
+from bot.directory import Directory
+from bot.gate import GRACE, Gate, Gatekeeper, Hold, Lapsed, sweep_lapsed
 from bot.identity import MemberKey
 
 ADA = MemberKey("telegram", "42", "1001")
@@ -109,3 +116,130 @@ async def test_a_delivery_is_seen_first_only_once(redis: Redis, key_prefix: str)
     gate = gate_for(redis, key_prefix)
     assert await gate.first_sighting("update:9") is True
     assert await gate.first_sighting("update:9") is False
+
+
+# --- The gatekeeper: who enters, who is held, what a lapsed deadline does ---------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def directory(tmp_path: Path) -> Iterator[Directory]:
+    directory = Directory(f"sqlite:///{tmp_path / 'gate.db'}")
+    directory.upgrade()
+    yield directory
+    directory.close()
+
+
+def verify(directory: Directory, member: MemberKey) -> None:
+    phone = f"+4477009001{member.user_id[-2:]}"
+    directory.record_verified(
+        member, phone_e164=phone, country="GB", display_name=None, now=datetime.now(UTC)
+    )
+
+
+def keeper(
+    redis: Redis, key_prefix: str, directory: Directory, clock: Clock, **kw: Any
+) -> Gatekeeper:
+    options: dict[str, Any] = {"admit_anywhere": False, "timeout": 60, **kw}
+    return Gatekeeper(gate_for(redis, key_prefix), directory, clock=clock, **options)
+
+
+async def test_a_newcomer_is_held_with_a_deadline_and_let_in_on_verifying(
+    redis: Redis, key_prefix: str, directory: Directory
+) -> None:
+    clock = Clock()
+    gatekeeper = keeper(redis, key_prefix, directory, clock)
+
+    hold = await gatekeeper.arrive(ADA, "-1001", "restrict", title="Club")
+
+    assert hold is not None
+    assert (hold.deadline, hold.title) == (NOW + 60, "Club")
+    verify(directory, ADA)
+    assert [h.place for h in await gatekeeper.verified(ADA)] == ["-1001"]
+    assert directory.is_admitted(ADA, "-1001")
+    clock.now += 3600
+    assert await gatekeeper.lapsed() == []
+
+
+async def test_a_member_admitted_before_walks_straight_back_in(
+    redis: Redis, key_prefix: str, directory: Directory
+) -> None:
+    gatekeeper = keeper(redis, key_prefix, directory, Clock())
+    await gatekeeper.arrive(ADA, "-1001", "restrict")
+    verify(directory, ADA)
+    await gatekeeper.verified(ADA)
+
+    assert await gatekeeper.arrive(ADA, "-1001", "restrict") is None
+    assert await gatekeeper.arrive(ADA, "-1002", "restrict") is not None  # another group asks
+
+
+async def test_admit_anywhere_lets_in_any_verified_member(
+    redis: Redis, key_prefix: str, directory: Directory
+) -> None:
+    gatekeeper = keeper(redis, key_prefix, directory, Clock(), admit_anywhere=True)
+    verify(directory, ADA)
+    assert await gatekeeper.arrive(ADA, "-1002", "restrict") is None
+    assert directory.is_admitted(ADA, "-1002")
+    assert await gatekeeper.arrive(BOB, "-1002", "restrict") is not None
+
+
+async def test_a_lapsed_hold_says_whether_the_member_verified_meanwhile(
+    redis: Redis, key_prefix: str, directory: Directory
+) -> None:
+    clock = Clock()
+    gatekeeper = keeper(redis, key_prefix, directory, clock)
+    await gatekeeper.arrive(ADA, "-1001", "restrict")
+    await gatekeeper.arrive(BOB, "-1001", "join_request", reach="1002")
+    verify(directory, ADA)  # verified, but the release has not happened yet
+
+    clock.now += 61
+    lapsed = {item.hold.member: item.verified for item in await gatekeeper.lapsed()}
+
+    assert lapsed == {ADA: True, BOB: False}
+    assert directory.is_admitted(ADA, "-1001")
+    assert await gatekeeper.verified(ADA) == []  # the sweeper already took the hold
+
+
+async def test_no_timeout_means_no_deadline(
+    redis: Redis, key_prefix: str, directory: Directory
+) -> None:
+    clock = Clock()
+    gatekeeper = keeper(redis, key_prefix, directory, clock, timeout=0)
+    hold = await gatekeeper.arrive(ADA, "-1001", "restrict")
+    assert hold is not None
+    assert hold.deadline is None
+    clock.now += 10**6
+    assert await gatekeeper.lapsed() == []
+
+
+async def test_the_sweeper_acts_on_lapsed_holds_and_survives_a_failing_action(
+    redis: Redis, key_prefix: str, directory: Directory
+) -> None:
+    clock = Clock()
+    gatekeeper = keeper(redis, key_prefix, directory, clock, timeout=1)
+    await gatekeeper.arrive(ADA, "-1001", "restrict")
+    await gatekeeper.arrive(BOB, "-1001", "restrict")
+    clock.now += 2
+    seen: list[MemberKey] = []
+
+    async def act(lapsed: Lapsed) -> None:
+        seen.append(lapsed.hold.member)
+        if lapsed.hold.member == ADA:
+            raise RuntimeError("the platform refused")
+
+    task = asyncio.create_task(sweep_lapsed(gatekeeper, act, interval=0.01))
+    try:
+        for _ in range(200):
+            if len(seen) == 2:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+    assert sorted(seen, key=str) == [ADA, BOB]
