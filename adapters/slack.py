@@ -1,0 +1,404 @@
+"""Slack: the ``/verify`` modal, the bot's DM and the App Home tab, over slack-bolt.
+
+A thin shell: Slack input becomes core events, core replies become Block Kit (see
+``adapters.slack_views``). The conversation lives in the core (Redis), never in bolt.
+
+Slack wants an answer within 3 seconds, so every listener acknowledges first and talks to
+the engine afterwards (bolt runs the rest after the ack, ``process_before_response`` off).
+Deliveries are deduplicated by the core with the Events API ``event_id``: bolt does not,
+and in Socket Mode it sets ``X-Slack-Retry-Num: 0`` on first deliveries, so that header is
+no sign of a retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC
+from typing import Any
+
+import structlog
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.app.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack_views import (
+    ACTIONS_BY_ID,
+    CODE_INPUT,
+    CODE_VIEW,
+    PHONE_INPUT,
+    PHONE_VIEW,
+    Views,
+    metadata,
+    read_metadata,
+)
+from bot.bootstrap import App
+from bot.engine import Outcome
+from bot.flow import (
+    Action,
+    Cancel,
+    ChangeNumber,
+    CodeGiven,
+    MemberEvent,
+    PhoneGiven,
+    Reply,
+    Resend,
+    Start,
+    State,
+    Status,
+    Text,
+)
+from bot.identity import Member, MemberKey
+from bot.privacy import mask_phone
+from bot.settings import ConfigError, Settings
+
+PLATFORM = "slack"
+log = structlog.get_logger("verifybot.slack")
+
+#: How long a code submission may wait for the engine before the modal is acknowledged
+#: with "checking…" instead of the answer (Slack gives up at 3 s).
+ACK_BUDGET = 2.0
+#: A member's language and name change rarely; one users.info per member per ten minutes.
+PROFILE_TTL = 600.0
+#: Retries after a 429, each after Slack's Retry-After.
+RATE_LIMIT_RETRIES = 3
+
+ACTION_EVENTS: dict[Action, MemberEvent] = {
+    Action.START: Start(),
+    Action.RESEND: Resend(),
+    Action.CHANGE_NUMBER: ChangeNumber(),
+    Action.CANCEL: Cancel(),
+}
+
+
+def check_settings(settings: Settings, *, socket: bool) -> None:
+    """Refuse to start, in one line, without what Slack needs for this mode."""
+    if settings.slack_bot_token is None:
+        raise ConfigError("SLACK_BOT_TOKEN is not set: copy the bot token (xoxb-…) from the app")
+    if socket:
+        app_token = settings.slack_app_token
+        if app_token is None:
+            raise ConfigError("--socket needs SLACK_APP_TOKEN, an app-level token (xapp-…)")
+        if not app_token.get_secret_value().startswith("xapp-"):
+            raise ConfigError("SLACK_APP_TOKEN must be an app-level token starting with xapp-")
+    elif settings.slack_signing_secret is None:
+        raise ConfigError(
+            "SLACK_SIGNING_SECRET is not set: copy it from the app's Basic Information page "
+            "(or use --socket with SLACK_APP_TOKEN)"
+        )
+
+
+def web_client(settings: Settings) -> AsyncWebClient:
+    token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
+    base_url = settings.slack_api_base_url
+    client = AsyncWebClient(token=token, base_url=base_url.rstrip("/") + "/")
+    client.retry_handlers.append(
+        AsyncRateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES)
+    )
+    return client
+
+
+class _Profiles:
+    """users.info answers (language, display name), kept briefly in process."""
+
+    def __init__(self, client: AsyncWebClient, ttl: float = PROFILE_TTL) -> None:
+        self.client = client
+        self.ttl = ttl
+        self._cache: dict[tuple[str, str], tuple[float, str | None, str | None]] = {}
+
+    async def get(self, team_id: str, user_id: str) -> tuple[str | None, str | None]:
+        now = time.monotonic()
+        hit = self._cache.get((team_id, user_id))
+        if hit is not None and hit[0] > now:
+            return hit[1], hit[2]
+        answer = await _call(
+            "users.info", self.client.users_info(user=user_id, include_locale=True)
+        )
+        user = answer.get("user") if answer else None
+        if not isinstance(user, dict):
+            return None, None  # not cached: the next message tries again
+        profile = user.get("profile") or {}
+        name = profile.get("display_name") or profile.get("real_name") or user.get("name")
+        locale = user.get("locale")
+        if len(self._cache) > 10_000:  # bound the memory; a miss costs one call
+            self._cache.clear()
+        self._cache[(team_id, user_id)] = (now + self.ttl, locale, name)
+        return locale, name
+
+
+async def _call(method: str, request: Awaitable[Any]) -> dict[str, Any] | None:
+    """One Web API call; Slack's refusals become one log line, never a crash."""
+    try:
+        response = await request
+    except SlackApiError as exc:
+        log.warning("slack_api_error", method=method, error=exc.response.get("error"))
+        return None
+    data = response.data
+    return data if isinstance(data, dict) else None
+
+
+class SlackBot:
+    """The listeners, with the engine and a Web API client."""
+
+    def __init__(self, bot: App, client: AsyncWebClient) -> None:
+        self.bot = bot
+        self.engine = bot.engine
+        self.catalogue = bot.catalogue
+        self.client = client
+        self.profiles = _Profiles(client)
+
+    async def member(self, team_id: str, user_id: str) -> Member:
+        locale, name = await self.profiles.get(team_id, user_id)
+        return Member(MemberKey(PLATFORM, team_id, user_id), display_name=name, locale=locale)
+
+    def views(self, member: Member) -> Views:
+        return Views(self.catalogue, member.locale)
+
+    def modal_for(self, member: Member, outcome: Outcome) -> dict[str, Any]:
+        """The modal that shows where the conversation is now."""
+        views, meta = self.views(member), metadata(member.locale, member.display_name)
+        if outcome.state is State.AWAIT_PHONE:
+            return views.phone_modal(outcome.replies, meta)
+        if outcome.state is State.AWAIT_CODE:
+            return views.code_modal(outcome.replies, meta)
+        return views.info_modal(outcome.replies, meta)
+
+    # --- sending -------------------------------------------------------------------------
+
+    async def direct_message(self, member: Member, text: str, blocks: list[Any]) -> None:
+        opened = await _call(
+            "conversations.open", self.client.conversations_open(users=member.key.user_id)
+        )
+        channel = (opened or {}).get("channel") or {}
+        if isinstance(channel, dict) and channel.get("id"):
+            await self.post(channel["id"], text, blocks)
+
+    async def post(self, channel: str, text: str, blocks: list[Any]) -> None:
+        await _call(
+            "chat.postMessage",
+            self.client.chat_postMessage(channel=channel, text=text, blocks=blocks),
+        )
+
+    async def open_modal(self, member: Member, trigger_id: str) -> None:
+        # The trigger_id lives ~3 s: Start costs a Redis and a database lookup, well within.
+        outcome = await self.engine.handle(member, Start())
+        view = self.modal_for(member, outcome)
+        await _call("views.open", self.client.views_open(trigger_id=trigger_id, view=view))
+
+    async def announce_verified(self, member: Member, outcome: Outcome) -> None:
+        if outcome.verified is not None:
+            await self.direct_message(member, *self.views(member).message(outcome.replies))
+
+    # --- listeners -----------------------------------------------------------------------
+
+    async def on_command(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]) -> None:
+        await ack()
+        member = await self.member(body["team_id"], body["user_id"])
+        await self.open_modal(member, body["trigger_id"])
+
+    async def on_phone_submitted(
+        self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]
+    ) -> None:
+        member, view = self._modal_member(body), body["view"]
+        text = _input(view, PHONE_INPUT)
+        refusal = self.engine.screen_phone(text)
+        views = self.views(member)
+        if refusal is not None:
+            await ack(response_action="errors", errors={PHONE_INPUT: views.short(refusal)})
+            return
+        meta = view.get("private_metadata", "")
+        sending = views.info_modal([Reply("code.sending")], meta)
+        await ack(response_action="update", view=sending)
+        outcome = await self.engine.handle(member, PhoneGiven(text))
+        await _call(
+            "views.update",
+            self.client.views_update(view_id=view["id"], view=self.modal_for(member, outcome)),
+        )
+
+    async def on_code_submitted(
+        self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]
+    ) -> None:
+        member, view = self._modal_member(body), body["view"]
+        views = self.views(member)
+        task = asyncio.ensure_future(
+            self.engine.handle(member, CodeGiven(_input(view, CODE_INPUT)))
+        )
+        done, _ = await asyncio.wait({task}, timeout=ACK_BUDGET)
+        if not done:
+            # Vonage is slow: answer Slack now, show the result when it comes.
+            await ack(response_action="update", view=views.checking_modal(view["private_metadata"]))
+            outcome = await task
+            await _call(
+                "views.update",
+                self.client.views_update(view_id=view["id"], view=self.modal_for(member, outcome)),
+            )
+        else:
+            outcome = task.result()
+            if outcome.state is State.AWAIT_CODE and outcome.replies:
+                # A wrong or malformed code: shown under the input, with the tries left.
+                error = " ".join(views.short(reply) for reply in outcome.replies)
+                await ack(response_action="errors", errors={CODE_INPUT: error})
+            else:
+                await ack(response_action="update", view=self.modal_for(member, outcome))
+        await self.announce_verified(member, outcome)
+
+    async def on_action(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]) -> None:
+        await ack()
+        action = ACTIONS_BY_ID[body["actions"][0]["action_id"]]
+        team_id = (body.get("team") or {}).get("id") or body["user"]["team_id"]
+        member = await self.member(team_id, body["user"]["id"])
+        view = body.get("view") or {}
+        if view.get("type") == "modal":
+            outcome = await self.engine.handle(member, ACTION_EVENTS[action])
+            update = self.client.views_update(
+                view_id=view["id"], hash=view.get("hash"), view=self.modal_for(member, outcome)
+            )
+            await _call("views.update", update)
+        elif view.get("type") == "home":
+            # The Home tab's Verify: the button's trigger_id opens the modal.
+            await self.open_modal(member, body["trigger_id"])
+        else:
+            # A button under a DM message: the conversation goes on in the DM.
+            outcome = await self.engine.handle(member, ACTION_EVENTS[action])
+            channel = (body.get("channel") or {}).get("id")
+            if channel and outcome.replies:
+                await self.post(channel, *self.views(member).message(outcome.replies))
+
+    async def on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        # Edits, joins and bots (ourselves included) are not the member typing.
+        if event.get("subtype") or event.get("bot_id") or event.get("channel_type") != "im":
+            return
+        user_id, text = event.get("user"), event.get("text") or ""
+        if not user_id or not text.strip():
+            return
+        member = await self.member(body["team_id"], user_id)
+        outcome = await self.engine.handle(member, Text(text), delivery_id=body.get("event_id"))
+        if not outcome.duplicate and outcome.replies:
+            await self.post(event["channel"], *self.views(member).message(outcome.replies))
+
+    async def on_home_opened(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        if event.get("tab") != "home":
+            return
+        member = await self.member(body["team_id"], event["user"])
+        views = self.views(member)
+        link = await self.engine.verification(member.key)
+        if link is not None and link.phone_e164 is not None:
+            date = link.verified_at.astimezone(UTC).strftime("%Y-%m-%d") if link.verified_at else ""
+            status = views.text("home.verified", phone=mask_phone(link.phone_e164), date=date)
+        else:
+            conversation = await self.engine.conversation(member)
+            if conversation.state is State.AWAIT_CODE and conversation.phone:
+                status = views.text("home.code_sent", phone=mask_phone(conversation.phone))
+            else:
+                status = views.text("home.not_verified")
+        publish = self.client.views_publish(user_id=member.key.user_id, view=views.home(status))
+        await _call("views.publish", publish)
+
+    async def on_team_join(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        user = event.get("user") or {}
+        if not self.bot.settings.slack_invite_new_members or user.get("is_bot"):
+            return
+        member = await self.member(body["team_id"], user["id"])
+        # Status through the engine: the core's duplicate guard drops a redelivery, and
+        # someone who verified before and rejoins is not asked again.
+        outcome = await self.engine.handle(member, Status(), delivery_id=body.get("event_id"))
+        if outcome.duplicate or outcome.state is State.VERIFIED:
+            return
+        await self.direct_message(member, *self.views(member).invite())
+
+    def _modal_member(self, body: dict[str, Any]) -> Member:
+        user = body["user"]
+        team_id = (body.get("team") or {}).get("id") or user.get("team_id", "")
+        locale, name = read_metadata(body["view"].get("private_metadata")) or (None, None)
+        return Member(MemberKey(PLATFORM, team_id, user["id"]), display_name=name, locale=locale)
+
+
+def _input(view: dict[str, Any], block: str) -> str:
+    value = view.get("state", {}).get("values", {}).get(block, {}).get(block, {}).get("value")
+    return value if isinstance(value, str) else ""
+
+
+async def _log_error(error: Exception, body: dict[str, Any]) -> None:
+    log.error("slack_listener_failed", error=type(error).__name__, kind=body.get("type"))
+
+
+#: What the app registers; the manifest test checks config/slack-app-manifest.yml lists them.
+COMMANDS = ("/verify",)
+EVENTS = ("message.im", "app_home_opened", "team_join")
+
+
+def build_app(bot: App, *, client: AsyncWebClient | None = None) -> AsyncApp:
+    """The bolt app with every listener: ``serve`` uses it, and so do the tests."""
+    settings = bot.settings
+    client = client or web_client(settings)
+    secret = settings.slack_signing_secret
+    slack = SlackBot(bot, client)
+    app = AsyncApp(
+        client=client,
+        signing_secret=secret.get_secret_value() if secret else "",
+        # Ack first, work after: Slack retries anything slower than 3 s.
+        process_before_response=False,
+        raise_error_for_unhandled_request=False,
+    )
+    app.command("/verify")(slack.on_command)
+    app.view_submission(PHONE_VIEW)(slack.on_phone_submitted)
+    app.view_submission(CODE_VIEW)(slack.on_code_submitted)
+    for action_id in ACTIONS_BY_ID:
+        app.action(action_id)(slack.on_action)
+    app.event("message")(slack.on_message)
+    app.event("app_home_opened")(slack.on_home_opened)
+    app.event("team_join")(slack.on_team_join)
+    app.error(_log_error)
+    return app
+
+
+def web_app(slack_app: AsyncApp, path: str) -> web.Application:
+    """Events, commands and interactivity on one endpoint; bolt checks the signature."""
+
+    async def dispatch(request: web.Request) -> web.Response:
+        response = await slack_app.async_dispatch(await to_bolt_request(request))
+        return await to_aiohttp_response(response)
+
+    application = web.Application()
+    application.router.add_post(path, dispatch)
+    return application
+
+
+def socket_handler(bot: App, slack_app: AsyncApp) -> AsyncSocketModeHandler:
+    token = bot.settings.slack_app_token
+    if token is None:
+        raise ConfigError("--socket needs SLACK_APP_TOKEN")
+    return AsyncSocketModeHandler(slack_app, token.get_secret_value(), web_client=slack_app.client)
+
+
+async def serve(bot: App, *, socket: bool = False) -> None:
+    """Run until cancelled: HTTP on LISTEN_HOST:PORT, or Socket Mode out to Slack."""
+    slack_app = build_app(bot)
+    settings = bot.settings
+    if socket:
+        handler = socket_handler(bot, slack_app)
+        await handler.connect_async()  # type: ignore[no-untyped-call]
+        log.info("slack_socket_mode_connected")
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await handler.close_async()  # type: ignore[no-untyped-call]
+        return
+    runner = web.AppRunner(web_app(slack_app, settings.slack_events_path))
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, settings.listen_host, settings.port).start()
+        log.info(
+            "slack_http_listening",
+            host=settings.listen_host,
+            port=settings.port,
+            path=settings.slack_events_path,
+        )
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
