@@ -345,7 +345,7 @@ def build_app(bot: App, *, client: AsyncWebClient | None = None) -> AsyncApp:
         process_before_response=False,
         raise_error_for_unhandled_request=False,
     )
-    app.command("/verify")(slack.on_command)
+    app.command(COMMANDS[0])(slack.on_command)
     app.view_submission(PHONE_VIEW)(slack.on_phone_submitted)
     app.view_submission(CODE_VIEW)(slack.on_code_submitted)
     for action_id in ACTIONS_BY_ID:
