@@ -231,7 +231,10 @@ class SlackBot:
         done, _ = await asyncio.wait({task}, timeout=ACK_BUDGET)
         if not done:
             # Vonage is slow: answer Slack now, show the result when it comes.
-            await ack(response_action="update", view=views.checking_modal(view["private_metadata"]))
+            await ack(
+                response_action="update",
+                view=views.checking_modal(view.get("private_metadata", "")),
+            )
             outcome = await task
             await _call(
                 "views.update",
