@@ -853,7 +853,10 @@ RULES: dict[tuple[State, type], Rule] = {
     (CODE, Start): _rule(_code_status),
     (CODE, ChangeNumber): _rule(_change_number, PHONE),
     (CODE, Cancel): _rule(_cancel, IDLE),
-    # verified: starting again says so, and offers a change of number.
+    # verified: starting again checks the directory (the source of truth) and says so, and
+    # a deep link from a group tells the adapter that group may let the member in.
+    (VERIFIED, Start): _rule(_lookup(Purpose.START)),
+    (VERIFIED, LinkLookedUp): _rule(_link_looked_up, PHONE, VERIFIED),
     (VERIFIED, ChangeNumber): _rule(_change_number, PHONE),
     (VERIFIED, Cancel): _rule(_nothing_to_cancel),
 }

@@ -388,11 +388,27 @@ def test_the_phone_is_taken_between_code_and_record() -> None:
 # --- verified ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("event", [Start(), Text("hi"), Status(), Help()])
+@pytest.mark.parametrize("event", [Text("hi"), Status(), Help()])
 def test_a_verified_member_is_told_so(event: flow.Event) -> None:
     result = run(VERIFIED, event)
     assert result.conversation == VERIFIED
     assert replies(result) == ["verified.already"]
+
+
+def test_a_verified_member_starting_again_is_checked_against_the_directory() -> None:
+    looked = run(VERIFIED, Start(origin="group-7"))
+    assert looked.effects == (LookupLink(Purpose.START),)
+    still = run(looked.conversation, LinkLookedUp(Purpose.START, PHONE, NOW - 86400))
+    assert still.conversation.state is State.VERIFIED
+    assert MemberVerified(PHONE, "group-7") in still.effects
+    assert replies(still) == ["verified.already"]
+
+
+def test_a_member_unverified_meanwhile_is_asked_for_a_number_again() -> None:
+    looked = run(VERIFIED, Start())
+    result = run(looked.conversation, LinkLookedUp(Purpose.START))
+    assert result.conversation.state is State.AWAIT_PHONE
+    assert replies(result) == ["phone.ask"]
 
 
 def test_change_of_number_means_verifying_again() -> None:
