@@ -115,11 +115,53 @@ def console(
 @app.command()
 def run(
     platform: Annotated[Platform, typer.Argument(help="Which chat platform to serve.")],
+    webhook: Annotated[
+        bool,
+        typer.Option(
+            help="Telegram: receive updates by webhook at TELEGRAM_WEBHOOK_URL (listening on "
+            "LISTEN_HOST:PORT) instead of long polling. Implied when TELEGRAM_WEBHOOK_URL is set."
+        ),
+    ] = False,
+    socket: Annotated[
+        bool,
+        typer.Option(
+            help="Slack: connect out by Socket Mode with SLACK_APP_TOKEN instead of serving "
+            "HTTP on LISTEN_HOST:PORT (no public URL needed)."
+        ),
+    ] = False,
 ) -> None:
-    """Run the bot on a chat platform."""
-    raise fail(
-        f"the {platform.value} adapter is not available yet; try `verifybot console`", code=1
-    )
+    """Run the bot on a chat platform until interrupted.
+
+    Telegram needs TELEGRAM_BOT_TOKEN; Slack needs SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET
+    (or SLACK_APP_TOKEN with --socket). The README walks through creating both apps.
+    """
+    from bot.bootstrap import open_app
+
+    if webhook and platform is not Platform.telegram:
+        raise fail("--webhook is for telegram; Slack uses HTTP by default, or --socket")
+    if socket and platform is not Platform.slack:
+        raise fail("--socket is for slack; Telegram uses long polling by default, or --webhook")
+    with operator_errors():
+        settings = settings_for()
+        if platform is Platform.telegram:
+            import adapters.telegram as telegram
+
+            telegram.check_settings(settings, webhook=webhook)
+
+            async def serve() -> None:
+                async with open_app(settings) as bot:
+                    await telegram.serve(bot, webhook=webhook)
+
+        else:
+            import adapters.slack as slack
+
+            slack.check_settings(settings, socket=socket)
+
+            async def serve() -> None:
+                async with open_app(settings) as bot:
+                    await slack.serve(bot, socket=socket)
+
+        run_async(serve)
 
 
 @app.command()

@@ -87,8 +87,8 @@ def test_users_show_one_member(members: str, tmp_path: Path) -> None:
 def test_db_upgrade_creates_the_schema(database_url: str, tmp_path: Path) -> None:
     result = verifybot("db", "upgrade", env=environment(DATABASE_URL=database_url), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "is at revision 0001" in result.stdout
-    assert Directory(database_url).revision() == "0001"
+    assert "is at revision 0002" in result.stdout
+    assert Directory(database_url).revision() == "0002"
 
 
 @pytest.mark.parametrize(
@@ -133,10 +133,21 @@ def test_doctor_reports_each_check(tmp_path: Path, redis_url: str) -> None:
     assert "✗ vonage: VONAGE_APPLICATION_ID 'not-an-id' is not an application id" in sick.stdout
 
 
-def test_run_says_which_platforms_are_not_available_yet(tmp_path: Path) -> None:
-    result = verifybot("run", "telegram", env=environment(), cwd=tmp_path)
-    assert result.returncode == 1
-    assert "not available yet" in result.stderr
+def test_run_telegram_refuses_to_start_without_what_it_needs(tmp_path: Path) -> None:
+    no_token = verifybot("run", "telegram", env=environment(), cwd=tmp_path)
+    assert no_token.returncode == 2
+    assert no_token.stderr.strip().splitlines() == [
+        "verifybot: TELEGRAM_BOT_TOKEN is not set: create a bot with @BotFather and put its "
+        "token in .env (see config/.env.example)"
+    ]
+    token = environment(TELEGRAM_BOT_TOKEN="123:abc")
+    no_url = verifybot("run", "telegram", "--webhook", env=token, cwd=tmp_path)
+    assert no_url.returncode == 2 and "TELEGRAM_WEBHOOK_URL" in no_url.stderr
+    hooked = environment(TELEGRAM_BOT_TOKEN="123:abc", TELEGRAM_WEBHOOK_URL="https://x.org/tg")
+    no_secret = verifybot("run", "telegram", env=hooked, cwd=tmp_path)
+    assert no_secret.returncode == 2 and "TELEGRAM_WEBHOOK_SECRET" in no_secret.stderr
+    wrong_flag = verifybot("run", "telegram", "--socket", env=token, cwd=tmp_path)
+    assert wrong_flag.returncode == 2 and "--socket is for slack" in wrong_flag.stderr
     unknown = verifybot("run", "irc", env=environment(), cwd=tmp_path)
     assert unknown.returncode == 2 and "irc" in unknown.stderr
 

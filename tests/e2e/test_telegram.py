@@ -1,0 +1,472 @@
+"""Telegram journeys, end to end: the real python-telegram-bot ``Application`` started by
+``adapters.telegram.serve`` (long polling, or its webhook server), against the Bot API emulator;
+the real vonage SDK against the Verify emulator; a real Redis and SQLite behind the engine."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from adapters.telegram import serve
+from bot.bootstrap import App, open_app
+from bot.identity import MemberKey
+from tests.conftest import VONAGE_APP_ID
+from tests.emulators.telegram import SentMessage, TelegramEmulator
+from tests.emulators.vonage import VonageEmulator
+
+NUMBER = "+44 7400 123456"
+E164 = "447400123456"
+OTHER_NUMBER = "+44 7400 654321"
+OTHER_E164 = "447400654321"
+LOGIN_WARNING = "NOT a Telegram login code"
+
+RunBot = Callable[..., Any]
+
+
+@pytest.fixture
+def telegram() -> Iterator[TelegramEmulator]:
+    with TelegramEmulator() as emulator:
+        yield emulator
+    assert emulator.internal_errors == []
+    assert emulator.unemulated == []
+
+
+@pytest.fixture
+def key_file(vonage_key: Any, tmp_path: Path) -> Path:
+    path = tmp_path / "private.key"
+    path.write_bytes(
+        vonage_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return path
+
+
+@pytest.fixture
+def run_bot(
+    make_settings: Callable[..., Any],
+    telegram: TelegramEmulator,
+    vonage: VonageEmulator,
+    key_file: Path,
+) -> RunBot:
+    """Start ``verifybot run telegram`` in this event loop; stop it when the block ends."""
+
+    @asynccontextmanager
+    async def run(*, webhook: bool = False, **overrides: Any) -> AsyncIterator[App]:
+        values: dict[str, Any] = {
+            "telegram_bot_token": telegram.token,
+            "telegram_api_base_url": telegram.base_url,
+            "vonage_application_id": VONAGE_APP_ID,
+            "vonage_private_key_path": key_file,
+            "vonage_api_host": vonage.host,
+            "vonage_timeout_seconds": 2,
+            "vonage_retry_wait_seconds": 0.01,
+            "vonage_fallback_channels": "voice",
+            "resend_cooldown_seconds": 0,
+            **overrides,
+        }
+        async with open_app(make_settings(**values)) as app:
+            task = asyncio.create_task(serve(app, webhook=webhook))
+            ready = "setWebhook" if webhook else "getUpdates"
+            await telegram.wait_for(lambda: telegram.calls_to(ready) or task.done())
+            if task.done():
+                task.result()  # startup failed: show why
+            try:
+                yield app
+            finally:
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
+
+    return run
+
+
+async def next_message(
+    telegram: TelegramEmulator, chat_id: int, containing: str, *, after: int = 0
+) -> SentMessage:
+    """The first message to ``chat_id``, beyond the first ``after``, whose text contains this."""
+
+    def found() -> SentMessage | None:
+        for message in telegram.messages_in(chat_id)[after:]:
+            if containing in message.text:
+                return message
+        return None
+
+    message: SentMessage = await telegram.wait_for(found)
+    return message
+
+
+def callback_data(message: SentMessage) -> list[str]:
+    markup = message.reply_markup or {}
+    return [b.get("callback_data", "") for row in markup.get("inline_keyboard", []) for b in row]
+
+
+async def verify_by_typing(
+    telegram: TelegramEmulator, vonage: VonageEmulator, user: int, start: str = "/start"
+) -> None:
+    seen = len(telegram.messages_in(user))
+    telegram.send_text(user, start)
+    await next_message(telegram, user, "phone number", after=seen)
+    telegram.send_text(user, NUMBER)
+    await next_message(telegram, user, "I've sent a 6-digit code", after=seen)
+    telegram.send_text(user, vonage.last_code(E164))
+    await next_message(telegram, user, "You're verified", after=seen)
+
+
+# --- The private chat -------------------------------------------------------------------------
+
+
+async def test_a_member_verifies_by_typing_their_number(
+    run_bot: RunBot, telegram: TelegramEmulator, vonage: VonageEmulator
+) -> None:
+    ada = telegram.add_user("Ada", language_code="en")
+    async with run_bot() as app:
+        telegram.send_text(ada, "/start")
+        ask = await next_message(telegram, ada, "send me your mobile phone number")
+        assert ask.reply_markup is not None
+        contact_button = ask.reply_markup["keyboard"][0][0]
+        assert contact_button == {"text": "Share my phone number", "request_contact": True}
+
+        telegram.send_text(ada, NUMBER)
+        sent = await next_message(telegram, ada, "I've sent a 6-digit code")
+        assert "+44•••••3456" in sent.text
+        assert LOGIN_WARNING in sent.text
+        assert "Nobody will ever ask you for a Telegram login code" in sent.text
+        assert callback_data(sent) == ["vb:resend", "vb:change_number", "vb:cancel"]
+        closing = telegram.messages_in(ada)[-2]
+        assert closing.reply_markup == {"remove_keyboard": True}
+
+        telegram.send_text(ada, vonage.last_code(E164))
+        done = await next_message(telegram, ada, "You're verified")
+
+        assert "+44•••••3456" in done.text
+        link = app.directory.find_user("telegram", str(ada))[0]
+        assert (link.is_phone_verified, link.phone_e164, link.display_name) == (
+            True,
+            "+447400123456",
+            "Ada",
+        )
+
+
+async def test_a_member_verifies_by_sharing_their_own_contact(
+    run_bot: RunBot, telegram: TelegramEmulator, vonage: VonageEmulator
+) -> None:
+    ada = telegram.add_user("Ada")
+    async with run_bot() as app:
+        telegram.send_text(ada, "/verify")
+        await next_message(telegram, ada, "phone number")
+        telegram.share_contact(ada, "447400123456", contact_user_id=ada)
+        await next_message(telegram, ada, "I've sent a 6-digit code")
+        assert {"remove_keyboard": True} in [m.reply_markup for m in telegram.messages_in(ada)]
+
+        telegram.send_text(ada, vonage.last_code(E164))
+        await next_message(telegram, ada, "You're verified")
+        assert app.directory.find_user("telegram", str(ada))[0].is_phone_verified
+
+
+@pytest.mark.parametrize("owner", ["someone else", "nobody"])
+async def test_a_contact_that_is_not_the_members_own_is_refused(
+    owner: str, run_bot: RunBot, telegram: TelegramEmulator, vonage: VonageEmulator
+) -> None:
+    ada = telegram.add_user("Ada")
+    bob = telegram.add_user("Bob")
+    async with run_bot():
+        telegram.send_text(ada, "/start")
+        await next_message(telegram, ada, "phone number")
+        contact_user = bob if owner == "someone else" else None
+        telegram.share_contact(ada, "447400123456", contact_user_id=contact_user)
+
+        refusal = await next_message(telegram, ada, "share your own contact")
+
+        assert refusal.reply_markup is not None
+        assert refusal.reply_markup["keyboard"][0][0]["request_contact"] is True
+        assert vonage.deliveries == []
+
+
+async def test_a_wrong_code_then_the_right_one(
+    run_bot: RunBot, telegram: TelegramEmulator, vonage: VonageEmulator
+) -> None:
+    ada = telegram.add_user("Ada")
+    async with run_bot() as app:
+        telegram.send_text(ada, "/start")
+        telegram.send_text(ada, NUMBER)
+        await next_message(telegram, ada, "I've sent")
+        right = vonage.last_code(E164)
+        wrong = "000000" if right != "000000" else "111111"
+
+        telegram.send_text(ada, wrong)
+        refused = await next_message(telegram, ada, "That code isn't right")
+        assert "2 tries left" in refused.text
+        assert LOGIN_WARNING in refused.text
+        assert callback_data(refused) == ["vb:resend", "vb:change_number", "vb:cancel"]
+
+        telegram.send_text(ada, right)
+        await next_message(telegram, ada, "You're verified")
+        assert app.directory.find_user("telegram", str(ada))[0].is_phone_verified
+
+
+async def test_resend_then_change_of_number_by_buttons(
+    run_bot: RunBot, telegram: TelegramEmulator, vonage: VonageEmulator
+) -> None:
+    ada = telegram.add_user("Ada")
+    async with run_bot() as app:
+        telegram.send_text(ada, "/start")
+        telegram.send_text(ada, NUMBER)
+        sent = await next_message(telegram, ada, "I've sent")
+
+        pressed = telegram.press(ada, sent.message_id, "vb:resend")
+        again = await next_message(telegram, ada, "again")
+        assert LOGIN_WARNING in again.text
+        query_id = pressed["callback_query"]["id"]
+        assert telegram.callback_answer(query_id) is not None
+        await telegram.wait_for(lambda: telegram.messages_in(ada)[-2].reply_markup is None)
+
+        second = telegram.press(ada, again.message_id, "vb:change_number")
+        await next_message(telegram, ada, "phone number", after=len(telegram.messages_in(ada)))
+        telegram.send_text(ada, OTHER_NUMBER)
+        await next_message(telegram, ada, "+44•••••4321")
+        telegram.send_text(ada, vonage.last_code(OTHER_E164))
+        await next_message(telegram, ada, "You're verified with +44•••••4321")
+
+        assert app.directory.find_user("telegram", str(ada))[0].phone_e164 == "+447400654321"
+        assert telegram.callback_answer(second["callback_query"]["id"]) is not None
+
+
+async def test_an_expired_code_asks_for_the_number_again(
+    run_bot: RunBot, telegram: TelegramEmulator, vonage: VonageEmulator
+) -> None:
+    ada = telegram.add_user("Ada")
+    async with run_bot(code_validity_seconds=1) as app:
+        telegram.send_text(ada, "/start")
+        telegram.send_text(ada, NUMBER)
+        await next_message(telegram, ada, "I've sent")
+        await asyncio.sleep(1.1)
+
+        telegram.send_text(ada, vonage.last_code(E164))
+
+        await next_message(telegram, ada, "Your code has expired")
+        assert app.directory.find_user("telegram", str(ada)) == []
+
+
+async def test_texts_follow_the_members_language(
+    run_bot: RunBot, telegram: TelegramEmulator, vonage: VonageEmulator
+) -> None:
+    ana = telegram.add_user("Ana", language_code="es")
+    async with run_bot():
+        telegram.send_text(ana, "/start")
+        await next_message(telegram, ana, "envíame tu número de móvil")
+        telegram.send_text(ana, NUMBER)
+        sent = await next_message(telegram, ana, "He enviado un código")
+        assert "NO es un código de inicio de sesión de Telegram" in sent.text
+
+
+async def test_a_redelivered_update_is_answered_once(
+    run_bot: RunBot, telegram: TelegramEmulator
+) -> None:
+    ada = telegram.add_user("Ada")
+    async with run_bot():
+        start = telegram.send_text(ada, "/start")
+        await next_message(telegram, ada, "phone number")
+
+        telegram.redeliver(start)
+        telegram.send_text(ada, "/status")
+        await next_message(telegram, ada, "send your mobile phone number")
+
+        texts = [m.text for m in telegram.messages_in(ada)]
+        assert len(texts) == 2, texts
+
+
+async def test_commands_are_registered_for_members_and_admins_in_every_language(
+    run_bot: RunBot, telegram: TelegramEmulator
+) -> None:
+    async with run_bot():
+        private = {"type": "all_private_chats"}
+        admins = {"type": "all_chat_administrators"}
+        await telegram.wait_for(lambda: telegram.commands(admins, "es"))
+
+        names = [c["command"] for c in telegram.commands(private)]
+        assert names == ["verify", "status", "cancel", "help"]
+        assert [c["command"] for c in telegram.commands(admins)] == ["verify"]
+        spanish = {c["command"]: c["description"] for c in telegram.commands(private, "es")}
+        assert spanish["status"] == "Estado de tu verificación"
+
+
+async def test_a_member_who_blocked_the_bot_does_not_stop_it(
+    run_bot: RunBot, telegram: TelegramEmulator
+) -> None:
+    ada = telegram.add_user("Ada")
+    bob = telegram.add_user("Bob")
+    group = telegram.add_group("Club")
+    async with run_bot(telegram_gate_mode="join_request"):
+        telegram.send_text(ada, "/start")
+        await next_message(telegram, ada, "phone number")
+        telegram.block_bot(ada)
+        telegram.request_join(ada, group)  # the bot's message to Ada is refused with 403
+        await telegram.wait_for(
+            lambda: [c for c in telegram.calls_to("sendMessage") if c.status == 403]
+        )
+
+        telegram.send_text(bob, "/start")
+        await next_message(telegram, bob, "phone number")
+        assert telegram.join_request_state(group, ada) == "pending"
+
+
+# --- Webhook mode -----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def test_webhook_mode_serves_updates_and_refuses_a_wrong_secret(
+    run_bot: RunBot, telegram: TelegramEmulator
+) -> None:
+    ada = telegram.add_user("Ada")
+    port = free_port()
+    async with run_bot(
+        webhook=True,
+        telegram_webhook_url=f"http://127.0.0.1:{port}/telegram",
+        telegram_webhook_secret="s3cret-Token_1",
+        listen_host="127.0.0.1",
+        port=port,
+    ):
+        setting = telegram.calls_to("setWebhook")[-1].params
+        assert setting["secret_token"] == "s3cret-Token_1"
+        assert "chat_member" in setting["allowed_updates"]
+
+        update = telegram.send_text(ada, "/start")
+        await next_message(telegram, ada, "phone number")
+        forged = {**update, "update_id": update["update_id"] + 1000}
+
+        assert await asyncio.to_thread(telegram.post_to_webhook, forged, "wrong") == 403
+        assert await asyncio.to_thread(telegram.post_to_webhook, forged, None) == 403
+        await asyncio.sleep(0.2)
+        assert len(telegram.messages_in(ada)) == 1
+        assert await asyncio.to_thread(telegram.post_to_webhook, forged, "s3cret-Token_1") == 200
+        await next_message(telegram, ada, "phone number", after=1)
+
+
+# --- Gated groups -----------------------------------------------------------------------------
+
+
+def url_buttons(message: SentMessage) -> list[str]:
+    markup = message.reply_markup or {}
+    return [b.get("url", "") for row in markup.get("inline_keyboard", []) for b in row]
+
+
+async def test_a_new_group_member_is_restricted_until_verified(
+    run_bot: RunBot, telegram: TelegramEmulator, vonage: VonageEmulator
+) -> None:
+    ada = telegram.add_user("Ada")
+    group = telegram.add_group("Club")
+    async with run_bot(telegram_gate_mode="restrict") as app:
+        telegram.join(ada, group)
+
+        welcome = await next_message(telegram, group, "Welcome, Ada")
+        assert telegram.member_status(group, ada) == "restricted"
+        assert telegram.permissions(group, ada) == {
+            name: False for name in telegram.permissions(group, ada) or {}
+        }
+        link = f"https://t.me/{telegram.bot_username}?start=g{group}"
+        assert url_buttons(welcome) == [link]
+        ours = {m.message_id for m in telegram.messages_in(group)}
+        await telegram.wait_for(  # the "Ada joined" service message is tidied away
+            lambda: [
+                c for c in telegram.calls_to("deleteMessage") if c.params["message_id"] not in ours
+            ]
+        )
+
+        await verify_by_typing(telegram, vonage, ada, start=f"/start g{group}")
+
+        await next_message(telegram, ada, "You can now take part in Club")
+        assert telegram.member_status(group, ada) == "member"
+        assert await telegram.wait_for(lambda: telegram.messages_in(group)[0].deleted)
+        ada_key = MemberKey("telegram", str(telegram.bot_id), str(ada))
+        assert app.directory.is_admitted(ada_key, str(group))
+
+
+async def test_a_member_admitted_before_rejoins_without_being_asked(
+    run_bot: RunBot, telegram: TelegramEmulator, vonage: VonageEmulator
+) -> None:
+    ada = telegram.add_user("Ada")
+    group = telegram.add_group("Club")
+    other = telegram.add_group("Other club")
+    async with run_bot(telegram_gate_mode="restrict"):
+        await verify_by_typing(telegram, vonage, ada)
+        telegram.join(ada, group)
+        await next_message(telegram, group, "Welcome, Ada")
+        telegram.send_text(ada, f"/start g{group}")  # already verified: one tap, no SMS
+        await next_message(telegram, ada, "You can now take part in Club")
+        telegram.leave(ada, group)
+        await telegram.wait_for(lambda: telegram.member_status(group, ada) == "left")
+
+        telegram.join(ada, group)
+        telegram.join(ada, other)
+
+        await next_message(telegram, other, "Welcome, Ada")
+        assert telegram.member_status(group, ada) == "member"
+        assert telegram.member_status(other, ada) == "restricted"
+        assert len(vonage.deliveries) == 1
+
+
+async def test_a_join_request_is_approved_once_verified(
+    run_bot: RunBot, telegram: TelegramEmulator, vonage: VonageEmulator
+) -> None:
+    ada = telegram.add_user("Ada")
+    group = telegram.add_group("Club")
+    async with run_bot(telegram_gate_mode="join_request"):
+        telegram.request_join(ada, group)
+
+        await next_message(telegram, ada, "You asked to join Club")
+        await next_message(telegram, ada, "send me your mobile phone number")
+        telegram.send_text(ada, NUMBER)
+        await next_message(telegram, ada, "I've sent")
+        telegram.send_text(ada, vonage.last_code(E164))
+        await next_message(telegram, ada, "You can now take part in Club")
+
+        assert telegram.join_request_state(group, ada) == "approved"
+        assert telegram.member_status(group, ada) == "member"
+
+
+async def test_unverified_members_are_removed_after_the_timeout_and_verified_ones_stay(
+    run_bot: RunBot, telegram: TelegramEmulator, vonage: VonageEmulator
+) -> None:
+    ada = telegram.add_user("Ada")
+    bob = telegram.add_user("Bob")
+    group = telegram.add_group("Club")
+    async with run_bot(telegram_gate_mode="restrict", telegram_verify_timeout="2"):
+        telegram.join(ada, group)
+        telegram.join(bob, group)
+        await next_message(telegram, group, "Welcome, Bob")
+        await verify_by_typing(telegram, vonage, bob, start=f"/start g{group}")
+
+        await telegram.wait_for(lambda: telegram.member_status(group, ada) == "left", timeout=6)
+
+        assert [c.params["user_id"] for c in telegram.calls_to("banChatMember")] == [ada]
+        assert telegram.member_status(group, bob) == "member"
+        assert [m.text for m in telegram.messages_in(group) if not m.deleted] == []
+
+
+async def test_a_join_request_is_declined_after_the_timeout(
+    run_bot: RunBot, telegram: TelegramEmulator
+) -> None:
+    ada = telegram.add_user("Ada")
+    group = telegram.add_group("Club")
+    async with run_bot(telegram_gate_mode="join_request", telegram_verify_timeout="1"):
+        telegram.request_join(ada, group)
+        await next_message(telegram, ada, "You asked to join Club")
+
+        await telegram.wait_for(lambda: telegram.join_request_state(group, ada) == "declined")
+        await next_message(telegram, ada, "declined")
