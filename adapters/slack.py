@@ -27,6 +27,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters._runtime import until_stopped
 from adapters.slack_views import (
     ACTIONS_BY_ID,
     CODE_INPUT,
@@ -388,7 +389,7 @@ async def serve(bot: App, *, socket: bool = False) -> None:
         await handler.connect_async()  # type: ignore[no-untyped-call]
         log.info("slack_socket_mode_connected")
         try:
-            await asyncio.Event().wait()
+            await until_stopped()
         finally:
             await handler.close_async()  # type: ignore[no-untyped-call]
         return
@@ -402,6 +403,6 @@ async def serve(bot: App, *, socket: bool = False) -> None:
             port=settings.port,
             path=settings.slack_events_path,
         )
-        await asyncio.Event().wait()
+        await until_stopped()
     finally:
         await runner.cleanup()

@@ -8,7 +8,6 @@ state lives in the core (Redis), never in PTB, so several workers may share the 
 from __future__ import annotations
 
 import asyncio
-import signal
 from collections import Counter
 from collections.abc import Awaitable
 from contextlib import suppress
@@ -46,6 +45,7 @@ from telegram.ext import (
     filters,
 )
 
+from adapters._runtime import until_stopped
 from adapters.telegram_gate import GroupGate
 from bot.bootstrap import App
 from bot.engine import Outcome
@@ -152,11 +152,6 @@ async def serve(app: App, *, webhook: bool = False) -> None:
     settings = app.settings
     application = build_application(app)
     chat: TelegramChat = application.bot_data["chat"]
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, stop.set)
     async with application:
         await chat.register_commands()
         await application.start()
@@ -179,7 +174,7 @@ async def serve(app: App, *, webhook: bool = False) -> None:
             await updater.start_polling(allowed_updates=ALLOWED_UPDATES)
             log.info("telegram_polling", bot=application.bot.username)
         try:
-            await stop.wait()
+            await until_stopped()
         finally:
             if sweeper is not None:
                 sweeper.cancel()

@@ -470,3 +470,42 @@ async def test_a_join_request_is_declined_after_the_timeout(
 
         await telegram.wait_for(lambda: telegram.join_request_state(group, ada) == "declined")
         await next_message(telegram, ada, "declined")
+
+
+# --- The command operators run ----------------------------------------------------------------
+
+
+async def test_verifybot_run_telegram_serves_members_and_stops_cleanly_on_sigterm(
+    telegram: TelegramEmulator, redis_url: str, key_prefix: str, tmp_path: Path
+) -> None:
+    import signal
+    import sys
+
+    from tests.conftest import unconfigured_environment
+
+    ada = telegram.add_user("Ada")
+    env = unconfigured_environment(
+        TELEGRAM_BOT_TOKEN=telegram.token,
+        TELEGRAM_API_BASE_URL=telegram.base_url,
+        REDIS_URL=redis_url,
+        REDIS_PREFIX=key_prefix,
+        DATABASE_URL=f"sqlite:///{tmp_path / 'bot.db'}",
+        DATA_DIR=str(tmp_path / "data"),
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "run", "telegram",
+        env=env, cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        await telegram.wait_for(lambda: telegram.calls_to("getUpdates"), timeout=30)
+        telegram.send_text(ada, "/start")
+        await next_message(telegram, ada, "phone number")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        raw, _ = await asyncio.wait_for(process.communicate(), timeout=20)
+    output = raw.decode()
+    assert process.returncode == 0, output
+    assert "telegram_polling" in output
+    assert "Traceback" not in output
+    assert telegram.token not in output
