@@ -4,6 +4,7 @@ test that is cleaned up afterwards, and settings that ignore the developer's own
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -24,6 +25,22 @@ def unconfigured_environment(**values: str) -> dict[str, str]:
     names = {name.upper() for name in Settings.model_fields}
     env = {k: v for k, v in os.environ.items() if k.upper() not in names}
     return {**env, "PYTHONUNBUFFERED": "1", **values}
+
+
+class Inbox:
+    """What the sandbox verifier 'texts': the operator-side lines, with the code at the end."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def __call__(self, line: str) -> None:
+        self.lines.append(line)
+
+    @property
+    def last_code(self) -> str:
+        match = re.search(r"(\d+)$", self.lines[-1])
+        assert match, self.lines
+        return match.group(1)
 
 
 @pytest.fixture(scope="session")

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import re
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -14,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 from aiohttp import web
 
 from adapters import slack as adapter
 from bot.bootstrap import App, open_app
+from tests.conftest import Inbox
 from tests.emulators.slack import SlackEmulator
 from tests.emulators.slack_requests import SignedPoster
+from tests.emulators.specs import require_spec
 
 TEAM = "T0EMULATED"
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -29,34 +28,7 @@ MASKED = "+44•••••3456"
 
 
 def find_specs() -> Path:
-    """The official API descriptions: CI checks the repo out with shared/ beside it."""
-    repo = Path(__file__).resolve().parents[2]
-    for candidate in (
-        os.environ.get("VERIFYBOT_SPECS"),
-        repo.parent / "shared" / "specs",
-        "/work/shared/specs",
-    ):
-        if candidate and (Path(candidate) / "slack-web-api.openapi.json").exists():
-            return Path(candidate)
-    if os.environ.get("CI") == "true":
-        pytest.fail("slack-web-api.openapi.json not found; set VERIFYBOT_SPECS")
-    pytest.skip("the Slack API description is not here (set VERIFYBOT_SPECS)")
-
-
-class Inbox:
-    """The sandbox verifier's "SMS": the operator-side lines, with the code at the end."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def __call__(self, line: str) -> None:
-        self.lines.append(line)
-
-    @property
-    def last_code(self) -> str:
-        match = re.search(r"(\d+)$", self.lines[-1])
-        assert match, self.lines
-        return match.group(1)
+    return require_spec("slack-web-api.openapi.json").parent
 
 
 async def until(condition: Callable[[], Any], within: float = 5.0) -> Any:

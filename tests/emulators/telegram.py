@@ -107,7 +107,6 @@ import email.parser
 import email.policy
 import html
 import json
-import os
 import re
 import socket
 import threading
@@ -121,6 +120,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple, TypeVar, cast
 from urllib.parse import parse_qs, urlsplit
+
+from tests.emulators import specs
 
 __all__ = [
     "RecordedCall",
@@ -188,19 +189,8 @@ _NOT_MODIFIED = (
 
 
 def find_specs() -> Path:
-    """The folder with the official API descriptions: ``VERIFYBOT_SPECS``, then
-    ``<repo>/../shared/specs`` (CI checks the repo out with shared/ beside it), then
-    ``/work/shared/specs``. Returns the repo-relative candidate when none holds the file."""
-    repo = Path(__file__).resolve().parents[2]
-    candidates = [
-        os.environ.get("VERIFYBOT_SPECS"),
-        repo.parent / "shared" / "specs",
-        "/work/shared/specs",
-    ]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / SPEC_FILE).exists():
-            return Path(candidate)
-    return repo.parent / "shared" / "specs"
+    """The folder with the official API descriptions (see ``tests.emulators.specs``)."""
+    return specs.find_specs(SPEC_FILE)
 
 
 _spec_guard = threading.Lock()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import threading
 import time
@@ -38,6 +37,7 @@ from vonage_http_client.errors import (
 from vonage_verify import SmsChannel, VerifyRequest, VoiceChannel
 from vonage_verify_legacy.errors import VerifyError
 
+from tests.emulators.specs import find_specs, spec_missing
 from tests.emulators.vonage import VonageEmulator
 
 APP_ID = "5c1e7a52-1f4e-4b7e-9a3c-0d4a2f6b8e91"
@@ -47,28 +47,8 @@ NUMBER = "447700900123"
 OTHER = "447700900456"
 
 
-def _find_specs() -> Path:
-    """The official API descriptions: CI checks the repo out with shared/ beside it."""
-    repo = Path(__file__).resolve().parents[2]
-    candidates = [
-        os.environ.get("VERIFYBOT_SPECS"),
-        repo.parent / "shared" / "specs",
-        "/work/shared/specs",
-    ]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "vonage-verify-v2.openapi.json").exists():
-            return Path(candidate)
-    return repo.parent / "shared" / "specs"
-
-
-SPECS = _find_specs()
-
-
-def _spec_missing(spec_file: Path) -> None:
-    message = f"{spec_file} is not here (set VERIFYBOT_SPECS to the shared/specs folder)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+SPECS = find_specs("vonage-verify-v2.openapi.json")
+_spec_missing = spec_missing
 
 
 # -- fixtures ---------------------------------------------------------------------------------

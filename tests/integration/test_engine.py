@@ -5,7 +5,6 @@ emulator in ``test_vonage_verifier.py``."""
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -28,26 +27,11 @@ from bot.flow import (
 )
 from bot.identity import Member, MemberKey
 from bot.verifier.sandbox import SandboxVerifier
+from tests.conftest import Inbox
 
 ALICE = Member(MemberKey("telegram", "bot1", "1001"), display_name="Alice", locale="en")
 BOB = Member(MemberKey("telegram", "bot1", "1002"), display_name="Bob")
 PHONE = "+44 7400 123456"
-
-
-class Inbox:
-    """What the sandbox 'texts': the operator-side lines, with the code at the end."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def __call__(self, line: str) -> None:
-        self.lines.append(line)
-
-    @property
-    def last_code(self) -> str:
-        match = re.search(r"(\d+)$", self.lines[-1])
-        assert match, self.lines
-        return match.group(1)
 
 
 @pytest.fixture
