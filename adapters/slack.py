@@ -16,7 +16,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import web
@@ -38,17 +38,12 @@ from adapters.slack_views import (
     metadata,
     read_metadata,
 )
-from bot.bootstrap import App
 from bot.engine import Outcome
 from bot.flow import (
-    Action,
-    Cancel,
-    ChangeNumber,
+    ACTION_EVENTS,
     CodeGiven,
-    MemberEvent,
     PhoneGiven,
     Reply,
-    Resend,
     Start,
     State,
     Status,
@@ -57,6 +52,9 @@ from bot.flow import (
 from bot.identity import Member, MemberKey
 from bot.privacy import mask_phone
 from bot.settings import ConfigError, Settings
+
+if TYPE_CHECKING:  # the wiring imports every port; an adapter needs only its type
+    from bot.bootstrap import App
 
 PLATFORM = "slack"
 log = structlog.get_logger("verifybot.slack")
@@ -68,13 +66,6 @@ ACK_BUDGET = 2.0
 PROFILE_TTL = 600.0
 #: Retries after a 429, each after Slack's Retry-After.
 RATE_LIMIT_RETRIES = 3
-
-ACTION_EVENTS: dict[Action, MemberEvent] = {
-    Action.START: Start(),
-    Action.RESEND: Resend(),
-    Action.CHANGE_NUMBER: ChangeNumber(),
-    Action.CANCEL: Cancel(),
-}
 
 
 def check_settings(settings: Settings, *, socket: bool) -> None:

@@ -11,7 +11,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Awaitable
 from contextlib import suppress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import structlog
@@ -47,9 +47,9 @@ from telegram.ext import (
 
 from adapters._runtime import until_stopped
 from adapters.telegram_gate import GroupGate
-from bot.bootstrap import App
 from bot.engine import Outcome
 from bot.flow import (
+    ACTION_EVENTS,
     Action,
     Cancel,
     ChangeNumber,
@@ -64,6 +64,9 @@ from bot.flow import (
 )
 from bot.identity import Member, MemberKey
 from bot.settings import ConfigError, Settings
+
+if TYPE_CHECKING:  # the wiring imports every port; an adapter needs only its type
+    from bot.bootstrap import App
 
 log = structlog.get_logger("verifybot.telegram")
 
@@ -82,12 +85,6 @@ ALLOWED_UPDATES = [
 CONCURRENT_UPDATES = 64
 QUEUED_UPDATES = 1024
 
-BUTTON_EVENTS: dict[Action, MemberEvent] = {
-    Action.START: Start(),
-    Action.RESEND: Resend(),
-    Action.CHANGE_NUMBER: ChangeNumber(),
-    Action.CANCEL: Cancel(),
-}
 COMMAND_EVENTS: dict[str, MemberEvent] = {
     "status": Status(),
     "cancel": Cancel(),
@@ -327,10 +324,10 @@ class TelegramChat:
         # Every callback is answered, or the member's client shows a spinner for a while.
         await self.call(query.answer())
         action = _action_of(query)
-        if action is None or action not in BUTTON_EVENTS:
+        if action is None or action not in ACTION_EVENTS:
             return
         await self._retire_buttons(query)
-        await self.converse(update, BUTTON_EVENTS[action])
+        await self.converse(update, ACTION_EVENTS[action])
 
     async def on_my_chat_member(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         change = update.my_chat_member
@@ -396,7 +393,7 @@ class TelegramChat:
         buttons = [
             InlineKeyboardButton(label(action), callback_data=f"{CALLBACK_PREFIX}{action.value}")
             for action in actions
-            if action in BUTTON_EVENTS
+            if action in ACTION_EVENTS
         ]
         return InlineKeyboardMarkup([buttons]) if buttons else None
 

@@ -21,13 +21,13 @@ from telegram import ChatMember, ChatPermissions, InlineKeyboardButton, InlineKe
 from telegram import Update as TelegramUpdate
 from telegram.ext import ContextTypes
 
-from bot.bootstrap import App
 from bot.flow import Start
 from bot.gate import Hold, Lapsed, sweep_lapsed
 from bot.identity import Member
 
 if TYPE_CHECKING:
     from adapters.telegram import TelegramChat
+    from bot.bootstrap import App
 
 log = structlog.get_logger("verifybot.telegram")
 

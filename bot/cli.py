@@ -13,14 +13,16 @@ import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from bot.directory import PhoneLink
 from bot.logs import configure_logging
 from bot.privacy import mask_phone
 from bot.settings import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:  # the directory pulls in SQLAlchemy and Alembic: only commands that use it
+    from bot.directory import PhoneLink
 
 app = typer.Typer(
     name="verifybot",

@@ -250,6 +250,16 @@ class Action(enum.StrEnum):
     CANCEL = "cancel"
 
 
+#: What pressing each button means. SHARE_CONTACT is absent: the platform's own contact
+#: picker answers it with a ``ContactShared``.
+ACTION_EVENTS: Mapping[Action, MemberEvent] = {
+    Action.START: Start(),
+    Action.RESEND: Resend(),
+    Action.CHANGE_NUMBER: ChangeNumber(),
+    Action.CANCEL: Cancel(),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Duration:
     """A number of seconds, rendered in the member's language by the catalogue."""
