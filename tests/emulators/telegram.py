@@ -108,20 +108,20 @@ import email.policy
 import html
 import json
 import re
-import socket
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple, TypeVar, cast
 from urllib.parse import parse_qs, urlsplit
 
 from tests.emulators import specs
+from tests.emulators._http import TrackedServer
 
 __all__ = [
     "RecordedCall",
@@ -137,7 +137,6 @@ __all__ = [
 T = TypeVar("T")
 
 SPEC_FILE = "telegram-bot-api.json"
-_IDLE_TIMEOUT = 30.0
 _INT = re.compile(r"^[+-]?\d+$")
 _SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 _COMMAND = re.compile(r"^[a-z0-9_]{1,32}$")
@@ -2180,54 +2179,10 @@ def _form(text: str) -> dict[str, Any]:
     return {k: v[-1] for k, v in parse_qs(text, keep_blank_values=True).items()}
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
+class _Server(TrackedServer):
     def __init__(self, address: tuple[str, int], emulator: TelegramEmulator) -> None:
         self.emulator = emulator
-        self._connections: set[socket.socket] = set()
-        self._conn_threads: set[threading.Thread] = set()
-        self._guard = threading.Lock()
         super().__init__(address, _RequestHandler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        thread = threading.Thread(
-            target=self._serve_connection, args=(request, client_address), daemon=True
-        )
-        with self._guard:
-            self._conn_threads.add(thread)
-        thread.start()
-
-    def _serve_connection(self, conn: socket.socket, client_address: Any) -> None:
-        with self._guard:
-            self._connections.add(conn)
-        try:
-            conn.settimeout(_IDLE_TIMEOUT)
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            _RequestHandler(conn, client_address, self)
-        except OSError:
-            pass  # the client went away, or stop() shut the socket
-        finally:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-            conn.close()
-            with self._guard:
-                self._connections.discard(conn)
-                self._conn_threads.discard(threading.current_thread())
-
-    def close_connections(self) -> None:
-        with self._guard:
-            connections = list(self._connections)
-        for conn in connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-
-    def join_connections(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        with self._guard:
-            threads = list(self._conn_threads)
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 class _RequestHandler(BaseHTTPRequestHandler):

@@ -66,7 +66,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any, Literal, cast
 from urllib.parse import parse_qs, urlsplit
@@ -76,6 +76,8 @@ import trustme
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from tests.emulators._http import TrackedServer
+
 __all__ = ["Delivery", "RecordedCall", "VonageEmulator"]
 
 _DOCS = "https://developer.vonage.com/en/api-errors"
@@ -84,7 +86,6 @@ _BRAND_FORBIDDEN = re.compile(r"[\\/{}:$]")
 _CLIENT_REF = re.compile(r"^[a-zA-Z0-9]{1,40}$")
 _CUSTOM_CODE = re.compile(r"^[a-zA-Z0-9]{4,10}$")
 _FAULT = re.compile(r"^(500|503|429|timeout|drop_after|drop_before|status:\d+)$")
-_IDLE_TIMEOUT = 30.0  # seconds a kept-alive connection may sit idle before the server closes it
 
 _V2_TOP_LEVEL = frozenset(
     {
@@ -862,67 +863,18 @@ class VonageEmulator:
 # -- HTTP plumbing ---------------------------------------------------------------------------
 
 
-class _Server(ThreadingHTTPServer):
-    """One thread per connection; TLS is negotiated in that thread, not in the accept loop."""
-
-    daemon_threads = True
+class _Server(TrackedServer):
+    """TLS is negotiated in each connection's thread, not in the accept loop."""
 
     def __init__(
         self, address: tuple[str, int], emulator: VonageEmulator, context: ssl.SSLContext
     ) -> None:
         self.emulator = emulator
         self.context = context
-        self._connections: set[socket.socket] = set()
-        self._conn_threads: set[threading.Thread] = set()
-        self._guard = threading.Lock()
         super().__init__(address, _Handler)
 
-    def process_request(self, request: Any, client_address: Any) -> None:
-        thread = threading.Thread(
-            target=self._serve_connection, args=(request, client_address), daemon=True
-        )
-        with self._guard:
-            self._conn_threads.add(thread)
-        thread.start()
-
-    def _serve_connection(self, raw: socket.socket, client_address: Any) -> None:
-        conn: socket.socket = raw
-        with self._guard:
-            self._connections.add(conn)
-        try:
-            raw.settimeout(_IDLE_TIMEOUT)
-            # Headers and body go out as two writes; without this, Nagle plus the client's
-            # delayed ACK stalls every answer by ~40 ms.
-            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            tls = self.context.wrap_socket(raw, server_side=True)
-            with self._guard:
-                self._connections.discard(raw)
-                self._connections.add(tls)
-            conn = tls
-            _Handler(tls, client_address, self)
-        except OSError:
-            pass  # client went away, TLS refused, or stop() shut the socket: all normal here
-        finally:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)  # FIN, not RST: clients see RemoteDisconnected
-            conn.close()
-            with self._guard:
-                self._connections.discard(conn)
-                self._conn_threads.discard(threading.current_thread())
-
-    def close_connections(self) -> None:
-        with self._guard:
-            connections = list(self._connections)
-        for conn in connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-
-    def join_connections(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        with self._guard:
-            threads = list(self._conn_threads)
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+    def wrap(self, conn: socket.socket) -> socket.socket:
+        return self.context.wrap_socket(conn, server_side=True)
 
 
 class _Handler(BaseHTTPRequestHandler):
