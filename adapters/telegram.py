@@ -251,7 +251,7 @@ class TelegramChat:
         add(MessageHandler(private & filters.CONTACT, self.on_contact))
         add(MessageHandler(private & filters.TEXT & ~filters.COMMAND, self.on_text))
         add(MessageHandler(private & filters.COMMAND, self.on_unknown_command))
-        add(CallbackQueryHandler(self.on_button, pattern=f"^{CALLBACK_PREFIX}"))
+        add(CallbackQueryHandler(self.on_button))  # every query, even a stale one, is answered
         add(ChatMemberHandler(self.gate.on_chat_member, ChatMemberHandler.CHAT_MEMBER))
         add(ChatMemberHandler(self.on_my_chat_member, ChatMemberHandler.MY_CHAT_MEMBER))
         add(ChatJoinRequestHandler(self.gate.on_join_request))

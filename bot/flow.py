@@ -282,16 +282,23 @@ class Reply:
         return self.key in CODE_REPLIES
 
 
-#: Replies about the texted code. Scammers impersonate verification bots to harvest login
-#: codes, so every one of these is rendered with the catalogue's ``code.warning``.
+#: Replies about a code we texted or are texting. Scammers impersonate verification bots to
+#: harvest login codes, so every one of these is rendered with the catalogue's ``code.warning``.
 CODE_REPLIES = frozenset(
     {
+        "code.sending",
         "code.sent",
         "code.format",
         "code.wrong",
+        "code.too_many",
+        "code.expired",
+        "resend.wait",
         "resend.done",
         "status.await_code",
         "help.await_code",
+        "failure.busy",
+        "failure.no_more_resends",
+        "limit.wrong_codes",
         "verified.save_failed",
     }
 )

@@ -320,6 +320,37 @@ async def test_a_member_who_blocked_the_bot_does_not_stop_it(
         assert telegram.join_request_state(group, ada) == "pending"
 
 
+async def test_a_429_from_telegram_is_waited_out_and_the_reply_still_arrives(
+    run_bot: RunBot, telegram: TelegramEmulator
+) -> None:
+    ada = telegram.add_user("Ada")
+    async with run_bot():
+        telegram.inject("sendMessage", 429, retry_after=1)
+        telegram.send_text(ada, "/start")
+
+        await next_message(telegram, ada, "phone number")
+
+        statuses = [call.status for call in telegram.calls_to("sendMessage")]
+        assert statuses[:2] == [429, 200]
+
+
+async def test_every_button_press_is_answered_even_a_stale_or_unknown_one(
+    run_bot: RunBot, telegram: TelegramEmulator
+) -> None:
+    ada = telegram.add_user("Ada")
+    async with run_bot():
+        telegram.send_text(ada, "/status")
+        offer = await next_message(telegram, ada, "not verified")
+        assert callback_data(offer) == ["vb:start"]
+        telegram.send_text(ada, "/start")
+        await next_message(telegram, ada, "phone number")
+
+        stale = telegram.press(ada, offer.message_id, "vb:start")  # pressed after moving on
+
+        await telegram.wait_for(lambda: telegram.callback_answer(stale["callback_query"]["id"]))
+        await next_message(telegram, ada, "Please send your mobile phone number")
+
+
 # --- Webhook mode -----------------------------------------------------------------------------
 
 

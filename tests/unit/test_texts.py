@@ -80,3 +80,34 @@ def test_a_broken_texts_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_an_unknown_default_language_is_a_clear_error() -> None:
     with pytest.raises(CatalogueError, match="DEFAULT_LANGUAGE 'xx'"):
         Catalogue.load(default="xx")
+
+
+def test_every_reply_about_a_texted_code_carries_the_warning() -> None:
+    about_code = {
+        key
+        for key in REFERENCE_TEXTS
+        if key.split(".")[0] in ("code", "resend") and key != "code.warning"
+    }
+    assert about_code | {"status.await_code", "help.await_code"} <= bot.flow.CODE_REPLIES
+    assert set(REFERENCE_TEXTS) >= bot.flow.CODE_REPLIES
+    warning = CATALOGUE.text("code.warning", "en")
+    for key in bot.flow.CODE_REPLIES:
+        reply = Reply(key, {"length": 6, "phone": "+44•••••3456", "expires_in": Duration(300),
+                            "tries_left": 2, "wait": Duration(30)})  # fmt: skip
+        assert CATALOGUE.render(reply, "en").endswith("\n" + warning), key
+    assert warning not in CATALOGUE.render(Reply("phone.ask"), "en")
+
+
+@pytest.mark.parametrize("language", sorted(CATALOGUE.languages))
+def test_on_telegram_the_warning_says_it_is_not_a_telegram_login_code(language: str) -> None:
+    reply = Reply("code.wrong", {"tries_left": 2})
+    telegram = CATALOGUE.render(reply, language, variant="telegram")
+    assert CATALOGUE.text("telegram.code.warning", language) in telegram
+    assert "Telegram" in telegram
+    assert "Telegram" not in CATALOGUE.render(reply, language)
+
+
+def test_a_variant_falls_back_to_the_plain_text() -> None:
+    plain = CATALOGUE.render(Reply("cancel.done"), "es")
+    assert CATALOGUE.render(Reply("cancel.done"), "es", variant="telegram") == plain
+    assert CATALOGUE.render(Reply("cancel.done"), "es", variant="nowhere") == plain
