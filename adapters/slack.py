@@ -19,7 +19,7 @@ from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from aiohttp import web
+from aiohttp import ClientError, web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
@@ -93,6 +93,19 @@ def web_client(settings: Settings) -> AsyncWebClient:
         AsyncRateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES)
     )
     return client
+
+
+async def check_connection(settings: Settings) -> str:
+    """Which workspace and bot user the token belongs to (``verifybot doctor``)."""
+    client = web_client(settings)
+    try:
+        answer = await client.auth_test()
+    except SlackApiError as exc:
+        error = exc.response.get("error")
+        raise ConfigError(f"SLACK_BOT_TOKEN was refused by Slack: {error}") from None
+    except (OSError, ClientError) as exc:
+        raise ConfigError(f"cannot reach {settings.slack_api_base_url}: {exc}") from None
+    return f"workspace {answer.get('team')} ({answer.get('team_id')}) as @{answer.get('user')}"
 
 
 class _Profiles:

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import structlog
 from telegram import (
+    Bot,
     BotCommand,
     BotCommandScopeAllChatAdministrators,
     BotCommandScopeAllPrivateChats,
@@ -30,7 +31,7 @@ from telegram import (
     User,
 )
 from telegram.constants import ChatType
-from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
+from telegram.error import BadRequest, Forbidden, InvalidToken, RetryAfter, TelegramError
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -117,6 +118,27 @@ def check_settings(settings: Settings, *, webhook: bool) -> None:
                 "webhook mode needs TELEGRAM_WEBHOOK_SECRET, so that only Telegram can post "
                 "updates (1-256 of A-Z a-z 0-9 _ -)"
             )
+
+
+async def check_connection(settings: Settings) -> str:
+    """Who the token belongs to, asked of the Bot API (``verifybot doctor``)."""
+    assert settings.telegram_bot_token is not None  # noqa: S101 - the caller checks
+    bot = Bot(
+        settings.telegram_bot_token.get_secret_value(),
+        base_url=settings.telegram_api_base_url,
+        base_file_url=file_url_for(settings.telegram_api_base_url),
+    )
+    try:
+        async with bot:
+            webhook = await bot.get_webhook_info()
+    except InvalidToken:
+        raise ConfigError(
+            "TELEGRAM_BOT_TOKEN was refused by Telegram: check it with @BotFather"
+        ) from None
+    except TelegramError as exc:
+        raise ConfigError(f"cannot reach {settings.telegram_api_base_url}: {exc.message}") from None
+    where = f"webhook {webhook.url}" if webhook.url else "no webhook (long polling)"
+    return f"@{bot.username} (id {bot.id}), {where}"
 
 
 def file_url_for(base_url: str) -> str:

@@ -168,7 +168,7 @@ def run(
 
 @app.command()
 def doctor() -> None:
-    """Check the settings, Redis, the database and the Vonage credentials."""
+    """Check the settings, Redis, the database, the Vonage credentials and the platform tokens."""
     from bot.doctor import run_checks
 
     try:

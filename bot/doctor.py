@@ -1,8 +1,11 @@
-"""``verifybot doctor``: what is configured, what is reachable, what is missing."""
+"""``verifybot doctor``: what is configured, what is reachable, what is missing.
+
+The platform checks import their adapter only when that platform is configured."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 from alembic.script import ScriptDirectory
@@ -84,6 +87,31 @@ def check_database(settings: Settings) -> Check:
     return Check("database", True, f"{where}, schema up to date ({head})")
 
 
+async def check_platforms(settings: Settings) -> list[Check]:
+    """Ask each configured platform who the bot is; unconfigured ones are only mentioned."""
+    checks = []
+    if settings.telegram_bot_token is None:
+        checks.append(Check("telegram", True, "not configured (TELEGRAM_BOT_TOKEN is not set)"))
+    else:
+        from adapters import telegram
+
+        checks.append(await _ask("telegram", telegram.check_connection(settings)))
+    if settings.slack_bot_token is None:
+        checks.append(Check("slack", True, "not configured (SLACK_BOT_TOKEN is not set)"))
+    else:
+        from adapters import slack
+
+        checks.append(await _ask("slack", slack.check_connection(settings)))
+    return checks
+
+
+async def _ask(name: str, question: Awaitable[str]) -> Check:
+    try:
+        return Check(name, True, await question)
+    except ConfigError as exc:
+        return Check(name, False, str(exc))
+
+
 async def run_checks(settings: Settings) -> list[Check]:
     checks = [Check("settings", True, "read from the environment and .env")]
     try:
@@ -94,4 +122,5 @@ async def run_checks(settings: Settings) -> list[Check]:
     checks.append(check_vonage(settings))
     checks.append(await check_redis(settings))
     checks.append(check_database(settings))
+    checks.extend(await check_platforms(settings))
     return checks

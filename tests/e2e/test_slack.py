@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from adapters.slack_views import CODE_INPUT, CODE_VIEW, PHONE_INPUT, PHONE_VIEW
@@ -278,3 +279,17 @@ async def test_slack_refusals_are_one_log_line_and_no_crash(slack: Harness) -> N
     # Still serving: the next message gets its answer.
     await slack.post(event_callback(TEAM, {**event, "ts": "1700000000.000400"}), json_body=True)
     await until(lambda: dm(slack))
+
+
+async def test_doctor_asks_slack_which_workspace_the_token_is_for(slack: Harness) -> None:
+    from bot.doctor import check_platforms
+
+    settings = slack.bot.settings
+    [telegram, ok] = await check_platforms(settings)
+    [_, refused] = await check_platforms(
+        settings.model_copy(update={"slack_bot_token": SecretStr("xoxb-wrong")})
+    )
+
+    assert telegram.ok and "not configured" in telegram.detail
+    assert ok.ok and ok.detail.startswith("workspace ")
+    assert not refused.ok and refused.detail == "SLACK_BOT_TOKEN was refused by Slack: invalid_auth"

@@ -540,3 +540,26 @@ async def test_verifybot_run_telegram_serves_members_and_stops_cleanly_on_sigter
     assert "telegram_polling" in output
     assert "Traceback" not in output
     assert telegram.token not in output
+
+
+async def test_doctor_asks_telegram_who_the_bot_is(
+    make_settings: Callable[..., Any], telegram: TelegramEmulator
+) -> None:
+    from bot.doctor import check_platforms
+
+    good = make_settings(telegram_bot_token=telegram.token, telegram_api_base_url=telegram.base_url)
+    wrong = make_settings(telegram_bot_token="999:WRONG", telegram_api_base_url=telegram.base_url)
+    unreachable = make_settings(
+        telegram_bot_token=telegram.token, telegram_api_base_url="http://127.0.0.1:9/bot"
+    )
+
+    [ok, slack] = await check_platforms(good)
+    [refused, _] = await check_platforms(wrong)
+    [down, _] = await check_platforms(unreachable)
+
+    assert ok.ok and ok.detail == (
+        f"@{telegram.bot_username} (id {telegram.bot_id}), no webhook (long polling)"
+    )
+    assert slack.ok and "not configured" in slack.detail
+    assert not refused.ok and "TELEGRAM_BOT_TOKEN was refused" in refused.detail
+    assert not down.ok and "cannot reach http://127.0.0.1:9/bot" in down.detail
