@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -158,7 +158,7 @@ def build_application(app: App) -> AnyApplication:
         .base_file_url(file_url_for(settings.telegram_api_base_url))
         .concurrent_updates(InOrderPerChat(CONCURRENT_UPDATES))
         # Paces sends (30/s overall, 20/min per group) and waits out a 429 twice.
-        .rate_limiter(AIORateLimiter(max_retries=2))
+        .rate_limiter(PaceMessages(max_retries=2))
         .build()
     )
     chat = TelegramChat(app, application)
@@ -201,6 +201,30 @@ async def serve(app: App, *, webhook: bool = False) -> None:
                     await sweeper
             await updater.stop()
             await application.stop()
+
+
+class PaceMessages(AIORateLimiter):
+    """AIORateLimiter, with its per-group pace (20/min) kept for messages only.
+
+    PTB counts every call that names a group, so a wave of 50 joins would queue 50
+    restrictions behind the group's message budget and leave newcomers free to post for
+    minutes. Admin actions and deletions still share the overall 30/s and the 429 retries.
+    """
+
+    async def process_request(
+        self,
+        callback: Callable[..., Coroutine[Any, Any, bool | dict[str, Any] | list[dict[str, Any]]]],
+        args: Any,
+        kwargs: dict[str, Any],
+        endpoint: str,
+        data: dict[str, Any],
+        rate_limit_args: int | None,
+    ) -> bool | dict[str, Any] | list[dict[str, Any]]:
+        if not endpoint.startswith(("send", "edit", "copy", "forward")):
+            data = {name: value for name, value in data.items() if name != "chat_id"}
+        return await super().process_request(
+            callback, args, kwargs, endpoint, data, rate_limit_args
+        )
 
 
 class InOrderPerChat(BaseUpdateProcessor):

@@ -6,8 +6,9 @@ verifying lifts the restriction. join_request: the bot messages the requester (t
 (``TELEGRAM_VERIFY_TIMEOUT``) is kept by the core's ``Gatekeeper`` in Redis, so it survives a
 restart, and a member who verified meanwhile is never removed.
 
-Only one welcome per group is visible at a time, and join/leave service messages are deleted,
-so a wave of joins does not flood the group.
+Only one welcome per group is visible at a time, a new one at most every ``WELCOME_INTERVAL``
+seconds, and it goes once every member it serves has verified or left; join/leave service
+messages are deleted. So a wave of joins does not flood the group.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
 log = structlog.get_logger("verifybot.telegram")
 
 RESTRICT = "restrict"
+#: Seconds between welcomes in one group: Telegram allows about 20 messages a minute there,
+#: and the newest welcome's button serves everyone who joined since.
+WELCOME_INTERVAL = 10.0
 JOIN_REQUEST = "join_request"
 #: Deep-link payloads are ``g<chat id>``: Telegram allows 1-64 of A-Z a-z 0-9 _ -.
 _PAYLOAD = re.compile(r"^g(-?\d{1,40})$")
@@ -112,16 +116,16 @@ class GroupGate:
             )
             await self.gatekeeper.leave(member.key, place)
             return
-        text = self.chat.text(
-            "gate.welcome", member.locale, name=user.full_name, group=change.chat.title or ""
-        )
-        welcome = await self.chat.send(change.chat.id, text, self._button(place, member.locale))
-        if welcome is not None:
-            previous = await self.gatekeeper.gate.swap_notice(
-                place, f"{welcome.message_id}|{user.id}"
+        await self.gatekeeper.gate.cover(place, str(user.id))
+        if await self.gatekeeper.gate.welcome_due(place, interval=WELCOME_INTERVAL):
+            text = self.chat.text(
+                "gate.welcome", member.locale, name=user.full_name, group=change.chat.title or ""
             )
-            if previous:
-                await self._delete(place, previous)
+            welcome = await self.chat.send(change.chat.id, text, self._button(place, member.locale))
+            if welcome is not None:
+                previous = await self.gatekeeper.gate.swap_notice(place, str(welcome.message_id))
+                if previous:
+                    await self._delete(place, previous)
 
     async def on_join_request(
         self, update: TelegramUpdate, context: ContextTypes.DEFAULT_TYPE
@@ -214,11 +218,10 @@ class GroupGate:
         await self.chat.send(reach, self.chat.text("gate.unlocked", locale, group=hold.title or ""))
 
     async def _clear_welcome(self, hold: Hold) -> None:
-        notice = await self.gatekeeper.gate.current_notice(hold.place)
-        ours = notice is not None and notice.endswith(f"|{hold.member.user_id}")
-        if ours and notice and await self.gatekeeper.gate.clear_notice(hold.place, notice):
+        """The member is done here: the welcome goes once nobody it serves is left."""
+        notice = await self.gatekeeper.gate.uncover(hold.place, hold.member.user_id)
+        if notice:
             await self._delete(hold.place, notice)
 
     async def _delete(self, place: str, notice: str) -> None:
-        message_id = int(notice.split("|", 1)[0])
-        await self.chat.call(self.bot.delete_message(int(place), message_id))
+        await self.chat.call(self.bot.delete_message(int(place), int(notice)))

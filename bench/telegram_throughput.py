@@ -11,10 +11,10 @@ What it measures
     Reported: verifications/s, updates/s, the latency from an update being queued at the
     emulator to the bot's reply (p50/p99/max), CPU per update, and Bot API calls per
     verification; "loop CPU" is the main thread alone (the bot's event loop: PTB, the engine,
-    redis-py, and this script's light driver), the bot's own share. Three warm-up verifications run first and are not counted. **The emulator
-    runs in this process's threads**, so CPU per update
-    includes its work (parsing, validating against the spec, building results): it is an
-    upper bound on the bot's own cost.
+    redis-py, and this script's light driver), the bot's own share. Three warm-up
+    verifications run first and are not counted. **The emulator runs in this process's
+    threads**, so CPU per update includes its work (parsing, validating against the spec,
+    building results): it is an upper bound on the bot's own cost.
 
     The rate limiter paces sends to 30/s overall, as Telegram asks; that is the ceiling the
     concurrent runs meet (each verification sends at least 3 messages), so they show the
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import re
 import resource
 import statistics
@@ -204,7 +205,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-limiter", action="store_true", help="take AIORateLimiter out")
     args = parser.parse_args()
-    configure_logging("WARNING", "json", stream=open("/dev/null", "w"))  # noqa: SIM115
+    configure_logging("WARNING", "json", stream=io.StringIO())
     import os
 
     redis_url = os.environ.get("REDIS_URL")

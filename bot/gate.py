@@ -6,9 +6,15 @@ member verifies, and any worker's sweeper can act on a deadline after a restart.
 is one Lua script, so a member who verifies just as their deadline falls is either released or
 timed out, never both.
 
+A place shows one welcome at a time, for every member it is holding: ``cover`` counts a
+member in, ``uncover`` counts them out and hands back the welcome to delete once nobody is
+left, and ``welcome_due`` spaces new welcomes out so that a wave of joins posts a few, not one
+each.
+
 Keys (all with TTLs): ``gate:hold:{place}|{member}`` the hold as JSON, ``gate:of:{member}`` the
 places holding a member, ``gate:due`` deadlines by hold, ``gate:notice:{place}`` the place's
-current welcome message, ``gate:seen:{id}`` deliveries already handled.
+current welcome, ``gate:covered:{place}`` the members it serves, ``gate:welcomed:{place}`` a
+recent welcome, ``gate:seen:{id}`` deliveries already handled.
 """
 
 from __future__ import annotations
@@ -93,12 +99,15 @@ redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return old
 """
 
-_CLEAR_NOTICE = """
--- KEYS: notice   ARGV: id
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
+_UNCOVER = """
+-- KEYS: covered, notice   ARGV: member
+redis.call('SREM', KEYS[1], ARGV[1])
+if redis.call('SCARD', KEYS[1]) > 0 then
+  return false
 end
-return 0
+local notice = redis.call('GET', KEYS[2])
+redis.call('DEL', KEYS[2])
+return notice
 """
 
 
@@ -142,7 +151,7 @@ class Gate:
         self._release = redis.register_script(_RELEASE)
         self._claim_due = redis.register_script(_CLAIM_DUE)
         self._swap_notice = redis.register_script(_SWAP_NOTICE)
-        self._clear_notice = redis.register_script(_CLEAR_NOTICE)
+        self._uncover = redis.register_script(_UNCOVER)
 
     def _of(self, member: MemberKey) -> str:
         return f"{self.prefix}of:{member}"
@@ -186,20 +195,33 @@ class Gate:
         )
         return [Hold.from_json(item) for item in raw]
 
+    async def welcome_due(self, place: str, *, interval: float) -> bool:
+        """True if no welcome was posted at ``place`` in the last ``interval`` seconds."""
+        key = f"{self.prefix}welcomed:{place}"
+        return bool(await self.redis.set(key, 1, nx=True, px=max(1, int(interval * 1000))))
+
+    async def cover(self, place: str, user_id: str) -> None:
+        """Count a held member in to the place's welcome."""
+        key = f"{self.prefix}covered:{place}"
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.sadd(key, user_id)
+            pipe.expire(key, self.hold_ttl)
+            await pipe.execute()
+
     async def swap_notice(self, place: str, notice: str) -> str | None:
-        """Make ``notice`` the place's current welcome message; return the one it replaces."""
+        """Make ``notice`` the place's welcome; return the one it replaces, to delete."""
         old = await self._swap_notice(
             keys=[f"{self.prefix}notice:{place}"], args=[notice, self.hold_ttl]
         )
         return old.decode() if isinstance(old, bytes) else old
 
-    async def clear_notice(self, place: str, notice: str) -> bool:
-        """Forget the place's welcome message if it is still ``notice``."""
-        return bool(await self._clear_notice(keys=[f"{self.prefix}notice:{place}"], args=[notice]))
-
-    async def current_notice(self, place: str) -> str | None:
-        value = await self.redis.get(f"{self.prefix}notice:{place}")
-        return value.decode() if isinstance(value, bytes) else value
+    async def uncover(self, place: str, user_id: str) -> str | None:
+        """Count a member out; the welcome to delete when nobody it serves is left."""
+        notice = await self._uncover(
+            keys=[f"{self.prefix}covered:{place}", f"{self.prefix}notice:{place}"],
+            args=[user_id],
+        )
+        return notice.decode() if isinstance(notice, bytes) else notice
 
 
 @dataclass(frozen=True, slots=True)
