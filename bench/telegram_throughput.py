@@ -116,8 +116,20 @@ async def verify(
 
 
 async def run(concurrency: int, members: int, limiter: bool, redis_url: str) -> dict[str, Any]:
-    codes = Codes()
     prefix = f"bench:{uuid.uuid4().hex[:12]}:"
+    try:
+        return await _run(concurrency, members, limiter, redis_url, prefix)
+    finally:  # this run's keys, and only those, even when it fails
+        with SyncRedis.from_url(redis_url) as client:
+            keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+            if keys:
+                client.delete(*keys)
+
+
+async def _run(
+    concurrency: int, members: int, limiter: bool, redis_url: str, prefix: str
+) -> dict[str, Any]:
+    codes = Codes()
     with tempfile.TemporaryDirectory() as tmp, TelegramEmulator() as emu:
         settings = Settings(
             _env_file=None,  # type: ignore[call-arg]
@@ -163,10 +175,6 @@ async def run(concurrency: int, members: int, limiter: bool, redis_url: str) -> 
             task.cancel()
             with suppress(asyncio.CancelledError):
                 await task
-        with SyncRedis.from_url(redis_url) as client:
-            keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-            if keys:
-                client.delete(*keys)
         assert not emu.internal_errors, emu.internal_errors
     updates = members * 3
     latencies.sort()
