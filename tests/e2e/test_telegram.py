@@ -285,6 +285,19 @@ async def test_a_redelivered_update_is_answered_once(
         assert len(texts) == 2, texts
 
 
+async def test_a_chats_updates_are_handled_in_order_even_when_they_arrive_together(
+    run_bot: RunBot, telegram: TelegramEmulator
+) -> None:
+    members = [telegram.add_user(f"M{n}") for n in range(8)]
+    async with run_bot():
+        for n, member in enumerate(members):  # one getUpdates batch, chats interleaved
+            telegram.send_text(member, "/start")
+            telegram.send_text(member, f"+44 7400 1000{n:02d}")
+        for member in members:
+            await next_message(telegram, member, "I've sent a 6-digit code")
+            assert "I verify members" not in telegram.messages_in(member)[0].text
+
+
 async def test_commands_are_registered_for_members_and_admins_in_every_language(
     run_bot: RunBot, telegram: TelegramEmulator
 ) -> None:
