@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import threading
 import time
@@ -74,3 +75,57 @@ class TrackedServer(ThreadingHTTPServer):
             threads = list(self._conn_threads)
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """Reads a request whole and writes a JSON answer; each emulator says what to answer.
+
+    ``answer(method, target, headers, raw)`` returns ``(status, body)``, with ``body`` None for
+    an empty answer, or None to drop the connection without a status line.
+    """
+
+    protocol_version = "HTTP/1.1"  # keep-alive, as the real APIs do
+    sys_version = ""
+
+    def answer(
+        self, method: str, target: str, headers: dict[str, str], raw: bytes
+    ) -> tuple[int, Any, str] | None:
+        raise NotImplementedError
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_DELETE(self) -> None:
+        self._dispatch()
+
+    def do_PUT(self) -> None:
+        self._dispatch()
+
+    def do_PATCH(self) -> None:
+        self._dispatch()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence the per-request stderr line."""
+
+    def _dispatch(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        reply = self.answer(self.command, self.path, headers, raw)
+        if reply is None:
+            self.close_connection = True  # no status line at all
+            return
+        status, body, content_type = reply
+        payload = b"" if body is None else json.dumps(body).encode()
+        try:
+            self.send_response(status)
+            if payload:
+                self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+        except OSError:
+            self.close_connection = True  # the client gave up (e.g. its read timeout)

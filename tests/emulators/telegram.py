@@ -114,14 +114,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple, TypeVar, cast
 from urllib.parse import parse_qs, urlsplit
 
 from tests.emulators import specs
-from tests.emulators._http import TrackedServer
+from tests.emulators._http import JsonHandler, TrackedServer
 
 __all__ = [
     "RecordedCall",
@@ -2185,32 +2184,11 @@ class _Server(TrackedServer):
         super().__init__(address, _RequestHandler)
 
 
-class _RequestHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _RequestHandler(JsonHandler):
     server_version = "telegram-emulator"
-    sys_version = ""
 
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence the per-request stderr line."""
-
-    def _dispatch(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        emulator = cast(_Server, self.server).emulator
-        status, body = emulator._handle(self.command, self.path, headers, raw)
-        payload = json.dumps(body).encode()
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-        except OSError:
-            self.close_connection = True
+    def answer(
+        self, method: str, target: str, headers: dict[str, str], raw: bytes
+    ) -> tuple[int, Any, str]:
+        status, body = cast(_Server, self.server).emulator._handle(method, target, headers, raw)
+        return status, body, "application/json"

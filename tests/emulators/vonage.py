@@ -66,7 +66,6 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any, Literal, cast
 from urllib.parse import parse_qs, urlsplit
@@ -76,7 +75,7 @@ import trustme
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from tests.emulators._http import TrackedServer
+from tests.emulators._http import JsonHandler, TrackedServer
 
 __all__ = ["Delivery", "RecordedCall", "VonageEmulator"]
 
@@ -877,48 +876,14 @@ class _Server(TrackedServer):
         return self.context.wrap_socket(conn, server_side=True)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, like api.nexmo.com
+class _Handler(JsonHandler):
     server_version = "vonage-emulator"
-    sys_version = ""
 
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def do_DELETE(self) -> None:
-        self._dispatch()
-
-    def do_PUT(self) -> None:
-        self._dispatch()
-
-    def do_PATCH(self) -> None:
-        self._dispatch()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence the per-request stderr line."""
-
-    def _dispatch(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        emulator = cast(_Server, self.server).emulator
-        reply = emulator._handle(self.command, self.path, headers, raw)
-        if reply.drop:
-            self.close_connection = True  # no status line at all
-            return
-        payload = b"" if reply.body is None else json.dumps(reply.body).encode()
-        try:
-            self.send_response(reply.status)
-            if payload:
-                self.send_header("Content-Type", reply.content_type)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-        except OSError:
-            self.close_connection = True  # the client gave up (e.g. its read timeout)
+    def answer(
+        self, method: str, target: str, headers: dict[str, str], raw: bytes
+    ) -> tuple[int, Any, str] | None:
+        reply = cast(_Server, self.server).emulator._handle(method, target, headers, raw)
+        return None if reply.drop else (reply.status, reply.body, reply.content_type)
 
 
 _tls_guard = threading.Lock()
