@@ -145,8 +145,7 @@ class Engine:
 
     async def verification(self, key: MemberKey) -> PhoneLink | None:
         """The member's verified phone link, or None: for gates and status displays."""
-        link = await asyncio.to_thread(self.directory.find, key)
-        return link if link is not None and link.is_phone_verified else None
+        return await asyncio.to_thread(self.directory.find_verified, key)
 
     async def _handle(self, member: Member, event: MemberEvent, delivery_id: str | None) -> Outcome:
         for attempt in range(_ATTEMPTS):
@@ -212,8 +211,8 @@ class Engine:
             hits = self.limits.for_sms(key, command.phone, command.country, command.purpose)
             return await self._reserve(turn, hits)
         if isinstance(command, LookupLink):
-            link = await asyncio.to_thread(self.directory.find, key)
-            if link is None or not link.is_phone_verified or link.phone_e164 is None:
+            link = await asyncio.to_thread(self.directory.find_verified, key)
+            if link is None or link.phone_e164 is None:
                 return LinkLookedUp(command.purpose)
             verified_at = link.verified_at.timestamp() if link.verified_at else None
             return LinkLookedUp(command.purpose, link.phone_e164, verified_at)

@@ -264,8 +264,7 @@ class Gatekeeper:
         title: str | None = None,
     ) -> Hold | None:
         """A member joins or asks to join ``place``: None to let them in, else their hold."""
-        if await self._may_enter(member, place):
-            await asyncio.to_thread(self.directory.admit, member, place, now=self._now())
+        if await self._walks_in(member, place):
             return None
         now = self.clock()
         deadline = now + self.timeout if self.timeout else None
@@ -293,19 +292,18 @@ class Gatekeeper:
         due = await self.gate.claim_due(now=self.clock(), limit=limit)
         results = []
         for hold in due:
-            link = await asyncio.to_thread(self.directory.find, hold.member)
-            verified = link is not None and link.is_phone_verified
-            if verified:
-                await asyncio.to_thread(
-                    self.directory.admit, hold.member, hold.place, now=self._now()
-                )
+            # admit() admits only a verified member: one write both checks and records.
+            verified = await asyncio.to_thread(
+                self.directory.admit, hold.member, hold.place, now=self._now()
+            )
             results.append(Lapsed(hold, verified))
         return results
 
-    async def _may_enter(self, member: MemberKey, place: str) -> bool:
+    async def _walks_in(self, member: MemberKey, place: str) -> bool:
         if self.admit_anywhere:
-            link = await asyncio.to_thread(self.directory.find, member)
-            return link is not None and link.is_phone_verified
+            # Any verified member: admit() checks that and records the admission at once.
+            return await asyncio.to_thread(self.directory.admit, member, place, now=self._now())
+        # Only a remembered admission counts, and it is already on record.
         return await asyncio.to_thread(self.directory.is_admitted, member, place)
 
     def _now(self) -> datetime:

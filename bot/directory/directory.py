@@ -209,6 +209,13 @@ class Directory:
             row = session.scalars(_links().where(*_is(member))).one_or_none()
             return None if row is None else _to_link(row)
 
+    def find_verified(self, member: MemberKey) -> PhoneLink | None:
+        """``member``'s link if it vouches for a phone number now, else None."""
+        link = self.find(member)
+        if link is None or not link.is_phone_verified or link.phone_e164 is None:
+            return None
+        return link
+
     def find_user(self, platform: str, user_id: str) -> list[PhoneLink]:
         """The member's links in every scope (every bot or workspace) of ``platform``."""
         query = (

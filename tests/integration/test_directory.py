@@ -271,6 +271,18 @@ def test_unverify_clears_the_verification_but_keeps_the_row(directory: Directory
     assert directory.unverify(BOB, actor="admin:7", now=later) is False
 
 
+def test_find_verified_returns_only_a_link_that_vouches_for_a_phone(
+    directory: Directory,
+) -> None:
+    assert directory.find_verified(ALICE) is None
+    record(directory, ALICE)
+    link = directory.find_verified(ALICE)
+    assert link is not None and link.phone_e164 == PHONE
+    directory.unverify(ALICE, actor="admin:7", now=T0)
+    assert directory.find(ALICE) is not None
+    assert directory.find_verified(ALICE) is None
+
+
 def test_only_verified_members_are_admitted_and_admission_is_remembered_once(
     directory: Directory,
 ) -> None:
