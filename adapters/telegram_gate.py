@@ -73,8 +73,9 @@ class GroupGate:
         label = self.chat.text("gate.verify_button", locale)
         return InlineKeyboardMarkup([[InlineKeyboardButton(label, url=self.deep_link(place))]])
 
-    async def _first_sighting(self, update: TelegramUpdate) -> bool:
-        return await self.gatekeeper.gate.first_sighting(f"tg:{self.bot.id}:{update.update_id}")
+    async def _first_sighting(self, member: Member, update: TelegramUpdate) -> bool:
+        # The update id is the delivery id, under the same guard as the member's messages.
+        return await self.engine.first_delivery(member.key, str(update.update_id))
 
     # -- arrivals ------------------------------------------------------------------------------
 
@@ -82,17 +83,16 @@ class GroupGate:
         self, update: TelegramUpdate, context: ContextTypes.DEFAULT_TYPE
     ) -> None:
         change = update.chat_member
-        if change is None or self.mode != RESTRICT or not await self._first_sighting(update):
+        if change is None or self.mode != RESTRICT or change.new_chat_member.user.is_bot:
             return
         user = change.new_chat_member.user
-        if user.is_bot:
+        member = self.chat.member_for(user)
+        if not await self._first_sighting(member, update):
             return
         was, now = _present(change.old_chat_member), _present(change.new_chat_member)
-        member = self.chat.member_for(user)
         place = str(change.chat.id)
         if was and not now:
-            for left in await self.gatekeeper.leave(member.key, place):
-                await self._clear_welcome(left)
+            await self._forget(member, place)
             return
         if was or not now:
             return  # a change of rights, including our own restriction
@@ -114,9 +114,8 @@ class GroupGate:
                 place=place,
                 fix="make the bot an administrator with the 'Ban users' right",
             )
-            await self.gatekeeper.leave(member.key, place)
+            await self._forget(member, place)
             return
-        await self.gatekeeper.gate.cover(place, str(user.id))
         if await self.gatekeeper.gate.welcome_due(place, interval=WELCOME_INTERVAL):
             text = self.chat.text(
                 "gate.welcome", member.locale, name=user.full_name, group=change.chat.title or ""
@@ -131,9 +130,11 @@ class GroupGate:
         self, update: TelegramUpdate, context: ContextTypes.DEFAULT_TYPE
     ) -> None:
         request = update.chat_join_request
-        if request is None or self.mode != JOIN_REQUEST or not await self._first_sighting(update):
+        if request is None or self.mode != JOIN_REQUEST:
             return
         member = self.chat.member_for(request.from_user)
+        if not await self._first_sighting(member, update):
+            return
         place, reach = str(request.chat.id), request.user_chat_id
         hold = await self.gatekeeper.arrive(
             member.key, place, JOIN_REQUEST, reach=str(reach), title=request.chat.title
@@ -216,6 +217,10 @@ class GroupGate:
         await self._clear_welcome(hold)
         reach = int(hold.reach) if hold.reach else user_id
         await self.chat.send(reach, self.chat.text("gate.unlocked", locale, group=hold.title or ""))
+
+    async def _forget(self, member: Member, place: str) -> None:
+        for hold in await self.gatekeeper.leave(member.key, place):
+            await self._clear_welcome(hold)
 
     async def _clear_welcome(self, hold: Hold) -> None:
         """The member is done here: the welcome goes once nobody it serves is left."""

@@ -143,6 +143,10 @@ class Engine:
         refusal = screen_phone(text, self.policy)
         return refusal if isinstance(refusal, Reply) else None
 
+    async def first_delivery(self, key: MemberKey, delivery_id: str) -> bool:
+        """True the first time a platform delivery that is not a message is seen."""
+        return await self.store.first_delivery(key, delivery_id)
+
     async def verification(self, key: MemberKey) -> PhoneLink | None:
         """The member's verified phone link, or None: for gates and status displays."""
         return await asyncio.to_thread(self.directory.find_verified, key)

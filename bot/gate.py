@@ -6,7 +6,7 @@ member verifies, and any worker's sweeper can act on a deadline after a restart.
 is one Lua script, so a member who verifies just as their deadline falls is either released or
 timed out, never both.
 
-A place shows one welcome at a time, for every member it is holding: ``cover`` counts a
+A place shows one welcome at a time, for every member it is holding: a hold counts the
 member in, ``uncover`` counts them out and hands back the welcome to delete once nobody is
 left, and ``welcome_due`` spaces new welcomes out so that a wave of joins posts a few, not one
 each.
@@ -14,7 +14,7 @@ each.
 Keys (all with TTLs): ``gate:hold:{place}|{member}`` the hold as JSON, ``gate:of:{member}`` the
 places holding a member, ``gate:due`` deadlines by hold, ``gate:notice:{place}`` the place's
 current welcome, ``gate:covered:{place}`` the members it serves, ``gate:welcomed:{place}`` a
-recent welcome, ``gate:seen:{id}`` deliveries already handled.
+recent welcome.
 """
 
 from __future__ import annotations
@@ -41,11 +41,14 @@ DEFAULT_HOLD_TTL = 7 * 86400
 GRACE = 86400
 
 _HOLD = """
--- KEYS: hold, of, due   ARGV: json, place, field, deadline ('' for none), ttl
+-- KEYS: hold, of, due, covered   ARGV: json, place, field, deadline ('' for none), ttl, user
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[5])
 redis.call('SADD', KEYS[2], ARGV[2])
-if tonumber(redis.call('TTL', KEYS[2])) < tonumber(ARGV[5]) then
-  redis.call('EXPIRE', KEYS[2], ARGV[5])
+redis.call('SADD', KEYS[4], ARGV[6])
+for _, key in ipairs({KEYS[2], KEYS[4]}) do
+  if tonumber(redis.call('TTL', key)) < tonumber(ARGV[5]) then
+    redis.call('EXPIRE', key, ARGV[5])
+  end
 end
 if ARGV[4] ~= '' then
   redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
@@ -160,23 +163,26 @@ class Gate:
     def _due(self) -> str:
         return f"{self.prefix}due"
 
-    async def first_sighting(self, delivery_id: str, *, ttl: int = 25 * 3600) -> bool:
-        """True the first time a platform delivery is seen; redeliveries get False."""
-        return bool(await self.redis.set(f"{self.prefix}seen:{delivery_id}", 1, nx=True, ex=ttl))
-
     async def hold(self, hold: Hold, *, now: float) -> None:
-        """Hold a member at a place, replacing any earlier hold there."""
+        """Hold a member at a place, replacing any earlier hold there, and count them in to
+        the place's welcome."""
         ttl = self.hold_ttl
         if hold.deadline is not None:
             ttl = max(1, int(hold.deadline - now)) + GRACE
         await self._hold(
-            keys=[f"{self.prefix}hold:{hold.field}", self._of(hold.member), self._due],
+            keys=[
+                f"{self.prefix}hold:{hold.field}",
+                self._of(hold.member),
+                self._due,
+                f"{self.prefix}covered:{hold.place}",
+            ],
             args=[
                 hold.to_json(),
                 hold.place,
                 hold.field,
                 "" if hold.deadline is None else repr(hold.deadline),
                 ttl,
+                hold.member.user_id,
             ],
         )
 
@@ -199,14 +205,6 @@ class Gate:
         """True if no welcome was posted at ``place`` in the last ``interval`` seconds."""
         key = f"{self.prefix}welcomed:{place}"
         return bool(await self.redis.set(key, 1, nx=True, px=max(1, int(interval * 1000))))
-
-    async def cover(self, place: str, user_id: str) -> None:
-        """Count a held member in to the place's welcome."""
-        key = f"{self.prefix}covered:{place}"
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.sadd(key, user_id)
-            pipe.expire(key, self.hold_ttl)
-            await pipe.execute()
 
     async def swap_notice(self, place: str, notice: str) -> str | None:
         """Make ``notice`` the place's welcome; return the one it replaces, to delete."""

@@ -224,6 +224,13 @@ class Store:
         waits = tuple(float(w) / 1000 for w in result[2:])
         return Snapshot(False, conversation, version, waits)
 
+    async def first_delivery(self, member: MemberKey, delivery_id: str) -> bool:
+        """Mark a delivery seen without loading a conversation (a group's join, say); True
+        the first time. It shares the conversations' guard: ids are unique per bot."""
+        key = self.delivery_key(member, delivery_id)
+        async with self._gate:
+            return bool(await self.redis.set(key, 1, nx=True, px=self._duplicate_ttl_ms))
+
     async def forget_delivery(self, member: MemberKey, delivery_id: str) -> None:
         """Let a delivery be handled again, after handling it failed."""
         async with self._gate:

@@ -93,12 +93,10 @@ async def test_every_gate_key_expires(redis: Redis, key_prefix: str) -> None:
     await gate.hold(Hold("-1001", ADA, "restrict", deadline=NOW + 60), now=NOW)
     await gate.hold(Hold("-1001", BOB, "restrict"), now=NOW)
     await gate.swap_notice("-1001", "77")
-    await gate.cover("-1001", "1001")
     await gate.welcome_due("-1001", interval=10)
-    await gate.first_sighting("update:5")
     keys = [key async for key in redis.scan_iter(match=f"{key_prefix}*")]
-    # two holds, two member indexes, due, notice, covered, welcomed, seen
-    assert len(keys) == 9
+    # two holds, two member indexes, due, notice, covered, welcomed
+    assert len(keys) == 8
     ttls = {key.decode(): await redis.ttl(key) for key in keys}
     assert all(ttl > 0 for ttl in ttls.values()), ttls
     ada_hold = f"{key_prefix}gate:hold:-1001|{ADA}"
@@ -109,14 +107,14 @@ async def test_one_welcome_serves_every_member_it_covers_until_the_last_is_done(
     redis: Redis, key_prefix: str
 ) -> None:
     gate = gate_for(redis, key_prefix)
-    await gate.cover("-1001", "1")
+    await gate.hold(Hold("-1001", ADA, "restrict"), now=NOW)  # a hold counts Ada in
     assert await gate.swap_notice("-1001", "10") is None
-    await gate.cover("-1001", "2")
+    await gate.hold(Hold("-1001", BOB, "restrict"), now=NOW)
     assert await gate.swap_notice("-1001", "11") == "10"  # the old one is deleted
 
-    assert await gate.uncover("-1001", "1") is None  # member 2 still needs the button
-    assert await gate.uncover("-1001", "2") == "11"
-    assert await gate.uncover("-1001", "2") is None
+    assert await gate.uncover("-1001", ADA.user_id) is None  # Bob still needs the button
+    assert await gate.uncover("-1001", BOB.user_id) == "11"
+    assert await gate.uncover("-1001", BOB.user_id) is None
 
 
 async def test_welcomes_are_spaced_out_per_place(redis: Redis, key_prefix: str) -> None:
@@ -126,12 +124,6 @@ async def test_welcomes_are_spaced_out_per_place(redis: Redis, key_prefix: str) 
     assert await gate.welcome_due("-1002", interval=0.2) is True
     await asyncio.sleep(0.25)
     assert await gate.welcome_due("-1001", interval=0.2) is True
-
-
-async def test_a_delivery_is_seen_first_only_once(redis: Redis, key_prefix: str) -> None:
-    gate = gate_for(redis, key_prefix)
-    assert await gate.first_sighting("update:9") is True
-    assert await gate.first_sighting("update:9") is False
 
 
 # --- The gatekeeper: who enters, who is held, what a lapsed deadline does ---------------------

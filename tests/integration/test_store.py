@@ -84,6 +84,15 @@ async def test_a_forgotten_delivery_may_be_handled_again(store: Store) -> None:
     assert not (await store.load(ALICE, now=NOW, delivery_id="update-8")).duplicate
 
 
+async def test_a_delivery_without_a_conversation_shares_the_guard(
+    store: Store, redis: Redis
+) -> None:
+    assert await store.first_delivery(ALICE, "update-9") is True
+    assert await store.first_delivery(ALICE, "update-9") is False
+    assert (await store.load(ALICE, now=NOW, delivery_id="update-9")).duplicate
+    assert await redis.pttl(store.delivery_key(ALICE, "update-9")) >= 24 * 3600 * 1000
+
+
 async def test_duplicate_guards_are_per_platform_and_bot(store: Store) -> None:
     other_bot = MemberKey("telegram", "bot2", "42")
     await store.load(ALICE, now=NOW, delivery_id="u1")
