@@ -13,6 +13,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -149,21 +150,18 @@ def run(
             import adapters.telegram as telegram
 
             telegram.check_settings(settings, webhook=webhook)
-
-            async def serve() -> None:
-                async with open_app(settings) as bot:
-                    await telegram.serve(bot, webhook=webhook)
-
+            serve = partial(telegram.serve, webhook=webhook)
         else:
             import adapters.slack as slack
 
             slack.check_settings(settings, socket=socket)
+            serve = partial(slack.serve, socket=socket)
 
-            async def serve() -> None:
-                async with open_app(settings) as bot:
-                    await slack.serve(bot, socket=socket)
+        async def serve_until_stopped() -> None:
+            async with open_app(settings) as bot:
+                await serve(bot)
 
-        run_async(serve)
+        run_async(serve_until_stopped)
 
 
 @app.command()
