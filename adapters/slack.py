@@ -46,7 +46,6 @@ from bot.flow import (
     Reply,
     Start,
     State,
-    Status,
     Text,
 )
 from bot.identity import Member, MemberKey
@@ -311,12 +310,13 @@ class SlackBot:
         user = event.get("user") or {}
         if not self.bot.settings.slack_invite_new_members or user.get("is_bot"):
             return
-        member = await self.member(body["team_id"], user["id"])
-        # Status through the engine: the core's duplicate guard drops a redelivery, and
-        # someone who verified before and rejoins is not asked again.
-        outcome = await self.engine.handle(member, Status(), delivery_id=body.get("event_id"))
-        if outcome.duplicate or outcome.state is State.VERIFIED:
-            return
+        key = MemberKey(PLATFORM, body["team_id"], user["id"])
+        event_id = body.get("event_id")
+        if event_id and not await self.engine.first_delivery(key, event_id):
+            return  # a redelivery
+        if await self.engine.verification(key) is not None:
+            return  # verified before and rejoining: nothing to ask
+        member = await self.member(key.scope, key.user_id)
         await self.direct_message(member, *self.views(member).invite())
 
     def _modal_member(self, body: dict[str, Any]) -> Member:

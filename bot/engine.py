@@ -145,7 +145,10 @@ class Engine:
 
     async def first_delivery(self, key: MemberKey, delivery_id: str) -> bool:
         """True the first time a platform delivery that is not a message is seen."""
-        return await self.store.first_delivery(key, delivery_id)
+        first = await self.store.first_delivery(key, delivery_id)
+        if not first:
+            log.info("duplicate_delivery", member=str(key), delivery_id=delivery_id)
+        return first
 
     async def verification(self, key: MemberKey) -> PhoneLink | None:
         """The member's verified phone link, or None: for gates and status displays."""
