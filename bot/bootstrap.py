@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -17,7 +17,9 @@ from bot.engine import Engine
 from bot.flow import FlowPolicy
 from bot.gate import Gate, Gatekeeper
 from bot.limits import Limits
+from bot.moderation import Moderation, ModLog
 from bot.phone import PhonePolicy
+from bot.roles import RoleBook, RoleBookError, RolePlatform, load_role_book
 from bot.settings import ConfigError, Settings
 from bot.store import Store
 from bot.texts import Catalogue, CatalogueError
@@ -36,6 +38,20 @@ class App:
     directory: Directory
     verifier: Verifier
     gatekeeper: Gatekeeper
+    roles: RoleBook
+
+    def moderation(
+        self, platforms: Mapping[str, RolePlatform], log: ModLog | None = None
+    ) -> Moderation:
+        """The moderators' desk for an adapter, acting through its ``platforms``."""
+        return Moderation(
+            self.directory,
+            self.roles,
+            platforms,
+            log,
+            store=self.store,
+            admins=admin_ids(self.settings),
+        )
 
 
 def flow_policy(settings: Settings) -> FlowPolicy:
@@ -54,6 +70,20 @@ def flow_policy(settings: Settings) -> FlowPolicy:
         start_lease=settings.vonage_start_lease,
         max_accounts_per_phone=settings.max_accounts_per_phone,
     )
+
+
+def admin_ids(settings: Settings) -> dict[str, frozenset[str]]:
+    return {
+        "telegram": frozenset(settings.telegram_admin_ids),
+        "slack": frozenset(settings.slack_admin_ids),
+    }
+
+
+def load_roles(settings: Settings) -> RoleBook:
+    try:
+        return load_role_book(settings.roles_file, settings.roles, settings.auto_roles)
+    except RoleBookError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def redact_url(url: str) -> str:
@@ -134,6 +164,7 @@ async def open_app(
 ) -> AsyncIterator[App]:
     """Everything the bot needs, opened in order of what fails most plainly first."""
     catalogue = load_catalogue(settings)
+    roles = load_roles(settings)
     verifier = build_verifier(settings, **({"show_code": show_code} if show_code else {}))
     try:
         directory = open_directory(settings)
@@ -164,7 +195,9 @@ async def open_app(
                     admit_anywhere=settings.telegram_admit_verified == "anywhere",
                     timeout=settings.telegram_verify_timeout,
                 )
-                yield App(settings, engine, catalogue, store, directory, verifier, gatekeeper)
+                yield App(
+                    settings, engine, catalogue, store, directory, verifier, gatekeeper, roles
+                )
         finally:
             directory.close()
     finally:

@@ -6,12 +6,9 @@ Bad configuration is reported in one line with a non-zero exit code, never a tra
 from __future__ import annotations
 
 import asyncio
-import csv
 import enum
-import io
-import json
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any
@@ -19,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from bot.logs import configure_logging
-from bot.privacy import mask_phone
+from bot.report import export_rows, render
 from bot.settings import ConfigError, Settings, load_settings
 
 if TYPE_CHECKING:  # the directory pulls in SQLAlchemy and Alembic: only commands that use it
@@ -209,45 +206,6 @@ def _links(
         directory.close()
 
 
-COLUMNS = (
-    "platform", "scope", "user_id", "display_name", "phone", "country", "verified", "verified_at",
-    "roles",
-)  # fmt: skip
-
-
-def link_row(link: PhoneLink) -> dict[str, Any]:
-    return {
-        "platform": link.platform,
-        "scope": link.scope,
-        "user_id": link.user_id,
-        "display_name": link.display_name or "",
-        "phone": mask_phone(link.phone_e164) if link.phone_e164 else "",
-        "country": link.country or "",
-        "verified": link.is_phone_verified,
-        "verified_at": link.verified_at.isoformat() if link.verified_at else "",
-        "roles": list(link.roles),
-    }
-
-
-def render(rows: Sequence[dict[str, Any]], fmt: Format) -> str:
-    if fmt is Format.json:
-        return json.dumps(list(rows), ensure_ascii=False, indent=2)
-    if fmt is Format.csv:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({**row, "roles": " ".join(row["roles"])})
-        return buffer.getvalue().rstrip("\n")
-    cells = [[str(c) for c in COLUMNS]] + [
-        [" ".join(v) if isinstance(v, list) else str(v) for v in row.values()] for row in rows
-    ]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(COLUMNS))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells
-    )
-
-
 @users_app.command("list")
 def users_list(
     platform: Annotated[str | None, typer.Option(help="Only this platform.")] = None,
@@ -262,7 +220,7 @@ def users_list(
         links = _links(
             settings, Directory.list_links, platform=platform, verified_only=verified_only
         )
-        typer.echo(render([link_row(link) for link in links], fmt))
+        typer.echo(render(export_rows(links), fmt))
 
 
 @users_app.command("show")
@@ -279,7 +237,7 @@ def users_show(
         links = _links(settings, Directory.find_user, platform, user_id)
         if not links:
             raise fail(f"no member {user_id} on {platform}", code=1)
-        typer.echo(render([link_row(link) for link in links], fmt))
+        typer.echo(render(export_rows(links), fmt))
 
 
 @app.command()

@@ -45,16 +45,19 @@ from bot.flow import (
     RecordVerified,
     Reply,
     ResendCode,
+    Resent,
     Reserved,
     ReserveSms,
     StartVerification,
     State,
     Status,
+    VerificationStarted,
     screen_phone,
     step,
 )
 from bot.identity import Member, MemberKey
 from bot.limits import Limits
+from bot.privacy import mask_phone
 from bot.store import Committed, Conflict, Hit, LimitReached, Store
 from bot.verifier.base import Verifier
 
@@ -230,11 +233,17 @@ class Engine:
             return LinksCounted(count)
         turn.external = True
         if isinstance(command, StartVerification):
-            return await self.verifier.start(command.phone, locale=turn.member.locale)
+            started = await self.verifier.start(command.phone, locale=turn.member.locale)
+            if isinstance(started, VerificationStarted):
+                await self._audit_sms(turn, "code_sent", command.phone)
+            return started
         if isinstance(command, CheckCode):
             return await self.verifier.check(command.request_id, command.code)
         if isinstance(command, ResendCode):
-            return await self.verifier.resend(command.request_id)
+            resent = await self.verifier.resend(command.request_id)
+            if isinstance(resent, Resent):
+                await self._audit_sms(turn, "code_resent", None)
+            return resent
         if isinstance(command, RecordVerified):
             return await self._record(turn, command)
         raise TypeError(f"unknown command {command!r}")  # pragma: no cover
@@ -258,6 +267,22 @@ class Engine:
         turn.version, turn.saved, turn.hits = result.version, turn.conversation, []
         return Reserved()
 
+    async def _audit_sms(self, turn: _Turn, event: str, phone: str | None) -> None:
+        """A code went out: the audit log is where ``/stats`` counts members and SMS."""
+        key = str(turn.member.key)
+        details = {"phone_masked": mask_phone(phone)} if phone else {}
+        try:
+            await asyncio.to_thread(
+                self.directory.audit,
+                event,
+                actor=key,
+                subject=key,
+                details=details,
+                now=datetime.fromtimestamp(turn.ctx.now, UTC),
+            )
+        except Exception:  # the SMS is out; a missing statistic must not undo the conversation
+            log.exception("audit_failed", member=key, audit_event=event)
+
     async def _record(self, turn: _Turn, command: RecordVerified) -> Answer:
         # Durable before announced: the member hears "verified" only after this commits.
         try:
@@ -267,6 +292,7 @@ class Engine:
                 phone_e164=command.phone,
                 country=command.country,
                 display_name=turn.member.display_name,
+                handle=turn.member.handle,
                 now=datetime.fromtimestamp(turn.ctx.now, UTC),
             )
         except Exception:

@@ -28,3 +28,5 @@ class Member:
     key: MemberKey
     display_name: str | None = None
     locale: str | None = None
+    #: The platform username (Telegram's @name), so moderators can name the member by it.
+    handle: str | None = None

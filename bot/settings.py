@@ -152,6 +152,16 @@ class Settings(BaseSettings):
     slack_events_path: str = "/slack/events"
     slack_invite_new_members: bool = True
 
+    # Roles, moderators and admins
+    roles_file: Path | None = None
+    roles: str | None = None
+    auto_roles: Names = ()
+    telegram_admin_ids: Names = ()
+    slack_admin_ids: Names = ()
+    telegram_log_chat_id: str | None = None
+    slack_log_channel: str | None = None
+    moderator_cache_seconds: int = Field(60, ge=0, le=3600)
+
     # Texts and logs
     default_language: str = "en"
     texts_dir: Path | None = None
@@ -197,6 +207,49 @@ class Settings(BaseSettings):
     def _path(cls, value: str) -> str:
         if not value.startswith("/"):
             raise ValueError("must start with /, e.g. /slack/events")
+        return value
+
+    @field_validator("auto_roles", mode="before")
+    @classmethod
+    def _role_names(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        return tuple(dict.fromkeys(p.strip().lower() for p in value.split(",") if p.strip()))
+
+    @field_validator("telegram_admin_ids", mode="before")
+    @classmethod
+    def _telegram_ids(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        ids = tuple(p.strip() for p in value.split(",") if p.strip())
+        bad = [i for i in ids if not re.fullmatch(r"\d{1,20}", i)]
+        if bad:
+            raise ValueError(f"{', '.join(bad)}: use numeric Telegram user ids (ask @userinfobot)")
+        return ids
+
+    @field_validator("slack_admin_ids", mode="before")
+    @classmethod
+    def _slack_ids(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        ids = tuple(p.strip() for p in value.split(",") if p.strip())
+        bad = [i for i in ids if not re.fullmatch(r"[UW][A-Z0-9]{2,}", i)]
+        if bad:
+            raise ValueError(f"{', '.join(bad)}: use Slack member ids like U0123ABCD")
+        return ids
+
+    @field_validator("telegram_log_chat_id")
+    @classmethod
+    def _log_chat(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"-?\d{1,20}|@[A-Za-z]\w{3,31}", value):
+            raise ValueError("use a chat id like -1001234567890 or a channel's @username")
+        return value
+
+    @field_validator("slack_log_channel")
+    @classmethod
+    def _log_channel(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[CG][A-Z0-9]{2,}", value):
+            raise ValueError("use a channel id like C0123ABCD (not a #name)")
         return value
 
     @field_validator("allowed_countries", "blocked_countries", mode="before")

@@ -260,6 +260,17 @@ class Store:
             return LimitReached(float(result[1]) / 1000)
         return Conflict()
 
+    async def stash(self, name: str, value: str, *, ttl: int) -> None:
+        """Keep a short-lived value (a pending confirmation) under ``name`` for ``ttl`` s."""
+        async with self._gate:
+            await self.redis.set(f"{self.prefix}stash:{name}", value, ex=ttl)
+
+    async def take(self, name: str) -> str | None:
+        """The value stashed under ``name``, removed in the same step: taken at most once."""
+        async with self._gate:
+            raw = await self.redis.getdel(f"{self.prefix}stash:{name}")
+        return raw.decode() if isinstance(raw, bytes) else raw
+
     async def ping(self) -> None:
         await self.redis.ping()
 

@@ -1,13 +1,22 @@
 """The SQL directory of members: verified phone links, role grants and the audit log."""
 
-from bot.directory.directory import AuditEntry, Directory, PhoneLink, RecordOutcome
+from bot.directory.directory import (
+    AuditEntry,
+    Directory,
+    GrantOutcome,
+    PhoneLink,
+    RecordOutcome,
+    Stats,
+)
 from bot.directory.engine import DirectoryConfigError, create_directory_engine
 
 __all__ = [
     "AuditEntry",
     "Directory",
     "DirectoryConfigError",
+    "GrantOutcome",
     "PhoneLink",
     "RecordOutcome",
+    "Stats",
     "create_directory_engine",
 ]

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -28,7 +28,15 @@ from bot.directory.models import AdmissionRow, AuditRow, PhoneLinkRow, RoleGrant
 from bot.identity import MemberKey
 from bot.privacy import mask_phone
 
-__all__ = ["AuditEntry", "Directory", "PhoneLink", "RecordOutcome", "alembic_config"]
+__all__ = [
+    "AuditEntry",
+    "Directory",
+    "GrantOutcome",
+    "PhoneLink",
+    "RecordOutcome",
+    "Stats",
+    "alembic_config",
+]
 
 MIGRATIONS: Final = Path(__file__).resolve().parents[1] / "migrations"
 
@@ -36,6 +44,13 @@ MIGRATIONS: Final = Path(__file__).resolve().parents[1] / "migrations"
 class RecordOutcome(enum.Enum):
     RECORDED = "recorded"
     PHONE_TAKEN = "phone_taken"
+
+
+class GrantOutcome(enum.Enum):
+    GRANTED = "granted"
+    ALREADY_HELD = "already_held"
+    #: Roles are for verified members only.
+    NOT_VERIFIED = "not_verified"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +68,28 @@ class PhoneLink:
     created_at: datetime
     updated_at: datetime
     roles: tuple[str, ...] = ()  # active (unrevoked) role names, sorted
+    handle: str | None = None  # platform username, lower-case, without "@"
 
     @property
     def key(self) -> MemberKey:
         return MemberKey(self.platform, self.scope, self.user_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """One community's numbers for ``/stats``; "today" is the UTC day of ``now``."""
+
+    verified: int
+    #: Members who were sent a code in the last day and have not verified.
+    pending: int
+    #: Members sent a first code today, how many of them are verified now, and SMS sent.
+    started_today: int
+    converted_today: int
+    sms_today: int
+
+    @property
+    def conversion(self) -> float | None:
+        return self.converted_today / self.started_today if self.started_today else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +168,7 @@ class Directory:
         country: str | None,
         display_name: str | None,
         now: datetime,
+        handle: str | None = None,
     ) -> RecordOutcome:
         """Record that ``member`` proved they hold ``phone_e164``, unless the phone is taken.
 
@@ -162,6 +196,8 @@ class Directory:
             link.country = country
             if display_name is not None:
                 link.display_name = display_name
+            if handle is not None:
+                link.handle = handle.lstrip("@").lower()
             link.is_phone_verified = True
             link.verified_at = now
             link.updated_at = now
@@ -176,19 +212,21 @@ class Directory:
             )
             return RecordOutcome.RECORDED
 
-    def unverify(self, member: MemberKey, *, actor: str, now: datetime) -> bool:
-        """Withdraw ``member``'s verification; False if they were not verified.
+    def unverify(self, member: MemberKey, *, actor: str, now: datetime) -> tuple[str, ...] | None:
+        """Withdraw ``member``'s verification and roles; the roles revoked, or None if unverified.
 
         The row, its display name and its role history stay. The phone number goes too: a
-        number we no longer vouch for is not worth keeping (the audit keeps it masked).
+        number we no longer vouch for is not worth keeping (the audit keeps it masked). Roles
+        are for verified members only, so their active grants are revoked in the same commit.
         """
         _require_aware(now)
         with self._transaction(write=True) as session:
             _lock(session.connection(), f"member:{member}")
             link = _link_row(session, member)
             if link is None or not link.is_phone_verified:
-                return False
+                return None
             masked = mask_phone(link.phone_e164) if link.phone_e164 else None
+            revoked = _revoke(session, link, None, by=actor, now=now)
             # Admissions vouched for by this number go with it: a rejoin asks again.
             session.execute(delete(AdmissionRow).where(AdmissionRow.link_id == link.id))
             details = {"phone_masked": masked, "country": link.country}
@@ -202,7 +240,7 @@ class Directory:
                     at=now, event="unverified", actor=actor, subject=str(member), details=details
                 )
             )
-            return True
+            return revoked
 
     def find(self, member: MemberKey) -> PhoneLink | None:
         with self._transaction(write=False) as session:
@@ -216,6 +254,22 @@ class Directory:
             return None
         return link
 
+    def find_by_handle(self, platform: str, scope: str, handle: str) -> PhoneLink | None:
+        """The member known by ``@handle`` on ``platform`` in ``scope`` (case-insensitive)."""
+        query = (
+            _links()
+            .where(
+                PhoneLinkRow.platform == platform,
+                PhoneLinkRow.scope == scope,
+                PhoneLinkRow.handle == handle.lstrip("@").lower(),
+            )
+            .order_by(PhoneLinkRow.updated_at.desc())
+            .limit(1)
+        )
+        with self._transaction(write=False) as session:
+            row = session.scalars(query).one_or_none()
+            return None if row is None else _to_link(row)
+
     def find_user(self, platform: str, user_id: str) -> list[PhoneLink]:
         """The member's links in every scope (every bot or workspace) of ``platform``."""
         query = (
@@ -227,17 +281,62 @@ class Directory:
             return [_to_link(row) for row in session.scalars(query)]
 
     def list_links(
-        self, *, platform: str | None = None, verified_only: bool = False
+        self,
+        *,
+        platform: str | None = None,
+        scope: str | None = None,
+        verified_only: bool = False,
+        offset: int = 0,
+        limit: int | None = None,
     ) -> list[PhoneLink]:
         """Links, most recently verified first, then unverified ones; ties in creation order."""
         # NULLS LAST spelt out: PostgreSQL puts NULLs first in DESC order, SQLite last.
         query = _links().order_by(PhoneLinkRow.verified_at.desc().nulls_last(), PhoneLinkRow.id)
-        if platform is not None:
-            query = query.where(PhoneLinkRow.platform == platform)
-        if verified_only:
-            query = query.where(PhoneLinkRow.is_phone_verified)
+        query = query.where(*_within(platform, scope, verified_only)).offset(offset).limit(limit)
         with self._transaction(write=False) as session:
             return [_to_link(row) for row in session.scalars(query)]
+
+    def count_members(
+        self, *, platform: str | None = None, scope: str | None = None, verified_only: bool = False
+    ) -> int:
+        query = select(func.count(PhoneLinkRow.id)).where(*_within(platform, scope, verified_only))
+        with self._transaction(write=False) as session:
+            return session.scalar(query) or 0
+
+    def stats(self, *, platform: str, scope: str | None, now: datetime) -> Stats:
+        """Counts for ``/stats``, from the links and the audit log's ``code_sent`` entries."""
+        _require_aware(now)
+        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        prefix = f"{platform}:{scope}:" if scope is not None else f"{platform}:"
+        subject = PhoneLinkRow.platform + ":" + PhoneLinkRow.scope + ":" + PhoneLinkRow.user_id
+        verified_subjects = select(subject).where(PhoneLinkRow.is_phone_verified)
+        sent = AuditRow.event.in_(("code_sent", "code_resent"))
+        ours = AuditRow.subject.startswith(prefix, autoescape=True)
+
+        def members(*where: Any) -> Select[int]:
+            first = select(AuditRow.subject).where(ours, AuditRow.event == "code_sent", *where)
+            return select(func.count()).select_from(first.distinct().subquery())
+
+        with self._transaction(write=False) as session:
+            return Stats(
+                verified=self.count_members(platform=platform, scope=scope, verified_only=True),
+                pending=session.scalar(
+                    members(
+                        AuditRow.at >= now - timedelta(days=1),
+                        AuditRow.subject.not_in(verified_subjects),
+                    )
+                )
+                or 0,
+                started_today=session.scalar(members(AuditRow.at >= midnight)) or 0,
+                converted_today=session.scalar(
+                    members(AuditRow.at >= midnight, AuditRow.subject.in_(verified_subjects))
+                )
+                or 0,
+                sms_today=session.scalar(
+                    select(func.count(AuditRow.id)).where(ours, sent, AuditRow.at >= midnight)
+                )
+                or 0,
+            )
 
     # -- admissions to gated groups -------------------------------------------------------------
 
@@ -279,14 +378,18 @@ class Directory:
 
     # -- roles --------------------------------------------------------------------------------
 
-    def grant_role(self, member: MemberKey, role: str, *, granted_by: str, now: datetime) -> bool:
-        """Record that ``member`` was given ``role``; False if they have no link or hold it."""
+    def grant_role(
+        self, member: MemberKey, role: str, *, granted_by: str, now: datetime
+    ) -> GrantOutcome:
+        """Record that verified ``member`` was given ``role``, unless they hold it already."""
         _require_aware(now)
         with self._transaction(write=True) as session:
             _lock(session.connection(), f"member:{member}")
             link = _link_row(session, member)
-            if link is None or any(g.role == role and g.revoked_at is None for g in link.grants):
-                return False
+            if link is None or not link.is_phone_verified:
+                return GrantOutcome.NOT_VERIFIED
+            if any(g.role == role and g.revoked_at is None for g in link.grants):
+                return GrantOutcome.ALREADY_HELD
             link.grants.append(RoleGrantRow(role=role, granted_by=granted_by, granted_at=now))
             session.add(
                 AuditRow(
@@ -297,7 +400,7 @@ class Directory:
                     details={"role": role},
                 )
             )
-            return True
+            return GrantOutcome.GRANTED
 
     def revoke_role(self, member: MemberKey, role: str, *, revoked_by: str, now: datetime) -> bool:
         """Mark ``member``'s active grant of ``role`` revoked; False if there was none."""
@@ -305,25 +408,7 @@ class Directory:
         with self._transaction(write=True) as session:
             _lock(session.connection(), f"member:{member}")
             link = _link_row(session, member)
-            active = (
-                []
-                if link is None
-                else [g for g in link.grants if g.role == role and g.revoked_at is None]
-            )
-            for grant in active:
-                grant.revoked_at = now
-                grant.revoked_by = revoked_by
-            if active:
-                session.add(
-                    AuditRow(
-                        at=now,
-                        event="role_revoked",
-                        actor=revoked_by,
-                        subject=str(member),
-                        details={"role": role},
-                    )
-                )
-            return bool(active)
+            return link is not None and bool(_revoke(session, link, role, by=revoked_by, now=now))
 
     # -- audit log ----------------------------------------------------------------------------
 
@@ -402,6 +487,39 @@ def _lock_key(name: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+def _revoke(
+    session: Session, link: PhoneLinkRow, role: str | None, *, by: str, now: datetime
+) -> tuple[str, ...]:
+    """Mark ``link``'s active grants of ``role`` (or of every role) revoked, and audit each."""
+    revoked: set[str] = set()
+    for grant in link.grants:
+        if grant.revoked_at is None and role in (None, grant.role):
+            grant.revoked_at, grant.revoked_by = now, by
+            revoked.add(grant.role)
+    for name in sorted(revoked):
+        session.add(
+            AuditRow(
+                at=now,
+                event="role_revoked",
+                actor=by,
+                subject=f"{link.platform}:{link.scope}:{link.user_id}",
+                details={"role": name},
+            )
+        )
+    return tuple(sorted(revoked))
+
+
+def _within(platform: str | None, scope: str | None, verified_only: bool) -> list[Any]:
+    where: list[Any] = []
+    if platform is not None:
+        where.append(PhoneLinkRow.platform == platform)
+    if scope is not None:
+        where.append(PhoneLinkRow.scope == scope)
+    if verified_only:
+        where.append(PhoneLinkRow.is_phone_verified)
+    return where
+
+
 def _count_links(session: Session, phone_e164: str, *, excluding: MemberKey) -> int:
     query = select(func.count(PhoneLinkRow.id)).where(
         PhoneLinkRow.phone_e164 == phone_e164,
@@ -444,6 +562,7 @@ def _to_link(row: PhoneLinkRow) -> PhoneLink:
         created_at=row.created_at,
         updated_at=row.updated_at,
         roles=tuple(sorted({g.role for g in row.grants if g.revoked_at is None})),
+        handle=row.handle,
     )
 
 

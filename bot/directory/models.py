@@ -82,13 +82,18 @@ class PhoneLinkRow(Base):
     """One member on one platform and scope, and the phone number they verified, if any."""
 
     __tablename__ = "phone_links"
-    __table_args__ = (UniqueConstraint("platform", "scope", "user_id"),)
+    __table_args__ = (
+        UniqueConstraint("platform", "scope", "user_id"),
+        Index(None, "platform", "scope", "handle"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     platform: Mapped[str] = mapped_column(String(32))
     scope: Mapped[str] = mapped_column(String(64))
     user_id: Mapped[str] = mapped_column(String(64))
     display_name: Mapped[str | None] = mapped_column(String(256))
+    #: The platform username (Telegram's @name, without the @), for moderators to name them by.
+    handle: Mapped[str | None] = mapped_column(String(64))
     phone_e164: Mapped[str | None] = mapped_column(String(16), index=True)
     country: Mapped[str | None] = mapped_column(String(2))
     is_phone_verified: Mapped[bool] = mapped_column(default=False, server_default=false())

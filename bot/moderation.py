@@ -1,0 +1,493 @@
+"""What moderators and admins do: grant and revoke roles, look members up, export, unlink.
+
+Platform-neutral, like the engine: an adapter says who is asking (an ``Actor`` with the
+``Rank`` the platform gives them) and about whom (a ``MemberKey``), and shows the ``Result``'s
+replies. The directory is the source of truth; each platform's ``RolePlatform`` mirrors a
+grant there, and a step it could not take is reported, audited and left for
+``verifybot roles sync``. The CLI is one more caller, with the rank of an admin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final, Protocol
+
+import structlog
+
+from bot.directory import Directory, GrantOutcome, PhoneLink
+from bot.flow import Reply
+from bot.identity import Member, MemberKey
+from bot.privacy import mask_phone
+from bot.report import export_rows, render
+from bot.roles import PlatformStep, Role, RoleBook, RolePlatform
+from bot.store import Store
+
+__all__ = [
+    "AUTO",
+    "KNOWN_PROBLEMS",
+    "Actor",
+    "Document",
+    "ModLog",
+    "Moderation",
+    "Paging",
+    "Rank",
+    "Result",
+    "SyncReport",
+    "member_label",
+]
+
+log = structlog.get_logger("verifybot.moderation")
+
+#: Who grants the roles given on verification.
+AUTO: Final = "auto"
+PAGE_SIZE: Final = 10
+UNLINK_TTL: Final = 300
+#: Problem words a ``PlatformStep`` may carry that the catalogue explains (``mod.problem.*``).
+KNOWN_PROBLEMS: Final = frozenset(
+    {
+        "not_enough_rights",
+        "not_in_channel",
+        "is_archived",
+        "channel_not_found",
+        "chat_not_found",
+        "plan_upgrade_required",
+        "cannot_message",
+        "rate_limited",
+        "not_connected",
+    }
+)
+
+
+class Rank(enum.IntEnum):
+    MEMBER = 0
+    MODERATOR = 1
+    ADMIN = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who is asking, with the rank their platform (or the admin lists) gives them."""
+
+    key: MemberKey
+    rank: Rank
+    name: str | None = None
+
+    def __str__(self) -> str:
+        return str(self.key)
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    filename: str
+    content: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Paging:
+    page: int
+    pages: int
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What to show the moderator; ``ok`` is False for a refusal or a failure."""
+
+    replies: tuple[Reply, ...]
+    ok: bool = True
+    document: Document | None = None
+    #: ``/verified``: offer the previous and next pages.
+    paging: Paging | None = None
+    #: ``/unlink``: the token a Confirm button carries back to ``confirm_unlink``.
+    confirm: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReport:
+    grants: int = 0
+    failed: tuple[tuple[str, str, PlatformStep], ...] = ()  # (member, role, step)
+    skipped: tuple[str, ...] = ()  # platforms with no connection
+
+
+class ModLog(Protocol):
+    """The moderators' log chat or channel; never raises."""
+
+    async def post(self, line: Reply) -> None: ...
+
+
+def member_label(link: PhoneLink | None, key: MemberKey) -> str:
+    """How a member is named in replies and log lines: name, @handle and id, never a phone."""
+    if link is None:
+        return key.user_id
+    parts = [link.display_name or ""]
+    if link.handle:
+        parts.append(f"@{link.handle}")
+    parts.append(f"({key.user_id})")
+    return " ".join(p for p in parts if p)
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if moment else "-"
+
+
+@dataclass
+class Moderation:
+    """Every moderator and admin action, checked, audited, mirrored and logged."""
+
+    directory: Directory
+    roles: RoleBook
+    #: The platforms this process can act on, by name ("telegram", "slack").
+    platforms: Mapping[str, RolePlatform] = field(default_factory=dict)
+    log: ModLog | None = None
+    #: Where unlink confirmations wait; without it, unlink needs ``confirmed=True``.
+    store: Store | None = None
+    #: Ids named as admins in the settings, per platform.
+    admins: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    clock: Callable[[], float] = time.time
+
+    # -- who may ---------------------------------------------------------------------------------
+
+    def rank_of(self, key: MemberKey, *, platform_moderator: bool) -> Rank:
+        """An id in the admin list is an admin; the platform's own moderators are moderators."""
+        if key.user_id in self.admins.get(key.platform, frozenset()):
+            return Rank.ADMIN
+        return Rank.MODERATOR if platform_moderator else Rank.MEMBER
+
+    async def resolve(self, platform: str, scope: str, ref: str) -> MemberKey | None:
+        """A member named by id or ``@handle``; None for a handle nobody verified under."""
+        ref = ref.strip()
+        if ref.startswith("@"):
+            link = await self._db(self.directory.find_by_handle, platform, scope, ref)
+            return link.key if link else None
+        return MemberKey(platform, scope, ref) if ref else None
+
+    # -- moderators ------------------------------------------------------------------------------
+
+    async def grant(self, actor: Actor, subject: MemberKey, role_name: str) -> Result:
+        refused = await self._check(actor, Rank.MODERATOR, "grant", subject)
+        if refused:
+            return refused
+        role = self.roles.get(role_name)
+        if role is None:
+            return self._unknown_role(role_name)
+        outcome = await self._db(
+            self.directory.grant_role, subject, role.name, granted_by=str(actor), now=self._now()
+        )
+        link = await self._db(self.directory.find, subject)
+        who = member_label(link, subject)
+        if outcome is GrantOutcome.NOT_VERIFIED:
+            return Result((Reply("mod.not_verified", {"member": who}),), ok=False)
+        if outcome is GrantOutcome.ALREADY_HELD:
+            return Result((Reply("mod.already_has", {"member": who, "role": role.name}),))
+        replies = [Reply("mod.granted", {"member": who, "role": role.name})]
+        replies += await self._mirror(actor, subject, who, role, undo=False)
+        await self._post(
+            Reply(
+                "modlog.granted", {"member": who, "role": role.name, "by": actor.name or str(actor)}
+            )
+        )
+        return Result(tuple(replies))
+
+    async def revoke(self, actor: Actor, subject: MemberKey, role_name: str) -> Result:
+        refused = await self._check(actor, Rank.MODERATOR, "revoke", subject)
+        if refused:
+            return refused
+        role = self.roles.get(role_name)
+        name = role.name if role else role_name.strip().lower()
+        revoked = await self._db(
+            self.directory.revoke_role, subject, name, revoked_by=str(actor), now=self._now()
+        )
+        link = await self._db(self.directory.find, subject)
+        who = member_label(link, subject)
+        if not revoked:
+            if role is None:
+                return self._unknown_role(role_name)
+            return Result((Reply("mod.not_held", {"member": who, "role": name}),), ok=False)
+        replies = [Reply("mod.revoked", {"member": who, "role": name})]
+        if role is not None:  # a role since removed from the file has nothing to undo
+            replies += await self._mirror(actor, subject, who, role, undo=True)
+        await self._post(
+            Reply("modlog.revoked", {"member": who, "role": name, "by": actor.name or str(actor)})
+        )
+        return Result(tuple(replies))
+
+    async def roles_of(self, actor: Actor, subject: MemberKey) -> Result:
+        refused = await self._check(actor, Rank.MODERATOR, "roles", subject)
+        if refused:
+            return refused
+        link = await self._db(self.directory.find, subject)
+        who = member_label(link, subject)
+        if link is None or not link.roles:
+            return Result((Reply("mod.no_roles", {"member": who}),))
+        return Result((Reply("mod.roles_of", {"member": who, "roles": ", ".join(link.roles)}),))
+
+    def role_list(self) -> Result:
+        """The roles a moderator may grant (anyone may see the names)."""
+        if not self.roles.roles:
+            return Result((Reply("mod.no_roles_defined"),))
+        lines = "\n".join(
+            f"• {r.name}" + (f": {r.description}" if r.description else "")
+            for r in sorted(self.roles.roles.values(), key=lambda r: r.name)
+        )
+        return Result((Reply("mod.role_list", {"roles": lines}),))
+
+    # -- admins ----------------------------------------------------------------------------------
+
+    async def whois(self, actor: Actor, subject: MemberKey) -> Result:
+        refused = await self._check(actor, Rank.ADMIN, "whois", subject)
+        if refused:
+            return refused
+        link = await self._db(self.directory.find, subject)
+        who = member_label(link, subject)
+        if link is None:
+            return Result((Reply("mod.whois.unknown", {"member": who}),))
+        roles = ", ".join(link.roles) or "-"
+        if not link.is_phone_verified or link.phone_e164 is None:
+            return Result((Reply("mod.whois.unverified", {"member": who, "roles": roles}),))
+        params = {
+            "member": who,
+            "phone": mask_phone(link.phone_e164),
+            "verified_at": _when(link.verified_at),
+            "roles": roles,
+        }
+        return Result((Reply("mod.whois.verified", params),))
+
+    async def verified(
+        self, actor: Actor, *, platform: str, scope: str | None, page: int = 1
+    ) -> Result:
+        refused = await self._check(actor, Rank.ADMIN, "verified", None)
+        if refused:
+            return refused
+        total = await self._db(
+            self.directory.count_members, platform=platform, scope=scope, verified_only=True
+        )
+        if not total:
+            return Result((Reply("mod.verified.empty"),))
+        pages = -(-total // PAGE_SIZE)
+        page = min(max(page, 1), pages)
+        links = await self._db(
+            self.directory.list_links,
+            platform=platform,
+            scope=scope,
+            verified_only=True,
+            offset=(page - 1) * PAGE_SIZE,
+            limit=PAGE_SIZE,
+        )
+        lines = "\n".join(
+            f"• {member_label(link, link.key)} · {mask_phone(link.phone_e164 or '')}"
+            f" · {_when(link.verified_at)}" + (f" · {', '.join(link.roles)}" if link.roles else "")
+            for link in links
+        )
+        params = {"page": page, "pages": pages, "total": total, "lines": lines}
+        return Result((Reply("mod.verified.page", params),), paging=Paging(page, pages))
+
+    async def stats(self, actor: Actor, *, platform: str, scope: str | None) -> Result:
+        refused = await self._check(actor, Rank.ADMIN, "stats", None)
+        if refused:
+            return refused
+        numbers = await self._db(
+            self.directory.stats, platform=platform, scope=scope, now=self._now()
+        )
+        rate = numbers.conversion
+        params = {
+            "verified": numbers.verified,
+            "pending": numbers.pending,
+            "started": numbers.started_today,
+            "sms": numbers.sms_today,
+            "conversion": "-" if rate is None else f"{rate:.0%}",
+        }
+        return Result((Reply("mod.stats", params),))
+
+    async def export(
+        self, actor: Actor, *, platform: str | None, scope: str | None, reveal_phones: bool = False
+    ) -> Result:
+        """Every member as CSV; full numbers only when asked, and that is audited."""
+        refused = await self._check(actor, Rank.ADMIN, "export", None)
+        if refused:
+            return refused
+        links = await self._db(self.directory.list_links, platform=platform, scope=scope)
+        content = render(export_rows(links, reveal_phones=reveal_phones), "csv") + "\n"
+        await self._audit(
+            "phones_revealed" if reveal_phones else "exported",
+            actor,
+            f"{platform or '*'}:{scope or '*'}",
+            {"members": len(links)},
+        )
+        stamp = datetime.fromtimestamp(self.clock(), UTC).strftime("%Y%m%d-%H%M")
+        document = Document(f"verifybot-{platform or 'all'}-{stamp}.csv", content.encode())
+        return Result((Reply("mod.export.caption", {"count": len(links)}),), document=document)
+
+    async def unlink(self, actor: Actor, subject: MemberKey, *, confirmed: bool = False) -> Result:
+        """Ask for a confirmation first (a token with a short life), unless ``confirmed``."""
+        refused = await self._check(actor, Rank.ADMIN, "unlink", subject)
+        if refused:
+            return refused
+        link = await self._db(self.directory.find_verified, subject)
+        who = member_label(link, subject)
+        if link is None:
+            return Result((Reply("mod.unlink.not_verified", {"member": who}),), ok=False)
+        if confirmed:
+            return await self._unlink(actor, subject, who)
+        if self.store is None:
+            raise RuntimeError("unlink confirmations need a store")
+        token = secrets.token_urlsafe(12)
+        pending = json.dumps({"actor": str(actor), "subject": str(subject)})
+        await self.store.stash(f"unlink:{token}", pending, ttl=UNLINK_TTL)
+        return Result((Reply("mod.unlink.confirm", {"member": who}),), confirm=token)
+
+    async def confirm_unlink(self, actor: Actor, token: str) -> Result:
+        refused = await self._check(actor, Rank.ADMIN, "unlink", None)
+        if refused:
+            return refused
+        raw = await self.store.take(f"unlink:{token}") if self.store else None
+        pending = json.loads(raw) if raw else None
+        if pending is None or pending["actor"] != str(actor):
+            return Result((Reply("mod.unlink.expired"),), ok=False)
+        platform, scope, user_id = pending["subject"].split(":", 2)
+        subject = MemberKey(platform, scope, user_id)
+        link = await self._db(self.directory.find, subject)
+        return await self._unlink(actor, subject, member_label(link, subject))
+
+    async def cancel_unlink(self, token: str) -> Result:
+        if self.store is not None:
+            await self.store.take(f"unlink:{token}")
+        return Result((Reply("mod.unlink.cancelled"),))
+
+    # -- the bot itself --------------------------------------------------------------------------
+
+    async def member_verified(self, member: Member) -> None:
+        """Log the verification and give ``AUTO_ROLES``; called by adapters, never raises."""
+        try:
+            link = await self._db(self.directory.find, member.key)
+            who = member_label(link, member.key)
+            await self._post(Reply("modlog.verified", {"member": who}))
+            for name in self.roles.auto:
+                role = self.roles.roles[name]
+                outcome = await self._db(
+                    self.directory.grant_role, member.key, name, granted_by=AUTO, now=self._now()
+                )
+                if outcome is GrantOutcome.GRANTED:
+                    await self._mirror(None, member.key, who, role, undo=False)
+        except Exception:
+            log.exception("auto_roles_failed", member=str(member.key))
+
+    async def sync(self, actor: Actor, *, platform: str | None = None) -> SyncReport:
+        """Apply every active grant of verified members again, on every connected platform."""
+        refused = await self._check(actor, Rank.ADMIN, "sync", None)
+        if refused:
+            raise PermissionError("roles sync is for admins")
+        links = await self._db(self.directory.list_links, platform=platform, verified_only=True)
+        grants, failed, skipped = 0, [], set()
+        for link in links:
+            applier = self.platforms.get(link.platform)
+            for name in link.roles:
+                role = self.roles.get(name)
+                if role is None:
+                    continue
+                if applier is None:
+                    skipped.add(link.platform)
+                    continue
+                grants += 1
+                for step in await applier.apply(link.key, role):
+                    if not step.ok:
+                        failed.append((str(link.key), name, step))
+        await self._audit(
+            "roles_synced", actor, platform or "*", {"grants": grants, "failed": len(failed)}
+        )
+        return SyncReport(grants, tuple(failed), tuple(sorted(skipped)))
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    async def _check(
+        self, actor: Actor, needed: Rank, command: str, subject: MemberKey | None
+    ) -> Result | None:
+        if actor.rank >= needed:
+            return None
+        await self._audit("refused", actor, str(subject) if subject else "-", {"command": command})
+        log.info("command_refused", actor=str(actor), command=command)
+        key = "mod.refused.admin" if needed is Rank.ADMIN else "mod.refused.moderator"
+        return Result((Reply(key),), ok=False)
+
+    def _unknown_role(self, name: str) -> Result:
+        if not self.roles.roles:
+            return Result((Reply("mod.no_roles_defined"),), ok=False)
+        params = {"role": name, "roles": ", ".join(self.roles.names)}
+        return Result((Reply("mod.unknown_role", params),), ok=False)
+
+    async def _mirror(
+        self, actor: Actor | None, subject: MemberKey, who: str, role: Role, *, undo: bool
+    ) -> list[Reply]:
+        """Carry a grant or revoke out on the member's platform; report what did not happen."""
+        applier = self.platforms.get(subject.platform)
+        if applier is None:
+            return [Reply("mod.not_connected", {"platform": subject.platform})]
+        steps = await (applier.undo if undo else applier.apply)(subject, role)
+        failed = [step for step in steps if not step.ok]
+        if not failed:
+            return []
+        by = str(actor) if actor else AUTO
+        await self._audit(
+            "role_undo_failed" if undo else "role_apply_failed",
+            by,
+            str(subject),
+            {"role": role.name, "steps": [[s.action, s.target, s.problem] for s in failed]},
+        )
+        await self._post(
+            Reply("modlog.not_applied", {"member": who, "role": role.name, "count": len(failed)})
+        )
+        return [_problem(step) for step in failed] + [Reply("mod.sync_hint")]
+
+    async def _unlink(self, actor: Actor, subject: MemberKey, who: str) -> Result:
+        revoked = await self._db(
+            self.directory.unverify, subject, actor=str(actor), now=self._now()
+        )
+        if revoked is None:
+            return Result((Reply("mod.unlink.not_verified", {"member": who}),), ok=False)
+        replies = [Reply("mod.unlink.done", {"member": who})]
+        for name in revoked:
+            role = self.roles.get(name)
+            if role is not None:
+                replies += await self._mirror(actor, subject, who, role, undo=True)
+        await self._post(Reply("modlog.unlinked", {"member": who, "by": actor.name or str(actor)}))
+        return Result(tuple(replies))
+
+    async def _audit(
+        self, event: str, actor: Actor | str, subject: str, details: dict[str, Any]
+    ) -> None:
+        await self._db(
+            self.directory.audit,
+            event,
+            actor=str(actor),
+            subject=subject,
+            details=details,
+            now=self._now(),
+        )
+
+    async def _post(self, line: Reply) -> None:
+        if self.log is not None:
+            await self.log.post(line)
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), UTC)
+
+    @staticmethod
+    async def _db(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(call, *args, **kwargs)
+
+
+def _problem(step: PlatformStep) -> Reply:
+    word = step.problem if step.problem in KNOWN_PROBLEMS else "other"
+    params: dict[str, str | int] = {"target": step.target, "action": step.action}
+    if word == "other":
+        params["problem"] = step.problem or "unknown"
+    return Reply(f"mod.problem.{word}", params)
+
+
+def problems_of(report: SyncReport) -> Sequence[Reply]:
+    return [_problem(step) for _, _, step in report.failed]
