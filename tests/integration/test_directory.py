@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from bot.directory import (
     Directory,
     DirectoryConfigError,
+    GrantOutcome,
     RecordOutcome,
     create_directory_engine,
 )
@@ -32,6 +33,7 @@ OTHER_PHONE = "+447700900456"
 ALICE = MemberKey("telegram", "bot1", "1001")
 BOB = MemberKey("telegram", "bot1", "1002")
 CAROL = MemberKey("slack", "T01", "U03")
+GRANTED, ALREADY_HELD, NOT_VERIFIED = GrantOutcome
 
 OpenDirectory = Callable[..., Directory]
 
@@ -85,7 +87,7 @@ def test_upgrade_reaches_head_and_is_idempotent(database_url: str) -> None:
         assert directory.revision() is None
         directory.upgrade()
         head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-        assert head == directory.revision() == "0002"
+        assert head == directory.revision() == "0003"
         directory.upgrade()
         assert directory.revision() == head
         tables = set(inspect(directory.engine).get_table_names())
@@ -173,7 +175,7 @@ def test_the_limit_per_phone_is_configurable(open_directory: OpenDirectory) -> N
 
 def test_an_unverified_link_does_not_hold_the_phone(directory: Directory) -> None:
     record(directory, ALICE)
-    assert directory.unverify(ALICE, actor="admin:1", now=T0 + timedelta(minutes=1))
+    assert directory.unverify(ALICE, actor="admin:1", now=T0 + timedelta(minutes=1)) == ()
     assert record(directory, BOB) is RecordOutcome.RECORDED
 
 
@@ -258,7 +260,7 @@ def test_find_user_looks_across_scopes(directory: Directory) -> None:
 def test_unverify_clears_the_verification_but_keeps_the_row(directory: Directory) -> None:
     record(directory, ALICE)
     later = T0 + timedelta(days=1)
-    assert directory.unverify(ALICE, actor="admin:7", now=later) is True
+    assert directory.unverify(ALICE, actor="admin:7", now=later) == ()
     link = directory.find(ALICE)
     assert link is not None
     assert not link.is_phone_verified
@@ -267,8 +269,8 @@ def test_unverify_clears_the_verification_but_keeps_the_row(directory: Directory
     newest = directory.audit_trail(subject=str(ALICE))[0]
     assert (newest.event, newest.actor, newest.at) == ("unverified", "admin:7", later)
     assert newest.details == {"phone_masked": "+44•••••0123", "country": "GB"}
-    assert directory.unverify(ALICE, actor="admin:7", now=later) is False
-    assert directory.unverify(BOB, actor="admin:7", now=later) is False
+    assert directory.unverify(ALICE, actor="admin:7", now=later) is None
+    assert directory.unverify(BOB, actor="admin:7", now=later) is None
 
 
 def test_find_verified_returns_only_a_link_that_vouches_for_a_phone(
@@ -307,11 +309,11 @@ def test_unverifying_forgets_the_admissions(directory: Directory) -> None:
 
 
 def test_roles_are_granted_revoked_and_shown_on_the_link(directory: Directory) -> None:
-    assert directory.grant_role(ALICE, "member", granted_by="bot", now=T0) is False  # no link
+    assert directory.grant_role(ALICE, "member", granted_by="bot", now=T0) is NOT_VERIFIED
     record(directory, ALICE)
-    assert directory.grant_role(ALICE, "member", granted_by="bot", now=T0) is True
-    assert directory.grant_role(ALICE, "member", granted_by="bot", now=T0) is False
-    assert directory.grant_role(ALICE, "chat", granted_by="bot", now=T0) is True
+    assert directory.grant_role(ALICE, "member", granted_by="bot", now=T0) is GRANTED
+    assert directory.grant_role(ALICE, "member", granted_by="bot", now=T0) is ALREADY_HELD
+    assert directory.grant_role(ALICE, "chat", granted_by="bot", now=T0) is GRANTED
     link = directory.find(ALICE)
     assert link is not None
     assert link.roles == ("chat", "member")
@@ -481,3 +483,74 @@ def test_sqlite_write_transaction_holds_the_write_lock_from_its_start(
                 other.execute("ROLLBACK")
     finally:
         other.close()
+
+
+# -- moderators' queries ---------------------------------------------------------------------
+
+
+def test_a_member_is_found_by_handle_case_insensitively_within_their_scope(
+    directory: Directory,
+) -> None:
+    directory.record_verified(
+        ALICE, phone_e164=PHONE, country="GB", display_name="Alice", handle="@Alice_B", now=T0
+    )
+    found = directory.find_by_handle("telegram", "bot1", "@alice_b")
+    assert found is not None and found.key == ALICE and found.handle == "alice_b"
+    assert directory.find_by_handle("telegram", "bot2", "alice_b") is None
+    assert directory.find_by_handle("telegram", "bot1", "bob") is None
+
+
+def test_unverifying_revokes_every_role_in_the_same_commit(directory: Directory) -> None:
+    record(directory, ALICE)
+    directory.grant_role(ALICE, "member", granted_by="mod", now=T0)
+    directory.grant_role(ALICE, "chat", granted_by="mod", now=T0)
+    assert directory.unverify(ALICE, actor="admin:7", now=T0) == ("chat", "member")
+    link = directory.find(ALICE)
+    assert link is not None and link.roles == ()
+    events = [e.event for e in directory.audit_trail(subject=str(ALICE))]
+    assert events[:3] == ["unverified", "role_revoked", "role_revoked"]
+    assert directory.grant_role(ALICE, "chat", granted_by="mod", now=T0) is NOT_VERIFIED
+
+
+def test_links_come_in_pages_with_a_count(directory: Directory) -> None:
+    members = [MemberKey("telegram", "bot1", str(2000 + n)) for n in range(7)]
+    for n, member in enumerate(members):
+        directory.record_verified(
+            member,
+            phone_e164=f"+4477009001{n:02d}",
+            country="GB",
+            display_name=None,
+            now=T0 + timedelta(minutes=n),
+        )
+    record(directory, CAROL)
+    assert directory.count_members(platform="telegram", scope="bot1", verified_only=True) == 7
+    first = directory.list_links(platform="telegram", scope="bot1", offset=0, limit=3)
+    last = directory.list_links(platform="telegram", scope="bot1", offset=6, limit=3)
+    assert [link.user_id for link in first] == ["2006", "2005", "2004"]  # newest first
+    assert [link.user_id for link in last] == ["2000"]
+
+
+def test_stats_count_members_codes_and_conversions_for_one_community(
+    directory: Directory,
+) -> None:
+    noon = datetime(2025, 1, 2, 12, 0, tzinfo=UTC)
+    yesterday = noon - timedelta(hours=13)
+
+    def sent(member: MemberKey, at: datetime, event: str = "code_sent") -> None:
+        directory.audit(event, actor=str(member), subject=str(member), now=at)
+
+    sent(ALICE, yesterday)  # started yesterday, verified today: verified, not "today"
+    record(directory, ALICE)
+    sent(BOB, noon - timedelta(hours=2))  # started today, verified
+    sent(BOB, noon - timedelta(hours=1), "code_resent")
+    directory.record_verified(
+        BOB, phone_e164=OTHER_PHONE, country="GB", display_name=None, now=noon
+    )
+    dave = MemberKey("telegram", "bot1", "1004")
+    sent(dave, noon - timedelta(hours=3))  # started today, still waiting
+    sent(CAROL, noon)  # another platform
+    stats = directory.stats(platform="telegram", scope="bot1", now=noon)
+    assert (stats.verified, stats.pending, stats.started_today) == (2, 1, 2)
+    assert (stats.converted_today, stats.sms_today) == (1, 3)
+    assert stats.conversion == 0.5
+    assert directory.stats(platform="slack", scope=None, now=noon).started_today == 1

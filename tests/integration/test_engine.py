@@ -94,7 +94,9 @@ async def test_a_member_verifies_and_the_link_is_in_the_directory(bot: App, inbo
     assert link is not None and link.is_phone_verified
     assert (link.phone_e164, link.country, link.display_name) == ("+447400123456", "GB", "Alice")
     trail = bot.directory.audit_trail(subject=str(ALICE.key))
-    assert [entry.event for entry in trail] == ["verified"]
+    assert [entry.event for entry in trail] == ["verified", "code_sent"]
+    # The SMS is audited (for /stats) with the number masked, never in full.
+    assert trail[1].details == {"phone_masked": "+44•••••3456"}
 
 
 async def test_starting_again_when_verified_says_so_even_after_redis_forgot(
