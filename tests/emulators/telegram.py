@@ -87,6 +87,17 @@ or where this emulator deliberately differs from the live server:
   can't be deleted"); setChatAdministratorCustomTitle needs can_promote_members. Acting on the
   owner or an administrator answers "can't remove chat owner" / "user is an administrator of
   the chat". An unknown user id answers "Bad Request: user not found".
+* promoteChatMember needs can_promote_members ("not enough rights"); granting a right the bot
+  lacks answers "RIGHT_FORBIDDEN", the bot itself "can't promote self", the owner "can't remove
+  chat owner", an administrator someone else promoted "CHAT_ADMIN_REQUIRED" (as does
+  setChatAdministratorCustomTitle for them), and a user not in the chat "USER_NOT_PARTICIPANT".
+  Any right implies can_manage_chat; a promoted member is an administrator with
+  ``can_be_edited`` true, and all rights False demotes them to a plain member (title gone).
+* sendDocument takes an uploaded file only (multipart; a file_id or URL is a 400 ``emulator:``
+  error); an empty file answers "file must be non-empty", a caption over 1024 characters
+  "message caption is too long". ``SentMessage.document`` keeps the bytes and the filename.
+* ``join_by_link()`` lets a user join through an invite link the bot created, honouring
+  ``expire_date`` and ``member_limit`` as a client would (AssertionError otherwise).
 * Private chats: a user who never wrote to the bot gets 403 "bot can't initiate conversation
   with a user", unless they have a pending join request made less than 5 minutes ago (the
   ``user_chat_id`` rule); a user who blocked the bot gets 403 "bot was blocked by the user"
@@ -124,6 +135,7 @@ from tests.emulators._http import JsonHandler, TrackedServer
 
 __all__ = [
     "RecordedCall",
+    "SentDocument",
     "SentMessage",
     "TelegramEmulator",
     "TelegramSpec",
@@ -447,6 +459,18 @@ class SentMessage:
     sent_at: float
     parse_mode: str | None = None
     reply_to_message_id: int | None = None
+    #: sendDocument: the file as uploaded, and its caption (``text`` is then "").
+    document: SentDocument | None = None
+    caption: str | None = None
+
+
+@dataclass(frozen=True)
+class SentDocument:
+    """A file the bot uploaded with sendDocument, byte for byte."""
+
+    filename: str
+    mime_type: str
+    content: bytes
 
 
 class WebhookDelivery(NamedTuple):
@@ -486,6 +510,7 @@ class _Member:
     is_member: bool = True  # for "restricted"
     rights: dict[str, bool] | None = None  # for "administrator"
     custom_title: str | None = None
+    promoted_by_bot: bool = False  # an administrator the bot may edit (can_be_edited)
 
 
 @dataclass
@@ -505,6 +530,8 @@ class _Msg:
     deleted: bool = False
     edits: int = 0
     edit_date: int | None = None
+    document: SentDocument | None = None
+    caption: str | None = None
 
 
 @dataclass
@@ -515,6 +542,7 @@ class _Group:
     members: dict[int, _Member] = field(default_factory=dict)
     join_requests: dict[int, tuple[str, float]] = field(default_factory=dict)
     invite_links: list[dict[str, Any]] = field(default_factory=list)
+    invite_uses: dict[str, int] = field(default_factory=dict)  # members who joined per link
 
 
 @dataclass
@@ -747,17 +775,24 @@ class TelegramEmulator:
 
     # -- simulated user actions (each returns the update it enqueued) ------------------------
 
-    def send_text(self, user_id: int, text: str, *, chat_id: int | None = None) -> dict[str, Any]:
+    def send_text(
+        self,
+        user_id: int,
+        text: str,
+        *,
+        chat_id: int | None = None,
+        reply_to: int | None = None,
+    ) -> dict[str, Any]:
         """A text message from the user: in the private chat with the bot (which counts as
-        having started it), or in a group the user is in. In a group where the bot is not an
-        administrator, privacy mode hides text that is not a /command (it lands in
-        ``dropped_updates``)."""
+        having started it), or in a group the user is in; ``reply_to`` is the message id it
+        replies to in the same chat. In a group where the bot is not an administrator, privacy
+        mode hides text that is not a /command (it lands in ``dropped_updates``)."""
         with self._lock:
             content: dict[str, Any] = {"text": text}
             entities = _command_entities(text)
             if entities:
                 content["entities"] = entities
-            message = self._user_message(user_id, chat_id, content)
+            message = self._user_message(user_id, chat_id, content, reply_to=reply_to)
             group = self._groups.get(message["chat"]["id"])
             bot_status = self._bot_member(group).status if group else "administrator"
             if bot_status not in {"creator", "administrator"} and not text.startswith("/"):
@@ -865,6 +900,32 @@ class TelegramEmulator:
             self._enqueue({"message": self._message_dict(service)})
             return update
 
+    def join_by_link(self, user_id: int, invite_link: str) -> dict[str, Any]:
+        """The user opens an invite link the bot created and joins, as a client would: a
+        revoked or expired link, or one whose ``member_limit`` is used up, is refused
+        (AssertionError), as is a banned user. Returns the chat_member update."""
+        with self._lock:
+            found = [
+                (group, link)
+                for group in self._groups.values()
+                for link in group.invite_links
+                if link["invite_link"] == invite_link
+            ]
+            if not found:
+                raise AssertionError(f"no invite link {invite_link}")
+            group, link = found[0]
+            if link["is_revoked"]:
+                raise AssertionError(f"invite link {invite_link} was revoked")
+            if link.get("expire_date") and link["expire_date"] < time.time():
+                raise AssertionError(f"invite link {invite_link} has expired")
+            used = group.invite_uses.get(invite_link, 0)
+            if link.get("member_limit") is not None and used >= link["member_limit"]:
+                raise AssertionError(f"invite link {invite_link} is used up")
+            if link["creates_join_request"]:
+                raise AssertionError("this link asks to join: use request_join")
+            group.invite_uses[invite_link] = used + 1
+            return self.join(user_id, group.id)
+
     def request_join(self, user_id: int, chat_id: int) -> dict[str, Any]:
         with self._lock:
             group = self._group(chat_id)
@@ -951,6 +1012,23 @@ class TelegramEmulator:
             if member is None or member.status != "restricted" or member.permissions is None:
                 return None
             return dict(member.permissions)
+
+    def admin_rights(self, chat_id: int, user_id: int) -> dict[str, Any] | None:
+        """An administrator's rights that are on, with ``custom_title`` if one is set (and
+        ``can_be_edited`` when the bot promoted them); None for anyone else."""
+        with self._lock:
+            member = self._group(chat_id).members.get(user_id)
+            if member is None or member.status != "administrator":
+                return None
+            shape = self._member_shape(member, self._user_dict(user_id))
+            return {k: v for k, v in shape.items() if k.startswith("can_") and v} | (
+                {"custom_title": shape["custom_title"]} if "custom_title" in shape else {}
+            )
+
+    def invite_links(self, chat_id: int) -> list[dict[str, Any]]:
+        """Every invite link the bot created in the group, oldest first."""
+        with self._lock:
+            return [dict(link) for link in self._group(chat_id).invite_links]
 
     def join_request_state(self, chat_id: int, user_id: int) -> str | None:
         with self._lock:
@@ -1227,6 +1305,18 @@ class TelegramEmulator:
             out["text"] = msg.shown_text
         if msg.entities:
             out["entities"] = msg.entities
+        if msg.document is not None:
+            doc = msg.document
+            file_id = f"emu-doc-{msg.chat_id}-{msg.message_id}"
+            out["document"] = {
+                "file_id": file_id,
+                "file_unique_id": file_id.replace("-", ""),
+                "file_name": doc.filename,
+                "mime_type": doc.mime_type,
+                "file_size": len(doc.content),
+            }
+        if msg.caption is not None:
+            out["caption"] = msg.caption
         out.update(msg.extra)
         if msg.markup is not None and "inline_keyboard" in msg.markup:
             out["reply_markup"] = msg.markup
@@ -1243,10 +1333,17 @@ class TelegramEmulator:
             sent_at=msg.sent_at,
             parse_mode=msg.parse_mode,
             reply_to_message_id=msg.reply_to,
+            document=msg.document,
+            caption=msg.caption,
         )
 
     def _user_message(
-        self, user_id: int, chat_id: int | None, content: dict[str, Any]
+        self,
+        user_id: int,
+        chat_id: int | None,
+        content: dict[str, Any],
+        *,
+        reply_to: int | None = None,
     ) -> dict[str, Any]:
         user = self._user(user_id)
         chat = user_id if chat_id is None else chat_id
@@ -1274,6 +1371,10 @@ class TelegramEmulator:
                 "can_send_messages"
             ):
                 raise AssertionError(f"user {user_id} may not send messages in {chat}")
+        if reply_to is not None:
+            target = self._messages.get(chat, {}).get(reply_to)
+            if target is None or target.deleted:
+                raise AssertionError(f"no message {reply_to} in {chat} to reply to")
         text = content.get("text")
         msg = self._store(
             _Msg(
@@ -1284,6 +1385,7 @@ class TelegramEmulator:
                 time.time(),
                 text=text,
                 shown_text=text,
+                reply_to=reply_to,
                 extra={k: v for k, v in content.items() if k != "text"},
             )
         )
@@ -1314,7 +1416,7 @@ class TelegramEmulator:
         if member.status == "creator":
             out["is_anonymous"] = False
         elif member.status == "administrator":
-            out["can_be_edited"] = False
+            out["can_be_edited"] = member.promoted_by_bot
             out["is_anonymous"] = False
             out.update(member.rights or {})
         elif member.status == "restricted":
@@ -2123,8 +2225,102 @@ def _set_chat_administrator_custom_title(emu: TelegramEmulator, p: _Params) -> A
         member = emu._member_target(group, p.get("user_id"))
         if member.status != "administrator":
             raise _bad("user is not an administrator")
+        if not member.promoted_by_bot:
+            raise _bad("CHAT_ADMIN_REQUIRED")  # only administrators the bot promoted
         member.custom_title = title or None
         return True
+
+
+_PROMOTE_RIGHTS = (
+    "can_manage_chat",
+    "can_delete_messages",
+    "can_manage_video_chats",
+    "can_restrict_members",
+    "can_promote_members",
+    "can_change_info",
+    "can_invite_users",
+    "can_post_stories",
+    "can_edit_stories",
+    "can_delete_stories",
+    "can_post_messages",
+    "can_edit_messages",
+    "can_pin_messages",
+    "can_manage_topics",
+    "can_manage_direct_messages",
+    "can_manage_tags",
+)
+
+
+@_method("promoteChatMember", "chat_id", "user_id", "is_anonymous", *_PROMOTE_RIGHTS)
+def _promote_chat_member(emu: TelegramEmulator, p: _Params) -> Any:
+    with emu._lock:
+        group = emu._group_for(p.get("chat_id"))
+        emu._require_right(group, "can_promote_members", "not enough rights")
+        user_id = p.get("user_id")
+        if user_id == emu.bot_id:
+            raise _bad("can't promote self")
+        member = emu._member_target(group, user_id)
+        if member.status == "creator":
+            raise _bad("can't remove chat owner")
+        if member.status == "administrator" and not member.promoted_by_bot:
+            raise _bad("CHAT_ADMIN_REQUIRED")
+        if p.get("is_anonymous"):
+            raise _bad("emulator: anonymous administrators are not emulated")
+        wanted = {name: bool(p.get(name)) for name in _PROMOTE_RIGHTS}
+        # The live server implies can_manage_chat for any other right, as clients show it.
+        if any(wanted.values()):
+            wanted["can_manage_chat"] = True
+        bot = emu._bot_member(group)
+        if bot.status != "creator":
+            held = bot.rights or {}
+            if any(on and not held.get(name) for name, on in wanted.items()):
+                raise _bad("RIGHT_FORBIDDEN")
+        in_chat = member.status in {"member", "administrator"} or (
+            member.status == "restricted" and member.is_member
+        )
+        if not in_chat:
+            raise _bad("USER_NOT_PARTICIPANT")
+        if not any(wanted.values()):
+            if member.status == "administrator":  # all rights off demotes
+                emu._change_member(group, user_id, _Member("member"), actor=emu.bot_id)
+            return True
+        rights = {name: wanted.get(name, False) for name in emu._right_names()}
+        title = member.custom_title if member.status == "administrator" else None
+        new = _Member("administrator", rights=rights, custom_title=title, promoted_by_bot=True)
+        emu._change_member(group, user_id, new, actor=emu.bot_id)
+        return True
+
+
+@_method("sendDocument", "chat_id", "document", "caption", "parse_mode", "reply_markup")
+def _send_document(emu: TelegramEmulator, p: _Params) -> Any:
+    document = p.get("document")
+    if not isinstance(document, _Upload):
+        raise _bad("emulator: sending a file_id or URL is not emulated; upload the file")
+    if not document.data:
+        raise _bad("file must be non-empty")
+    caption = p.get("caption")
+    if caption is not None and len(caption) > 1024:
+        raise _bad("message caption is too long")
+    with emu._lock:
+        chat = emu._sendable_chat(p.get("chat_id"))
+        shown = _render(caption, p.get("parse_mode")) if caption is not None else None
+        markup = p.get("reply_markup")
+        if markup is not None and "inline_keyboard" in markup:
+            emu._inline_markup(markup)
+        msg = emu._store(
+            _Msg(
+                emu._new_message_id(chat),
+                chat,
+                emu.bot_id,
+                int(time.time()),
+                time.time(),
+                markup=markup,
+                parse_mode=p.get("parse_mode"),
+                document=SentDocument(document.filename, document.content_type, document.data),
+                caption=shown,
+            )
+        )
+        return emu._message_dict(msg)
 
 
 # -- HTTP plumbing ----------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from telegram import (
     ChatPermissions,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    InputFile,
     KeyboardButton,
     ReplyKeyboardMarkup,
     ReplyParameters,
@@ -567,6 +568,117 @@ async def test_invite_links(emu: TelegramEmulator, bot: Bot) -> None:
     assert link.invite_link.startswith("https://t.me/+")
     with pytest.raises(BadRequest, match=r"(?i)member limit"):
         await bot.create_chat_invite_link(group, member_limit=1, creates_join_request=True)
+
+
+async def test_a_single_use_invite_link_admits_one_member(emu: TelegramEmulator, bot: Bot) -> None:
+    group = emu.add_group()
+    ada, bob = emu.add_user("Ada"), emu.add_user("Bob")
+    expires = int(time.time()) + 86400
+    link = await bot.create_chat_invite_link(
+        group, name="verifybot helper", expire_date=expires, member_limit=1
+    )
+    assert (link.member_limit, link.name) == (1, "verifybot helper")
+    assert int(link.expire_date.timestamp()) == expires  # type: ignore[union-attr]
+
+    update = emu.join_by_link(ada, link.invite_link)
+
+    assert update["chat_member"]["new_chat_member"]["status"] == "member"
+    assert emu.member_status(group, ada) == "member"
+    with pytest.raises(AssertionError, match="used up"):
+        emu.join_by_link(bob, link.invite_link)
+    assert emu.invite_links(group)[0]["member_limit"] == 1
+
+
+async def test_promote_a_member_set_a_title_then_demote(emu: TelegramEmulator, bot: Bot) -> None:
+    group = emu.add_group()
+    ada = emu.add_user("Ada")
+    emu.join(ada, group)
+
+    assert await bot.promote_chat_member(group, ada, can_invite_users=True)
+    await bot.get_chat_member(group, ada)
+    shape = emu.calls_to("getChatMember")[-1].response["result"]
+    assert conforms("ChatMemberAdministrator", shape) == []
+    assert (shape["status"], shape["can_be_edited"]) == ("administrator", True)
+    rights = {"can_be_edited": True, "can_manage_chat": True, "can_invite_users": True}
+    assert emu.admin_rights(group, ada) == rights
+
+    assert await bot.set_chat_administrator_custom_title(group, ada, "helper")
+    assert (emu.admin_rights(group, ada) or {})["custom_title"] == "helper"
+
+    assert await bot.promote_chat_member(group, ada)  # every right False: a member again
+    assert emu.member_status(group, ada) == "member"
+    assert emu.admin_rights(group, ada) is None
+    assert await bot.promote_chat_member(group, ada)  # demoting a member changes nothing
+    assert emu.member_status(group, ada) == "member"
+
+
+async def test_promotion_refusals_use_the_live_servers_words(
+    emu: TelegramEmulator, bot: Bot
+) -> None:
+    group = emu.add_group()
+    weak = emu.add_group(bot_rights={"can_invite_users": True, "can_restrict_members": True})
+    ada, grace, outsider = emu.add_user("Ada"), emu.add_user("Grace"), emu.add_user("Out")
+    emu.join(ada, group)
+    emu.join(ada, weak)
+    emu.add_admin(group, grace)
+    admins = await bot.get_chat_administrators(group)
+    owner = next(a.user.id for a in admins if a.status == "creator")
+
+    cases = [
+        (weak, ada, {"can_invite_users": True}, "not enough rights"),
+        (group, ada, {"can_change_info": True}, "right_forbidden"),
+        (group, grace, {"can_invite_users": True}, "chat_admin_required"),
+        (group, owner, {"can_invite_users": True}, "can't remove chat owner"),
+        (group, emu.bot_id, {"can_invite_users": True}, "can't promote self"),
+        (group, outsider, {"can_invite_users": True}, "user_not_participant"),
+    ]
+    for chat, user, rights, words in cases:
+        with pytest.raises(BadRequest) as refused:
+            await bot.promote_chat_member(chat, user, **rights)
+        assert refused.value.message.lower() == words, (user, rights)
+    with pytest.raises(BadRequest, match=r"(?i)chat_admin_required"):
+        await bot.set_chat_administrator_custom_title(group, grace, "boss")
+    assert emu.member_status(group, ada) == "member"
+
+
+async def test_a_group_message_can_reply_to_another(emu: TelegramEmulator, bot: Bot) -> None:
+    group = emu.add_group()
+    ada, grace = emu.add_user("Ada"), emu.add_user("Grace")
+    emu.join(ada, group)
+    emu.add_admin(group, grace)
+    said = emu.send_text(ada, "hello", chat_id=group)["message"]
+
+    update = emu.send_text(grace, "/grant helper", chat_id=group, reply_to=said["message_id"])
+
+    assert conforms("Update", update) == []
+    replied = update["message"]["reply_to_message"]
+    assert (replied["message_id"], replied["from"]["id"]) == (said["message_id"], ada)
+    with pytest.raises(AssertionError, match="no message 999"):
+        emu.send_text(grace, "/grant helper", chat_id=group, reply_to=999)
+
+
+async def test_send_document_uploads_a_file(emu: TelegramEmulator, bot: Bot) -> None:
+    ada, stranger = emu.add_user("Ada"), emu.add_user("Stranger")
+    emu.send_text(ada, "/start")
+    content = "platform,user_id,phone\ntelegram,1,+44•••••3456\n".encode()
+
+    sent = await bot.send_document(
+        ada, InputFile(content, filename="members.csv"), caption="2 members"
+    )
+
+    result = emu.calls_to("sendDocument")[-1].response["result"]
+    assert conforms("Message", result) == []
+    assert sent.document is not None and sent.document.file_name == "members.csv"
+    assert sent.caption == "2 members"
+    snapshot = emu.last_message(ada)
+    assert snapshot is not None and snapshot.document is not None
+    assert (snapshot.document.filename, snapshot.document.content) == ("members.csv", content)
+    assert snapshot.document.mime_type == "text/csv"
+    assert snapshot.caption == "2 members"
+    with pytest.raises(BadRequest, match=r"(?i)file must be non-empty"):
+        await bot.send_document(ada, InputFile(b"", filename="empty.csv"))
+    with pytest.raises(Forbidden, match=r"(?i)can't initiate conversation"):
+        await bot.send_document(stranger, InputFile(content, filename="members.csv"))
 
 
 # -- private chats ------------------------------------------------------------------------------
