@@ -29,6 +29,30 @@ Choices where the spec is silent:
 * ``chat.postMessage`` to a user id posts to that user's DM, as Slack does.
 * Socket Mode: the server sends ``hello`` on connect, then the envelopes a test pushes with
   ``send_envelope``; the client's acks are recorded by ``envelope_id``.
+
+Channels, user groups and files (the roles and admin work):
+
+* Channels exist only once a test adds them (``add_channel``), with their members, and
+  marked archived, private or without the bot as the test needs. ``conversations.invite``
+  answers ``channel_not_found`` (unknown, or private without the bot), ``is_archived``,
+  ``not_in_channel`` (the bot is not a member), ``already_in_channel``, ``user_not_found``
+  and ``cant_invite_self``; ``conversations.kick`` answers ``not_in_channel`` for a member
+  who is not there and ``cant_kick_from_general``.
+* ``usergroups.users.update`` replaces the whole list, and refuses an empty one with
+  ``no_users_provided`` (Slack's docs: use usergroups.disable instead). ``free_plan = True``
+  makes every user group call answer ``plan_upgrade_required``, as a free workspace does.
+* The spec's error enums predate some errors Slack's method docs list (``no_such_subteam``,
+  ``plan_upgrade_required``, ``no_users_provided``, ``invalid_users`` for the user group
+  calls): ``DOCUMENTED_ERRORS`` adds those, so they can be injected too.
+* File uploads as slack-sdk's ``files_upload_v2`` performs them. The spec has neither
+  ``files.getUploadURLExternal`` nor ``files.completeUploadExternal``, so ``DOCS_METHODS``
+  describes them from Slack's method docs (arguments, errors, a success schema) and they
+  are checked the same way. The upload URL is served here (``/upload/v1/<file id>``), takes
+  the raw bytes (Slack also takes multipart; the SDK sends raw) and answers ``OK - <n>``.
+  Completing with ``channel_id`` shares the file in that channel as a bot message with
+  ``files``; every completed upload is kept in ``files`` (bytes, filename, channel).
+* ``response_url``: ``new_response_url()`` gives one served here; what the app POSTs to it
+  is kept in ``responses`` (Slack's 5 uses and 30 minutes are not enforced).
 """
 
 from __future__ import annotations
@@ -53,6 +77,90 @@ TRIGGER_LIFETIME = 3.0
 #: slack-sdk adds ``team_id`` to every call of a client bolt made for a team (org-wide
 #: apps need it); Slack accepts it everywhere, though the spec lists it per method only.
 UNIVERSAL_ARGUMENTS = frozenset({"team_id"})
+#: Errors Slack's method docs list that the spec's enums omit.
+DOCUMENTED_ERRORS: dict[str, frozenset[str]] = {
+    "usergroups.users.list": frozenset({"no_such_subteam", "plan_upgrade_required"}),
+    "usergroups.users.update": frozenset(
+        {"no_such_subteam", "plan_upgrade_required", "no_users_provided", "invalid_users"}
+    ),
+}
+_STANDARD_ERRORS = (
+    "invalid_auth",
+    "not_authed",
+    "account_inactive",
+    "invalid_arguments",
+    "missing_scope",
+    "ratelimited",
+    "internal_error",
+    "fatal_error",
+)
+#: Methods the spec lacks, described from Slack's method docs as the spec would: the
+#: arguments (name: required), the error names, and the success answer's schema.
+DOCS_METHODS: dict[str, dict[str, Any]] = {
+    "files.getUploadURLExternal": {
+        "arguments": {"filename": True, "length": True, "alt_txt": False, "snippet_type": False},
+        "errors": (
+            "missing_argument",
+            "alt_txt_too_large",
+            "file_type_not_allowed",
+            "file_upload_size_restricted",
+            "file_uploads_disabled",
+            "file_uploads_except_images_disabled",
+            "snippet_too_large",
+            "storage_limit_reached",
+            *_STANDARD_ERRORS,
+        ),
+        "schema": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["ok", "upload_url", "file_id"],
+            "properties": {
+                "ok": {"enum": [True]},
+                "upload_url": {"type": "string", "pattern": "^https?://"},
+                "file_id": {"type": "string", "pattern": "^F[A-Z0-9]{8,}$"},
+            },
+        },
+    },
+    "files.completeUploadExternal": {
+        "arguments": {
+            "files": True,
+            "channel_id": False,
+            "channels": False,
+            "initial_comment": False,
+            "thread_ts": False,
+            "blocks": False,
+        },
+        "errors": (
+            "file_not_found",
+            "channel_not_found",
+            "invalid_channel",
+            "not_in_channel",
+            "file_update_failed",
+            "posting_to_general_channel_denied",
+            "restricted_action",
+            *_STANDARD_ERRORS,
+        ),
+        "schema": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["ok", "files"],
+            "properties": {
+                "ok": {"enum": [True]},
+                "files": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["id", "title"],
+                        "properties": {
+                            "id": {"type": "string", "pattern": "^F[A-Z0-9]{8,}$"},
+                            "title": {"type": "string"},
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -82,6 +190,30 @@ class _Socket:
     acks: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+@dataclass
+class Channel:
+    id: str
+    name: str
+    members: set[str] = field(default_factory=set)
+    archived: bool = False
+    private: bool = False
+    general: bool = False
+    #: Whether the bot is a member: it can invite only into channels it is in.
+    bot_in: bool = True
+
+
+@dataclass
+class UploadedFile:
+    id: str
+    filename: str
+    length: int
+    content: bytes | None = None
+    title: str | None = None
+    #: Where it was shared (channel_id or channels); empty for a private file.
+    channels: tuple[str, ...] = ()
+    initial_comment: str | None = None
+
+
 class SlackEmulator:
     def __init__(
         self,
@@ -105,6 +237,14 @@ class SlackEmulator:
         self.dms: dict[str, str] = {}
         self.messages: dict[str, list[dict[str, Any]]] = {}
         self.usergroups: dict[str, list[str]] = {}
+        self.channels: dict[str, Channel] = {}
+        #: A free workspace: user groups need a paid plan.
+        self.free_plan = False
+        self.uploads: dict[str, UploadedFile] = {}
+        #: Completed uploads, in order.
+        self.files: list[UploadedFile] = []
+        #: What the app posted to each response_url, by its id.
+        self.responses: dict[str, list[dict[str, Any]]] = {}
         self.sockets: list[_Socket] = []
         self._triggers: dict[str, tuple[float, bool]] = {}
         self._injected: dict[str, list[_Injection]] = {}
@@ -120,6 +260,8 @@ class SlackEmulator:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_get("/link/", self._socket)
+        app.router.add_post("/upload/v1/{file_id}", self._upload)
+        app.router.add_post("/response/{response_id}", self._respond)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -186,6 +328,30 @@ class SlackEmulator:
         self.users[user_id] = user
         return user
 
+    def add_channel(
+        self,
+        channel_id: str,
+        *,
+        name: str = "verified",
+        members: tuple[str, ...] = (),
+        archived: bool = False,
+        private: bool = False,
+        general: bool = False,
+        bot_in: bool = True,
+    ) -> Channel:
+        channel = Channel(channel_id, name, set(members), archived, private, general, bot_in)
+        self.channels[channel_id] = channel
+        return channel
+
+    def new_response_url(self) -> str:
+        response_id = f"R{next(self._ids):09d}"
+        self.responses[response_id] = []
+        return f"http://127.0.0.1:{self.port}/response/{response_id}"
+
+    def responded(self, response_url: str) -> list[dict[str, Any]]:
+        """What the app posted to ``response_url`` so far."""
+        return self.responses.get(response_url.rsplit("/", 1)[-1], [])
+
     def new_trigger(self) -> str:
         trigger = f"{next(self._ids)}.{secrets.randbelow(10**12)}.{secrets.token_hex(16)}"
         self._triggers[trigger] = (time.monotonic(), False)
@@ -193,7 +359,7 @@ class SlackEmulator:
 
     def inject(self, method: str, *, error: str) -> None:
         allowed = self._error_enum(method)
-        if allowed is not None and error not in allowed:
+        if allowed is not None and error not in allowed | DOCUMENTED_ERRORS.get(method, set()):
             raise ValueError(f"the spec lists no {error!r} for {method}")
         self._injected.setdefault(method, []).append(_Injection(error=error))
 
@@ -269,13 +435,15 @@ class SlackEmulator:
 
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
-        args: dict[str, Any] = dict(parse_qsl(request.query_string))
+        # An empty value is an argument given empty, as Slack reads it (``users=`` is
+        # no_users_provided, not a missing argument).
+        args: dict[str, Any] = dict(parse_qsl(request.query_string, keep_blank_values=True))
         body = await request.read()
         if body:
             if request.content_type == "application/json":
                 args.update(json.loads(body))
             else:
-                args.update(parse_qsl(body.decode()))
+                args.update(parse_qsl(body.decode(), keep_blank_values=True))
         token = args.pop("token", None)
         auth = request.headers.get("Authorization", "")
         if auth.startswith("Bearer "):
@@ -324,15 +492,32 @@ class SlackEmulator:
 
     def _operation(self, method: str) -> dict[str, Any] | None:
         path = self.spec["paths"].get("/" + method)
-        return next(iter(path.values())) if path else None
+        if path:
+            return next(iter(path.values()))
+        described = DOCS_METHODS.get(method)
+        if described is None:
+            return None
+        # In the spec's own shape, so the checks below treat both alike.
+        return {
+            "parameters": [
+                {"name": name, "required": required}
+                for name, required in described["arguments"].items()
+            ],
+            "responses": {
+                "200": {"schema": described["schema"]},
+                "default": {
+                    "schema": {"properties": {"error": {"enum": list(described["errors"])}}}
+                },
+            },
+        }
 
-    def _error_enum(self, method: str) -> list[str] | None:
+    def _error_enum(self, method: str) -> set[str] | None:
         operation = self._operation(method)
         if operation is None:
             return None
         schema = operation["responses"].get("default", {}).get("schema", {})
         enum = schema.get("properties", {}).get("error", {}).get("enum")
-        return list(enum) if enum else None
+        return set(enum) if enum else None
 
     def _error(self, method: str, error: str, **extra: Any) -> web.Response:
         return web.json_response({"ok": False, "error": error, **extra})
@@ -458,43 +643,91 @@ class SlackEmulator:
         self.published[str(args["user_id"])] = view
         return self._new_view(view, str(args["user_id"]))
 
-    def _conversations_invite(self, args: dict[str, Any]) -> dict[str, Any]:
-        channel = str(args.get("channel", ""))
-        if not re.fullmatch(r"[CG][A-Z0-9]{8,}", channel):
-            return {"ok": False, "error": "channel_not_found"}
+    def _channel_answer(self, channel: Channel) -> dict[str, Any]:
         return {
-            "ok": True,
-            "channel": {
-                "id": channel,
-                "name": "verified",
-                "created": 1700000000,
-                "creator": self.bot_user_id,
-                "is_archived": False,
-                "is_channel": True,
-                "is_general": False,
-                "is_mpim": False,
-                "is_group": False,
-                "is_org_shared": False,
-                "is_im": False,
-                "is_shared": False,
-                "is_private": False,
-                "name_normalized": "verified",
-                "topic": {"value": "", "creator": "", "last_set": 0},
-                "purpose": {"value": "", "creator": "", "last_set": 0},
-            },
+            "id": channel.id,
+            "name": channel.name,
+            "created": 1700000000,
+            "creator": self.bot_user_id,
+            "is_archived": channel.archived,
+            "is_channel": not channel.private,
+            "is_general": channel.general,
+            "is_mpim": False,
+            "is_group": channel.private,
+            "is_org_shared": False,
+            "is_im": False,
+            "is_shared": False,
+            "is_private": channel.private,
+            "name_normalized": channel.name,
+            "topic": {"value": "", "creator": "", "last_set": 0},
+            "purpose": {"value": "", "creator": "", "last_set": 0},
         }
 
+    def _visible_channel(self, channel_id: str) -> Channel | None:
+        channel = self.channels.get(channel_id)
+        # A private channel the bot is not in does not exist, as far as the bot can tell.
+        if channel is None or (channel.private and not channel.bot_in):
+            return None
+        return channel
+
+    def _conversations_invite(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = self._visible_channel(str(args.get("channel", "")))
+        if channel is None:
+            return {"ok": False, "error": "channel_not_found"}
+        users = [u for u in str(args.get("users", "")).split(",") if u]
+        if not users:
+            return {"ok": False, "error": "no_user"}
+        if len(users) > 1000:
+            return {"ok": False, "error": "too_many_users"}
+        if channel.archived:
+            return {"ok": False, "error": "is_archived"}
+        if not channel.bot_in:
+            return {"ok": False, "error": "not_in_channel"}
+        for user in users:
+            if user == self.bot_user_id:
+                return {"ok": False, "error": "cant_invite_self"}
+            if user not in self.users:
+                return {"ok": False, "error": "user_not_found"}
+            if user in channel.members:
+                return {"ok": False, "error": "already_in_channel"}
+        channel.members.update(users)
+        return {"ok": True, "channel": self._channel_answer(channel)}
+
+    def _conversations_kick(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = self._visible_channel(str(args.get("channel", "")))
+        if channel is None:
+            return {"ok": False, "error": "channel_not_found"}
+        user = str(args.get("user", ""))
+        if user == self.bot_user_id:
+            return {"ok": False, "error": "cant_kick_self"}
+        if user not in self.users:
+            return {"ok": False, "error": "user_not_found"}
+        if channel.general:
+            return {"ok": False, "error": "cant_kick_from_general"}
+        if user not in channel.members:
+            return {"ok": False, "error": "not_in_channel"}
+        channel.members.discard(user)
+        return {"ok": True}
+
     def _usergroups_users_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        if self.free_plan:
+            return {"ok": False, "error": "plan_upgrade_required"}
         group = str(args["usergroup"])
         if group not in self.usergroups:
             return {"ok": False, "error": "no_such_subteam"}
         return {"ok": True, "users": list(self.usergroups[group])}
 
     def _usergroups_users_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        if self.free_plan:
+            return {"ok": False, "error": "plan_upgrade_required"}
         group = str(args["usergroup"])
         if group not in self.usergroups:
             return {"ok": False, "error": "no_such_subteam"}
         users = [u for u in str(args["users"]).split(",") if u]
+        if not users:
+            return {"ok": False, "error": "no_users_provided"}
+        if any(u not in self.users for u in users):
+            return {"ok": False, "error": "invalid_users"}
         self.usergroups[group] = users  # replaces the whole list, as Slack does
         return {
             "ok": True,
@@ -521,6 +754,81 @@ class SlackEmulator:
                 "user_count": len(users),
             },
         }
+
+    # --- files (upload v2) and response_url ----------------------------------------------
+
+    def _files_getUploadURLExternal(self, args: dict[str, Any]) -> dict[str, Any]:
+        try:
+            length = int(args["length"])
+        except ValueError:
+            return {"ok": False, "error": "invalid_arguments"}
+        if length <= 0:
+            return {"ok": False, "error": "missing_argument"}
+        file_id = f"F{next(self._ids):09d}"
+        self.uploads[file_id] = UploadedFile(file_id, str(args["filename"]), length)
+        url = f"http://127.0.0.1:{self.port}/upload/v1/{file_id}"
+        return {"ok": True, "upload_url": url, "file_id": file_id}
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        upload = self.uploads.get(request.match_info["file_id"])
+        if upload is None:
+            return web.Response(status=404, text="not found")
+        upload.content = await request.read()
+        if len(upload.content) != upload.length:
+            self.internal_errors.append(
+                f"upload {upload.id}: {len(upload.content)} bytes, announced {upload.length}"
+            )
+        return web.Response(text=f"OK - {len(upload.content)}")
+
+    def _files_completeUploadExternal(self, args: dict[str, Any]) -> dict[str, Any]:
+        try:
+            wanted = self._json_arg(args["files"])
+            ids = [(str(f["id"]), f.get("title")) for f in wanted]
+        except (ValueError, TypeError, KeyError):
+            return {"ok": False, "error": "invalid_arguments"}
+        uploads = [self.uploads.get(file_id) for file_id, _ in ids]
+        if not ids or any(u is None or u.content is None for u in uploads):
+            return {"ok": False, "error": "file_not_found"}
+        targets = [str(args["channel_id"])] if args.get("channel_id") else []
+        targets += [c for c in str(args.get("channels", "")).split(",") if c]
+        for index, target in enumerate(targets):
+            if re.fullmatch(r"[UW][A-Z0-9]+", target) and target in self.users:
+                targets[index] = self._dm_for(target)
+            elif target not in self.dms.values() and self._visible_channel(target) is None:
+                return {"ok": False, "error": "channel_not_found"}
+        done: list[UploadedFile] = []
+        for upload, (_, title) in zip(uploads, ids, strict=True):
+            assert upload is not None
+            upload.title = title or upload.filename
+            upload.channels = tuple(targets)
+            upload.initial_comment = args.get("initial_comment")
+            del self.uploads[upload.id]
+            self.files.append(upload)
+            done.append(upload)
+        for target in targets:
+            message = {
+                "type": "message",
+                "text": args.get("initial_comment") or "",
+                "ts": self._ts_now(),
+                "bot_id": "B0EMULATED",
+                "user": self.bot_user_id,
+                "files": [{"id": f.id, "name": f.filename, "title": f.title} for f in done],
+            }
+            self.messages.setdefault(target, []).append(message)
+        return {"ok": True, "files": [{"id": f.id, "title": f.title} for f in done]}
+
+    async def _respond(self, request: web.Request) -> web.Response:
+        response_id = request.match_info["response_id"]
+        if response_id not in self.responses:
+            return web.Response(status=404, text="no_active_hooks")
+        try:
+            body = json.loads(await request.read())
+        except ValueError:
+            return web.Response(status=400, text="invalid_payload")
+        if not isinstance(body, dict) or not (body.get("text") or body.get("blocks")):
+            return web.Response(status=400, text="no_text")
+        self.responses[response_id].append(body)
+        return web.Response(text="ok")
 
 
 # --- a small validator for the spec's JSON schemas (jsonschema is not installed) ---------

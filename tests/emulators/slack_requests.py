@@ -1,7 +1,8 @@
 """What Slack sends a bot over HTTP, built and signed as Slack does.
 
 Payload shapes follow Slack's docs for slash commands (a form body), interactivity
-(``payload=<json>`` form field: ``block_actions``, ``view_submission``) and the Events API
+(``payload=<json>`` form field: ``block_actions``, ``view_submission``, ``message_action``
+for a message shortcut) and the Events API
 envelope (``slack-events-api.wrapper.schema.json``). Signatures are computed here with
 hmac, not with slack-sdk, so the test does not trust the code it checks:
 ``X-Slack-Signature: v0=HMAC-SHA256(secret, "v0:{ts}:{body}")``.
@@ -27,23 +28,67 @@ def sign(secret: str, timestamp: str, body: str) -> str:
     return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
 
 
-def slash_command(team_id: str, user_id: str, trigger_id: str, text: str = "") -> str:
+def slash_command(
+    team_id: str,
+    user_id: str,
+    trigger_id: str,
+    text: str = "",
+    *,
+    command: str = "/verify",
+    response_url: str = "https://hooks.slack.com/commands/T0/1/x",
+    channel_id: str = "C0GENERAL1",
+) -> str:
     return urlencode(
         {
             "token": "deprecated-verification-token",
             "team_id": team_id,
             "team_domain": "emulated",
-            "channel_id": "C0GENERAL1",
+            "channel_id": channel_id,
             "channel_name": "general",
             "user_id": user_id,
             "user_name": "member",
-            "command": "/verify",
+            "command": command,
             "text": text,
             "api_app_id": "A0EMULATED",
-            "response_url": "https://hooks.slack.com/commands/T0/1/x",
+            "response_url": response_url,
             "trigger_id": trigger_id,
         }
     )
+
+
+def verifybot(team_id: str, user_id: str, text: str, *, response_url: str, trigger_id: str) -> str:
+    """``/verifybot <text>``, the moderators' command. The command is escaped (the
+    manifest's ``should_escape: true``), so a mention in ``text`` is ``<@U123|name>``."""
+    return slash_command(
+        team_id, user_id, trigger_id, text, command="/verifybot", response_url=response_url
+    )
+
+
+def message_shortcut(
+    team_id: str,
+    user_id: str,
+    callback_id: str,
+    trigger_id: str,
+    message: dict[str, Any],
+    *,
+    channel: str = "C0GENERAL1",
+    response_url: str = "https://hooks.slack.com/app/T0/1/x",
+) -> str:
+    """A message shortcut chosen from ``message``'s menu (``type: message_action``)."""
+    payload = {
+        "type": "message_action",
+        "callback_id": callback_id,
+        "trigger_id": trigger_id,
+        "response_url": response_url,
+        "team": {"id": team_id, "domain": "emulated"},
+        "channel": {"id": channel, "name": "general"},
+        "user": _user(team_id, user_id),
+        "message": {"type": "message", **message},
+        "message_ts": message.get("ts", "1.1"),
+        "action_ts": f"{time.time():.6f}",
+        "token": "deprecated-verification-token",
+    }
+    return urlencode({"payload": json.dumps(payload)})
 
 
 def _user(team_id: str, user_id: str) -> dict[str, Any]:
@@ -51,16 +96,25 @@ def _user(team_id: str, user_id: str) -> dict[str, Any]:
 
 
 def view_submission(
-    team_id: str, user_id: str, view: dict[str, Any], values: dict[str, str]
+    team_id: str,
+    user_id: str,
+    view: dict[str, Any],
+    values: dict[str, str],
+    *,
+    selected: dict[str, str] | None = None,
 ) -> str:
     """The member pressed submit on ``view`` (as the emulator stored it) with ``values``
-    typed into the inputs (block_id = action_id = key, as the adapter builds them)."""
-    state = {
+    typed into the inputs and ``selected`` options chosen in static selects (block_id =
+    action_id = key, as the adapter builds them)."""
+    state: dict[str, Any] = {
         "values": {
             key: {key: {"type": "plain_text_input", "value": value}}
             for key, value in values.items()
         }
     }
+    for key, value in (selected or {}).items():
+        option = {"text": {"type": "plain_text", "text": value, "emoji": True}, "value": value}
+        state["values"][key] = {key: {"type": "static_select", "selected_option": option}}
     payload = {
         "type": "view_submission",
         "team": {"id": team_id, "domain": "emulated"},
@@ -82,8 +136,13 @@ def block_action(
     *,
     view: dict[str, Any] | None = None,
     channel: str | None = None,
+    value: str | None = None,
+    response_url: str | None = None,
+    ephemeral: bool = False,
 ) -> str:
-    """A button press in a modal or the Home tab (``view``) or in a message (``channel``)."""
+    """A button press in a modal or the Home tab (``view``) or in a message (``channel``);
+    a message the app posted through a ``response_url`` is ``ephemeral``, and the press
+    carries a fresh ``response_url`` to replace it."""
     payload: dict[str, Any] = {
         "type": "block_actions",
         "team": {"id": team_id, "domain": "emulated"},
@@ -96,7 +155,7 @@ def block_action(
                 "type": "button",
                 "action_id": action_id,
                 "block_id": "b1",
-                "value": action_id,
+                "value": action_id if value is None else value,
                 "action_ts": f"{time.time():.6f}",
             }
         ],
@@ -106,7 +165,11 @@ def block_action(
         payload["view"] = view
     if channel is not None:
         payload["container"] = {"type": "message", "channel_id": channel, "message_ts": "1.1"}
+        if ephemeral:
+            payload["container"]["is_ephemeral"] = True
         payload["channel"] = {"id": channel, "name": "directmessage"}
+    if response_url is not None:
+        payload["response_url"] = response_url
     return urlencode({"payload": json.dumps(payload)})
 
 
