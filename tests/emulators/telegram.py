@@ -903,7 +903,8 @@ class TelegramEmulator:
     def join_by_link(self, user_id: int, invite_link: str) -> dict[str, Any]:
         """The user opens an invite link the bot created and joins, as a client would: a
         revoked or expired link, or one whose ``member_limit`` is used up, is refused
-        (AssertionError), as is a banned user. Returns the chat_member update."""
+        (AssertionError), as is a banned user. Returns the chat_member update, which names
+        the link (``invite_link``) as the live server does for the link's creator."""
         with self._lock:
             found = [
                 (group, link)
@@ -923,8 +924,15 @@ class TelegramEmulator:
                 raise AssertionError(f"invite link {invite_link} is used up")
             if link["creates_join_request"]:
                 raise AssertionError("this link asks to join: use request_join")
+            current = group.members.get(user_id)
+            if current and current.status == "kicked":
+                raise AssertionError(f"user {user_id} is banned from {group.id} and cannot join")
+            if current and current.status != "left" and current.is_member:
+                raise AssertionError(f"user {user_id} is already in {group.id}")
             group.invite_uses[invite_link] = used + 1
-            return self.join(user_id, group.id)
+            return self._joined(
+                group, user_id, actor=user_id, via_request=False, invite_link=dict(link)
+            )
 
     def request_join(self, user_id: int, chat_id: int) -> dict[str, Any]:
         with self._lock:
@@ -1430,7 +1438,14 @@ class TelegramEmulator:
         return out
 
     def _change_member(
-        self, group: _Group, user_id: int, new: _Member, *, actor: int, via_request: bool = False
+        self,
+        group: _Group,
+        user_id: int,
+        new: _Member,
+        *,
+        actor: int,
+        via_request: bool = False,
+        invite_link: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         user = self._user_dict(user_id)
         old = group.members.get(user_id) or _Member("left")
@@ -1448,17 +1463,27 @@ class TelegramEmulator:
         }
         if via_request:
             change["via_join_request"] = True
+        if invite_link is not None:
+            change["invite_link"] = invite_link
         return self._enqueue({"chat_member": change})
 
     def _joined(
-        self, group: _Group, user_id: int, *, actor: int, via_request: bool
+        self,
+        group: _Group,
+        user_id: int,
+        *,
+        actor: int,
+        via_request: bool,
+        invite_link: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         current = group.members.get(user_id)
         if current is not None and current.status == "restricted":
             new = replace(current, is_member=True)
         else:
             new = _Member("member")
-        update = self._change_member(group, user_id, new, actor=actor, via_request=via_request)
+        update = self._change_member(
+            group, user_id, new, actor=actor, via_request=via_request, invite_link=invite_link
+        )
         service = self._store(
             _Msg(
                 self._new_message_id(group.id),

@@ -582,7 +582,9 @@ async def test_a_single_use_invite_link_admits_one_member(emu: TelegramEmulator,
 
     update = emu.join_by_link(ada, link.invite_link)
 
+    assert conforms("Update", update) == []
     assert update["chat_member"]["new_chat_member"]["status"] == "member"
+    assert update["chat_member"]["invite_link"]["name"] == "verifybot helper"
     assert emu.member_status(group, ada) == "member"
     with pytest.raises(AssertionError, match="used up"):
         emu.join_by_link(bob, link.invite_link)
