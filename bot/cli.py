@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import importlib
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -20,7 +22,8 @@ from bot.report import export_rows, render
 from bot.settings import ConfigError, Settings, load_settings
 
 if TYPE_CHECKING:  # the directory pulls in SQLAlchemy and Alembic: only commands that use it
-    from bot.directory import PhoneLink
+    from bot.directory import Directory, PhoneLink
+    from bot.moderation import Actor, Moderation, Result
 
 app = typer.Typer(
     name="verifybot",
@@ -35,7 +38,13 @@ users_app = typer.Typer(
     help="Look up members and their verified phone links.", no_args_is_help=True
 )
 db_app = typer.Typer(help="Manage the SQL database (DATABASE_URL).", no_args_is_help=True)
+roles_app = typer.Typer(
+    help="The roles in ROLES_FILE, and who holds them. Grants are recorded in the database "
+    "and applied on the member's platform when its token is set here.",
+    no_args_is_help=True,
+)
 app.add_typer(users_app, name="users")
+app.add_typer(roles_app, name="roles")
 app.add_typer(db_app, name="db")
 
 
@@ -254,3 +263,236 @@ def main() -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+# -- moderation from the command line ------------------------------------------------------------
+
+Scope = Annotated[
+    str | None,
+    typer.Option(help="The bot id (Telegram) or team id (Slack), when the member is in several."),
+]
+PlatformArg = Annotated[Platform, typer.Argument(help="telegram or slack.")]
+UserArg = Annotated[str, typer.Argument(help="The platform's user id.")]
+RoleArg = Annotated[str, typer.Argument(help="A role name from ROLES_FILE.")]
+
+
+def cli_actor() -> Actor:
+    """The operator at this terminal: an admin, audited as ``cli:<host>:<login>``."""
+    import getpass
+    import socket
+
+    from bot.identity import MemberKey
+    from bot.moderation import Actor, Rank
+
+    host, login = socket.gethostname(), getpass.getuser()
+    return Actor(MemberKey("cli", host, login), Rank.ADMIN, f"{login}@{host} (command line)")
+
+
+def with_desk(
+    settings: Settings, work: Callable[[Moderation, Directory], Any], *, connect: bool
+) -> Any:
+    """Run ``work`` with a moderators' desk; ``connect`` reaches the configured platforms."""
+    from contextlib import AsyncExitStack
+
+    from bot.bootstrap import admin_ids, load_catalogue, load_roles, open_directory
+    from bot.moderation import Moderation
+    from bot.roles import RolePlatform
+
+    roles, catalogue = load_roles(settings), load_catalogue(settings)
+    directory = open_directory(settings)
+
+    async def session() -> Any:
+        platforms: dict[str, RolePlatform] = {}
+        async with AsyncExitStack() as stack:
+            tokens = {"telegram": settings.telegram_bot_token, "slack": settings.slack_bot_token}
+            for name, token in tokens.items():
+                if connect and token is not None:
+                    # adapters/<platform>_roles.py: loaded only for a platform configured here.
+                    adapter = importlib.import_module(f"adapters.{name}_roles")
+                    platforms[name] = await stack.enter_async_context(
+                        adapter.standalone(settings, catalogue)
+                    )
+            desk = Moderation(directory, roles, platforms, admins=admin_ids(settings))
+            return await work(desk, directory)
+
+    try:
+        return asyncio.run(session())
+    finally:
+        directory.close()
+
+
+def show(settings: Settings, result: Result) -> None:
+    """Print a desk's answer in the default language; a refusal exits 1."""
+    from bot.bootstrap import load_catalogue
+
+    catalogue = load_catalogue(settings)
+    for reply in result.replies:
+        typer.echo(catalogue.render(reply, None), err=not result.ok)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def member_key(directory: Directory, platform: Platform, user_id: str, scope: str | None) -> Any:
+    """The one member this names, or a clear exit when it names none or several."""
+    links = [
+        link
+        for link in directory.find_user(platform.value, user_id)
+        if scope is None or link.scope == scope
+    ]
+    if not links:
+        raise fail(f"no member {user_id} on {platform.value}", code=1)
+    if len(links) > 1:
+        scopes = ", ".join(link.scope for link in links)
+        raise fail(f"{user_id} is a member in several scopes ({scopes}): pass --scope", code=1)
+    return links[0].key
+
+
+@users_app.command("export")
+def users_export(
+    platform: Annotated[Platform | None, typer.Option(help="Only this platform.")] = None,
+    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.csv,
+    reveal_phones: Annotated[
+        bool,
+        typer.Option(help="Show full phone numbers instead of masked ones. Audited."),
+    ] = False,
+    output: Annotated[
+        Path | None, typer.Option(help="Write to this file instead of standard output.")
+    ] = None,
+) -> None:
+    """Export every member (phones masked unless --reveal-phones, which is audited)."""
+    with operator_errors():
+        settings = settings_for(log_level="WARNING")
+        actor = cli_actor()
+
+        async def export(desk: Moderation, directory: Directory) -> str:
+            where = platform.value if platform else None
+            # The desk audits the export (and any revealing) in the operator's name.
+            await desk.export(actor, platform=where, scope=None, reveal_phones=reveal_phones)
+            links = directory.list_links(platform=where)
+            return render(export_rows(links, reveal_phones=reveal_phones), fmt)
+
+        text = with_desk(settings, export, connect=False)
+        if output is None:
+            typer.echo(text)
+        else:
+            output.write_text(text + "\n", encoding="utf-8")
+            typer.echo(f"wrote {output}", err=True)
+
+
+@users_app.command("unlink")
+def users_unlink(
+    platform: PlatformArg,
+    user_id: UserArg,
+    scope: Scope = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Remove a member's verification and every role they hold (undone on the platform)."""
+    with operator_errors():
+        settings = settings_for(log_level="WARNING")
+        actor = cli_actor()
+
+        async def unlink(desk: Moderation, directory: Directory) -> Result:
+            member = member_key(directory, platform, user_id, scope)
+            if not yes and not typer.confirm(
+                f"Remove the verification and roles of {member}?", default=False
+            ):
+                raise fail("nothing was changed", code=1)
+            return await desk.unlink(actor, member, confirmed=True)
+
+        show(settings, with_desk(settings, unlink, connect=True))
+
+
+@roles_app.command("list")
+def roles_list(
+    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+) -> None:
+    """The roles defined in ROLES_FILE (or ROLES), what each opens, and how many hold it."""
+    from bot.bootstrap import load_roles, open_directory
+
+    with operator_errors():
+        settings = settings_for(log_level="WARNING")
+        book = load_roles(settings)
+        directory = open_directory(settings)
+        try:
+            links = directory.list_links(verified_only=True)
+        finally:
+            directory.close()
+        held = [role for link in links for role in link.roles]
+        rows = [
+            {
+                "role": role.name,
+                "auto": role.name in book.auto,
+                "holders": held.count(role.name),
+                "telegram_chats": " ".join(str(chat) for chat in role.telegram.chats),
+                "telegram_title": role.telegram.title or "",
+                "slack_channels": " ".join(role.slack.channels),
+                "slack_usergroup": role.slack.usergroup or "",
+                "description": role.description,
+            }
+            for role in (book.roles[name] for name in book.names)
+        ]
+        if not rows:
+            typer.echo("no roles defined: set ROLES_FILE (see config/roles.example.toml)")
+            return
+        typer.echo(render(rows, fmt))
+
+
+def _grant_or_revoke(
+    verb: str, platform: Platform, user_id: str, role: str, scope: str | None
+) -> None:
+    with operator_errors():
+        settings = settings_for(log_level="WARNING")
+        actor = cli_actor()
+
+        async def act(desk: Moderation, directory: Directory) -> Result:
+            member = member_key(directory, platform, user_id, scope)
+            if verb == "grant":
+                return await desk.grant(actor, member, role)
+            return await desk.revoke(actor, member, role)
+
+        show(settings, with_desk(settings, act, connect=True))
+
+
+@roles_app.command("grant")
+def roles_grant(
+    platform: PlatformArg, user_id: UserArg, role: RoleArg, scope: Scope = None
+) -> None:
+    """Give a verified member a role, and apply it on their platform."""
+    _grant_or_revoke("grant", platform, user_id, role, scope)
+
+
+@roles_app.command("revoke")
+def roles_revoke(
+    platform: PlatformArg, user_id: UserArg, role: RoleArg, scope: Scope = None
+) -> None:
+    """Take a role from a member, and undo it on their platform where possible."""
+    _grant_or_revoke("revoke", platform, user_id, role, scope)
+
+
+@roles_app.command("sync")
+def roles_sync(
+    platform: Annotated[Platform | None, typer.Option(help="Only this platform.")] = None,
+) -> None:
+    """Apply every role the database says members hold again, on each platform configured here.
+
+    Use it after fixing the bot's rights or un-archiving a channel. Exits 1 if a step failed.
+    """
+    from bot.bootstrap import load_catalogue
+    from bot.moderation import SyncReport, problems_of
+
+    with operator_errors():
+        settings = settings_for(log_level="WARNING")
+        actor = cli_actor()
+
+        async def sync(desk: Moderation, directory: Directory) -> SyncReport:
+            return await desk.sync(actor, platform=platform.value if platform else None)
+
+        report: SyncReport = with_desk(settings, sync, connect=True)
+        catalogue = load_catalogue(settings)
+        for skipped in report.skipped:
+            typer.echo(f"skipped {skipped}: its bot token is not set here", err=True)
+        for (member, role, _), problem in zip(report.failed, problems_of(report), strict=True):
+            typer.echo(f"{member} {role}: {catalogue.render(problem, None)}", err=True)
+        typer.echo(f"applied {report.grants} grant(s), {len(report.failed)} step(s) failed")
+        if report.failed:
+            raise typer.Exit(1)

@@ -46,25 +46,30 @@ def export_rows(links: Iterable[PhoneLink], *, reveal_phones: bool = False) -> l
 
 
 def render(rows: Sequence[dict[str, Any]], fmt: Format | str) -> str:
+    """Rows as a table, JSON or CSV; lists (roles) become space-separated words."""
     if fmt == "json":
         return json.dumps(list(rows), ensure_ascii=False, indent=2)
+    columns = tuple(rows[0]) if rows else COLUMNS
+    flat = [{k: " ".join(v) if isinstance(v, list) else v for k, v in row.items()} for row in rows]
     if fmt == "csv":
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
-        for row in rows:
-            writer.writerow({**row, "roles": " ".join(row["roles"]), **_no_formulas(row)})
+        writer.writerows(_no_formulas(row) for row in flat)
         return buffer.getvalue().rstrip("\n")
-    cells = [[str(c) for c in COLUMNS]] + [
-        [" ".join(v) if isinstance(v, list) else str(v) for v in row.values()] for row in rows
-    ]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(COLUMNS))]
+    cells = [list(columns)] + [[str(row[c]) for c in columns] for row in flat]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
     return "\n".join(
         "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells
     )
 
 
+#: Free text that members or operators choose, which a spreadsheet might run as a formula.
+_FREE_TEXT: Final = frozenset({"display_name", "handle", "description"})
+
+
 def _no_formulas(row: dict[str, Any]) -> dict[str, Any]:
-    """Display names are chosen by members: keep a spreadsheet from running one as a formula."""
-    name = row["display_name"]
-    return {"display_name": "'" + name if name[:1] in ("=", "+", "-", "@") else name}
+    return {
+        k: "'" + v if k in _FREE_TEXT and str(v)[:1] in ("=", "+", "-", "@") else v
+        for k, v in row.items()
+    }
