@@ -179,8 +179,7 @@ class Moderation:
         outcome = await self._db(
             self.directory.grant_role, subject, role.name, granted_by=str(actor), now=self._now()
         )
-        link = await self._db(self.directory.find, subject)
-        who = member_label(link, subject)
+        _, who = await self._named(subject)
         if outcome is GrantOutcome.NOT_VERIFIED:
             return Result((Reply("mod.not_verified", {"member": who}),), ok=False)
         if outcome is GrantOutcome.ALREADY_HELD:
@@ -203,8 +202,7 @@ class Moderation:
         revoked = await self._db(
             self.directory.revoke_role, subject, name, revoked_by=str(actor), now=self._now()
         )
-        link = await self._db(self.directory.find, subject)
-        who = member_label(link, subject)
+        _, who = await self._named(subject)
         if not revoked:
             if role is None:
                 return self._unknown_role(role_name)
@@ -221,8 +219,7 @@ class Moderation:
         refused = await self._check(actor, Rank.MODERATOR, "roles", subject)
         if refused:
             return refused
-        link = await self._db(self.directory.find, subject)
-        who = member_label(link, subject)
+        link, who = await self._named(subject)
         if link is None or not link.roles:
             return Result((Reply("mod.no_roles", {"member": who}),))
         return Result((Reply("mod.roles_of", {"member": who, "roles": ", ".join(link.roles)}),))
@@ -243,8 +240,7 @@ class Moderation:
         refused = await self._check(actor, Rank.ADMIN, "whois", subject)
         if refused:
             return refused
-        link = await self._db(self.directory.find, subject)
-        who = member_label(link, subject)
+        link, who = await self._named(subject)
         if link is None:
             return Result((Reply("mod.whois.unknown", {"member": who}),))
         roles = ", ".join(link.roles) or "-"
@@ -413,6 +409,10 @@ class Moderation:
         log.info("command_refused", actor=str(actor), command=command)
         key = "mod.refused.admin" if needed is Rank.ADMIN else "mod.refused.moderator"
         return Result((Reply(key),), ok=False)
+
+    async def _named(self, subject: MemberKey) -> tuple[PhoneLink | None, str]:
+        link = await self._db(self.directory.find, subject)
+        return link, member_label(link, subject)
 
     def _unknown_role(self, name: str) -> Result:
         if not self.roles.roles:

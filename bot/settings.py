@@ -219,24 +219,12 @@ class Settings(BaseSettings):
     @field_validator("telegram_admin_ids", mode="before")
     @classmethod
     def _telegram_ids(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        ids = tuple(p.strip() for p in value.split(",") if p.strip())
-        bad = [i for i in ids if not re.fullmatch(r"\d{1,20}", i)]
-        if bad:
-            raise ValueError(f"{', '.join(bad)}: use numeric Telegram user ids (ask @userinfobot)")
-        return ids
+        return _ids(value, r"\d{1,20}", "use numeric Telegram user ids (ask @userinfobot)")
 
     @field_validator("slack_admin_ids", mode="before")
     @classmethod
     def _slack_ids(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        ids = tuple(p.strip() for p in value.split(",") if p.strip())
-        bad = [i for i in ids if not re.fullmatch(r"[UW][A-Z0-9]{2,}", i)]
-        if bad:
-            raise ValueError(f"{', '.join(bad)}: use Slack member ids like U0123ABCD")
-        return ids
+        return _ids(value, r"[UW][A-Z0-9]{2,}", "use Slack member ids like U0123ABCD")
 
     @field_validator("telegram_log_chat_id")
     @classmethod
@@ -334,6 +322,17 @@ class Settings(BaseSettings):
     def vonage_start_lease(self) -> float:
         """How long a member's SMS request may take before another message may retry it."""
         return float(self.vonage_timeout_seconds * self.vonage_start_attempts + 15)
+
+
+def _ids(value: Any, pattern: str, hint: str) -> Any:
+    """A comma-separated list of platform user ids, each shaped like ``pattern``."""
+    if not isinstance(value, str):
+        return value
+    ids = tuple(part.strip() for part in value.split(",") if part.strip())
+    bad = [i for i in ids if not re.fullmatch(pattern, i)]
+    if bad:
+        raise ValueError(f"{', '.join(bad)}: {hint}")
+    return ids
 
 
 def _names(value: Any, known: frozenset[str] | set[str], what: str, hint: str) -> Any:
