@@ -42,6 +42,15 @@ def test_lists_are_comma_separated_in_the_environment(monkeypatch: pytest.Monkey
     assert s.limit_sms_global == (Rate(100, 86400),)
 
 
+def test_admins_and_auto_roles_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TELEGRAM_ADMIN_IDS", "123, 456")
+    monkeypatch.setenv("SLACK_ADMIN_IDS", "U0123ABCD")
+    monkeypatch.setenv("AUTO_ROLES", "Verified, member, verified")
+    s = settings()
+    assert (s.telegram_admin_ids, s.slack_admin_ids) == (("123", "456"), ("U0123ABCD",))
+    assert s.auto_roles == ("verified", "member")
+
+
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
@@ -53,6 +62,10 @@ def test_lists_are_comma_separated_in_the_environment(monkeypatch: pytest.Monkey
         ("ALLOWED_NUMBER_TYPES", "MOBILE,FAX", "unknown number type(s) FAX"),
         ("VERIFIER", "twilio", "VERIFIER"),
         ("DEFAULT_REGION", "XX", "unknown region 'XX'"),
+        ("TELEGRAM_ADMIN_IDS", "12345, @boss", "@boss: use numeric Telegram user ids"),
+        ("SLACK_ADMIN_IDS", "U0123ABCD,alice", "alice: use Slack member ids like U0123ABCD"),
+        ("TELEGRAM_LOG_CHAT_ID", "mods", "use a chat id like -1001234567890"),
+        ("SLACK_LOG_CHANNEL", "#mods", "use a channel id like C0123ABCD"),
     ],
 )
 def test_bad_values_are_explained_in_one_line(
