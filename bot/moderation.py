@@ -240,6 +240,7 @@ class Moderation:
         refused = await self._check(actor, Rank.ADMIN, "whois", subject)
         if refused:
             return refused
+        await self._audit("looked_up", actor, str(subject), {})
         link, who = await self._named(subject)
         if link is None:
             return Result((Reply("mod.whois.unknown", {"member": who}),))
@@ -260,6 +261,7 @@ class Moderation:
         refused = await self._check(actor, Rank.ADMIN, "verified", None)
         if refused:
             return refused
+        await self._audit("listed", actor, f"{platform}:{scope or '*'}", {"page": page})
         total = await self._db(
             self.directory.count_members, platform=platform, scope=scope, verified_only=True
         )

@@ -232,6 +232,8 @@ async def test_whois_shows_a_masked_phone_and_never_the_number(
     params = result.replies[0].params
     assert params["phone"] == "+44•••••0123" and params["verified_at"] == "2026-11-25 12:00 UTC"
     assert "447700900123" not in repr(result)
+    looked_up = directory.audit_trail(subject=str(ALICE))[0]
+    assert (looked_up.event, looked_up.actor) == ("looked_up", str(ADMIN))
     assert keys(await desk.whois(ADMIN, BOB)) == ["mod.whois.unknown"]
 
 
