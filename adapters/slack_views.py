@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from bot.flow import Action, Reply
+from bot.moderation import Result
 from bot.texts import Catalogue
 
 VARIANT = "slack"
@@ -35,6 +36,19 @@ ACTION_IDS: dict[Action, str] = {
 }
 ACTIONS_BY_ID = {action_id: action for action, action_id in ACTION_IDS.items()}
 
+#: /verifybot's buttons (under its ephemeral answers) and the "Grant a role" shortcut.
+PAGE_PREVIOUS = "verifybot.admin.previous"
+PAGE_NEXT = "verifybot.admin.next"
+UNLINK_CONFIRM = "verifybot.admin.unlink"
+UNLINK_CANCEL = "verifybot.admin.unlink_cancel"
+GRANT_SHORTCUT = "verifybot.grant_role"
+GRANT_VIEW = "verifybot.grant"
+ROLE_INPUT = "role"
+
+#: A problem word ``SlackRoles`` reports that the core's ``mod.problem.*`` does not know:
+#: removing a user group's last member, which Slack refuses.
+LAST_IN_USERGROUP = "last_in_usergroup"
+
 # Slack refuses a section text over 3000 characters; ours are far shorter, but a long
 # operator override must not make a whole view fail.
 _MAX_SECTION = 3000
@@ -46,6 +60,12 @@ def _plain(text: str) -> dict[str, Any]:
 
 def _section(text: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": text[:_MAX_SECTION]}}
+
+
+def escape(text: str) -> str:
+    """Slack's three control characters, so that a member's display name cannot ping
+    ``<!here>`` or forge a link in what the bot posts about them."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 class Views:
@@ -87,12 +107,18 @@ class Views:
         return blocks + self.buttons(a for reply in replies for a in reply.actions)
 
     def _modal(
-        self, callback_id: str, blocks: list[dict[str, Any]], metadata: str, submit: str | None
+        self,
+        callback_id: str,
+        blocks: list[dict[str, Any]],
+        metadata: str,
+        submit: str | None,
+        *,
+        title: str | None = None,
     ) -> dict[str, Any]:
         view: dict[str, Any] = {
             "type": "modal",
             "callback_id": callback_id,
-            "title": _plain(self.text("modal.title")[:24]),
+            "title": _plain((title or self.text("modal.title"))[:24]),
             "close": _plain(self.text("modal.close")),
             "blocks": blocks,
             "private_metadata": metadata,
@@ -164,6 +190,89 @@ class Views:
     def invite(self) -> tuple[str, list[dict[str, Any]]]:
         text = self.text("invite.text")
         return text, [_section(text), *self.buttons((Action.START,))]
+
+    # --- the moderators' desk -------------------------------------------------------------
+
+    def admin_text(self, reply: Reply) -> str:
+        """A moderator's reply, escaped: it names members by their display names."""
+        if reply.key == "mod.problem.other" and reply.params.get("problem") == LAST_IN_USERGROUP:
+            target = reply.params.get("target", "")
+            return escape(self.text("admin.problem.last_in_usergroup", target=target))
+        return escape(self.render(reply))
+
+    def admin_message(self, key: str, **params: Any) -> tuple[str, list[dict[str, Any]]]:
+        text = self.text(key, **params)
+        return text, [_section(text)]
+
+    def help(self, *, unknown: str | None = None) -> tuple[str, list[dict[str, Any]]]:
+        texts = [self.text("admin.unknown", command=escape(unknown))] if unknown else []
+        texts.append(self.text("admin.help"))
+        return "\n".join(texts), [_section(text) for text in texts]
+
+    def usage(self, command: str) -> tuple[str, list[dict[str, Any]]]:
+        return self.admin_message("admin.needs", usage=self.text(f"admin.usage.{command}"))
+
+    def result(self, result: Result) -> tuple[str, list[dict[str, Any]]]:
+        """``text`` and ``blocks`` for an ephemeral answer, with the paging or the
+        confirmation buttons the result offers."""
+        texts = [self.admin_text(reply) for reply in result.replies]
+        blocks = [_section(text) for text in texts]
+        buttons: list[dict[str, Any]] = []
+        if result.paging is not None:
+            page, pages = result.paging.page, result.paging.pages
+            if page > 1:
+                buttons.append(self._button(PAGE_PREVIOUS, "admin.previous", str(page - 1)))
+            if page < pages:
+                buttons.append(self._button(PAGE_NEXT, "admin.next", str(page + 1)))
+        if result.confirm is not None:
+            confirm = self._button(UNLINK_CONFIRM, "admin.unlink", result.confirm)
+            buttons += [
+                {**confirm, "style": "danger"},
+                self._button(UNLINK_CANCEL, "admin.cancel", result.confirm),
+            ]
+        if buttons:
+            blocks.append({"type": "actions", "elements": buttons})
+        return "\n".join(texts), blocks
+
+    def _button(self, action_id: str, label: str, value: str) -> dict[str, Any]:
+        return {
+            "type": "button",
+            "action_id": action_id,
+            "text": _plain(self.text(label)),
+            "value": value,
+        }
+
+    def grant_modal(
+        self, member: str, roles: Sequence[tuple[str, str]], metadata: str
+    ) -> dict[str, Any]:
+        """Pick a role for ``member`` (a ``<@U…>`` mention); ``roles`` are (name, description)."""
+        options = []
+        for name, description in roles[:100]:  # Slack's limit for a static select
+            option: dict[str, Any] = {"text": _plain(name[:75]), "value": name}
+            if description:
+                option["description"] = _plain(description[:75])
+            options.append(option)
+        field = {
+            "type": "input",
+            "block_id": ROLE_INPUT,
+            "label": _plain(self.text("admin.role_label")),
+            "element": {"type": "static_select", "action_id": ROLE_INPUT, "options": options},
+        }
+        blocks = [_section(self.text("admin.grant_prompt", member=member)), field]
+        return self._modal(
+            GRANT_VIEW,
+            blocks,
+            metadata,
+            self.text("admin.grant"),
+            title=self.text("admin.grant_title"),
+        )
+
+    def grant_outcome(self, blocks: list[dict[str, Any]], metadata: str) -> dict[str, Any]:
+        """The grant modal once submitted: one moment…, then what happened."""
+        return self._modal(INFO_VIEW, blocks, metadata, None, title=self.text("admin.grant_title"))
+
+    def working(self) -> list[dict[str, Any]]:
+        return [_section(self.text("admin.working"))]
 
 
 def metadata(locale: str | None, display_name: str | None) -> str:
