@@ -8,6 +8,9 @@ the engine afterwards (bolt runs the rest after the ack, ``process_before_respon
 Deliveries are deduplicated by the core with the Events API ``event_id``: bolt does not,
 and in Socket Mode it sets ``X-Slack-Retry-Num: 0`` on first deliveries, so that header is
 no sign of a retry.
+
+Moderators' commands (``/verifybot``, the "Grant a role" shortcut) are in
+``adapters.slack_admin``; roles and the log channel in ``adapters.slack_roles``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
@@ -28,12 +32,20 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetry
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters._runtime import until_stopped
+from adapters.slack_admin import SlackDesk
+from adapters.slack_roles import SlackModLog, SlackRoles
 from adapters.slack_views import (
     ACTIONS_BY_ID,
     CODE_INPUT,
     CODE_VIEW,
+    GRANT_SHORTCUT,
+    GRANT_VIEW,
+    PAGE_NEXT,
+    PAGE_PREVIOUS,
     PHONE_INPUT,
     PHONE_VIEW,
+    UNLINK_CANCEL,
+    UNLINK_CONFIRM,
     Views,
     metadata,
     read_metadata,
@@ -107,32 +119,47 @@ async def check_connection(settings: Settings) -> str:
     return f"workspace {answer.get('team')} ({answer.get('team_id')}) as @{answer.get('user')}"
 
 
+@dataclass(frozen=True, slots=True)
+class _Profile:
+    locale: str | None = None
+    name: str | None = None
+    #: A workspace admin or owner: Slack's own moderators.
+    admin: bool = False
+    fetched: float = 0.0
+
+
 class _Profiles:
-    """users.info answers (language, display name), kept briefly in process."""
+    """users.info answers (language, display name, admin), kept briefly in process."""
 
     def __init__(self, client: AsyncWebClient, ttl: float = PROFILE_TTL) -> None:
         self.client = client
         self.ttl = ttl
-        self._cache: dict[tuple[str, str], tuple[float, str | None, str | None]] = {}
+        self._cache: dict[tuple[str, str], _Profile] = {}
 
-    async def get(self, team_id: str, user_id: str) -> tuple[str | None, str | None]:
+    async def get(self, team_id: str, user_id: str, *, max_age: float | None = None) -> _Profile:
+        """The member's profile, fetched again when older than ``max_age`` (or the TTL)."""
         now = time.monotonic()
         hit = self._cache.get((team_id, user_id))
-        if hit is not None and hit[0] > now:
-            return hit[1], hit[2]
+        limit = self.ttl if max_age is None else min(self.ttl, max_age)
+        if hit is not None and now - hit.fetched < limit:
+            return hit
         answer = await _call(
             "users.info", self.client.users_info(user=user_id, include_locale=True)
         )
         user = answer.get("user") if answer else None
         if not isinstance(user, dict):
-            return None, None  # not cached: the next message tries again
+            return _Profile()  # not cached: the next message tries again
         profile = user.get("profile") or {}
-        name = profile.get("display_name") or profile.get("real_name") or user.get("name")
-        locale = user.get("locale")
+        found = _Profile(
+            locale=user.get("locale"),
+            name=profile.get("display_name") or profile.get("real_name") or user.get("name"),
+            admin=bool(user.get("is_admin") or user.get("is_owner")),
+            fetched=now,
+        )
         if len(self._cache) > 10_000:  # bound the memory; a miss costs one call
             self._cache.clear()
-        self._cache[(team_id, user_id)] = (now + self.ttl, locale, name)
-        return locale, name
+        self._cache[(team_id, user_id)] = found
+        return found
 
 
 async def _call(method: str, request: Awaitable[Any]) -> dict[str, Any] | None:
@@ -155,10 +182,25 @@ class SlackBot:
         self.catalogue = bot.catalogue
         self.client = client
         self.profiles = _Profiles(client)
+        channel = bot.settings.slack_log_channel
+        log_channel = SlackModLog(client, bot.catalogue, channel) if channel else None
+        self.moderation = bot.moderation({PLATFORM: SlackRoles(client)}, log_channel)
 
     async def member(self, team_id: str, user_id: str) -> Member:
-        locale, name = await self.profiles.get(team_id, user_id)
-        return Member(MemberKey(PLATFORM, team_id, user_id), display_name=name, locale=locale)
+        profile = await self.profiles.get(team_id, user_id)
+        key = MemberKey(PLATFORM, team_id, user_id)
+        return Member(key, display_name=profile.name, locale=profile.locale)
+
+    async def moderator(self, team_id: str, user_id: str) -> tuple[Member, bool]:
+        """The member, and whether Slack makes them a moderator (a workspace admin or
+        owner), checked again after MODERATOR_CACHE_SECONDS."""
+        max_age = float(self.bot.settings.moderator_cache_seconds)
+        profile = await self.profiles.get(team_id, user_id, max_age=max_age)
+        key = MemberKey(PLATFORM, team_id, user_id)
+        return Member(key, display_name=profile.name, locale=profile.locale), profile.admin
+
+    async def call(self, method: str, request: Awaitable[Any]) -> dict[str, Any] | None:
+        return await _call(method, request)
 
     def views(self, member: Member) -> Views:
         return Views(self.catalogue, member.locale)
@@ -197,6 +239,12 @@ class SlackBot:
     async def announce_verified(self, member: Member, outcome: Outcome) -> None:
         if outcome.verified is not None:
             await self.direct_message(member, *self.views(member).message(outcome.replies))
+        await self.after(member, outcome)
+
+    async def after(self, member: Member, outcome: Outcome) -> None:
+        """A verification is logged and earns AUTO_ROLES, whichever way it happened."""
+        if outcome.verified is not None and not outcome.duplicate:
+            await self.moderation.member_verified(member)
 
     # --- listeners -----------------------------------------------------------------------
 
@@ -275,6 +323,7 @@ class SlackBot:
             channel = (body.get("channel") or {}).get("id")
             if channel and outcome.replies:
                 await self.post(channel, *self.views(member).message(outcome.replies))
+            await self.after(member, outcome)
 
     async def on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         # Edits, joins and bots (ourselves included) are not the member typing.
@@ -287,6 +336,7 @@ class SlackBot:
         outcome = await self.engine.handle(member, Text(text), delivery_id=body.get("event_id"))
         if not outcome.duplicate and outcome.replies:
             await self.post(event["channel"], *self.views(member).message(outcome.replies))
+        await self.after(member, outcome)
 
     async def on_home_opened(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         if event.get("tab") != "home":
@@ -336,8 +386,9 @@ async def _log_error(error: Exception, body: dict[str, Any]) -> None:
 
 
 #: What the app registers; the manifest test checks config/slack-app-manifest.yml lists them.
-COMMANDS = ("/verify",)
+COMMANDS = ("/verify", "/verifybot")
 EVENTS = ("message.im", "app_home_opened", "team_join")
+SHORTCUTS = (GRANT_SHORTCUT,)
 
 
 def build_app(bot: App, *, client: AsyncWebClient | None = None) -> AsyncApp:
@@ -346,6 +397,7 @@ def build_app(bot: App, *, client: AsyncWebClient | None = None) -> AsyncApp:
     client = client or web_client(settings)
     secret = settings.slack_signing_secret
     slack = SlackBot(bot, client)
+    desk = SlackDesk(slack)
     app = AsyncApp(
         client=client,
         signing_secret=secret.get_secret_value() if secret else "",
@@ -361,6 +413,13 @@ def build_app(bot: App, *, client: AsyncWebClient | None = None) -> AsyncApp:
     app.event("message")(slack.on_message)
     app.event("app_home_opened")(slack.on_home_opened)
     app.event("team_join")(slack.on_team_join)
+    app.command(COMMANDS[1])(desk.on_command)
+    app.message_shortcut(GRANT_SHORTCUT)(desk.on_grant_shortcut)
+    app.view_submission(GRANT_VIEW)(desk.on_grant_submitted)
+    app.action(PAGE_PREVIOUS)(desk.on_page)
+    app.action(PAGE_NEXT)(desk.on_page)
+    app.action(UNLINK_CONFIRM)(desk.on_unlink_confirmed)
+    app.action(UNLINK_CANCEL)(desk.on_unlink_cancelled)
     app.error(_log_error)
     return app
 

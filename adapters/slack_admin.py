@@ -1,0 +1,274 @@
+"""The moderators' desk on Slack: ``/verifybot <subcommand>`` and the "Grant a role" shortcut.
+
+A thin shell over the core's ``Moderation``: this module reads who is asking (a workspace
+admin or owner is a moderator, SLACK_ADMIN_IDS are admins) and about whom (a mention), and
+shows the ``Result``. The core decides, refuses and audits. Answers are ephemeral, through the
+command's ``response_url``: it works in any channel or DM, where chat.postEphemeral would need
+the bot in the channel, and it is the only way to replace an ephemeral message (paging,
+confirming an unlink).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+import structlog
+from aiohttp import ClientError
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from adapters.slack_views import ROLE_INPUT, Views, escape
+from bot.identity import MemberKey
+from bot.moderation import Actor, Document, Rank, Result
+
+if TYPE_CHECKING:  # adapters.slack builds the desk around its SlackBot
+    from adapters.slack import SlackBot
+
+__all__ = ["Command", "SlackDesk", "parse", "user_ref"]
+
+log = structlog.get_logger("verifybot.slack.admin")
+
+PLATFORM: Final = "slack"
+#: How many words each subcommand needs after its name; the optional ones are 0.
+SUBCOMMANDS: Final = {
+    "help": 0,
+    "grant": 2,
+    "revoke": 2,
+    "roles": 0,
+    "whois": 1,
+    "verified": 0,
+    "stats": 0,
+    "export": 0,
+    "unlink": 1,
+}
+#: Subcommands whose first word names a member.
+ABOUT_A_MEMBER: Final = frozenset({"grant", "revoke", "roles", "whois", "unlink"})
+
+# An escaped mention (the manifest's should_escape: true): <@U123|name>, or <@U123>.
+_MENTION = re.compile(r"^<@([UW][A-Z0-9]{2,})(?:\|[^>]*)?>$")
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+
+Ack = Callable[..., Awaitable[None]]
+Respond = Callable[..., Awaitable[Any]]
+Message = tuple[str, list[dict[str, Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    name: str
+    args: tuple[str, ...] = ()
+
+
+def parse(text: str) -> Command:
+    words = text.split()
+    if not words:
+        return Command("help")
+    return Command(words[0].lower(), tuple(words[1:]))
+
+
+def user_ref(word: str) -> str | None:
+    """A member as the core's ``resolve`` takes them: a user id, or an ``@handle``."""
+    mention = _MENTION.match(word)
+    if mention:
+        return mention.group(1)
+    if _USER_ID.match(word):
+        return word
+    return word if word.startswith("@") and len(word) > 1 else None
+
+
+class SlackDesk:
+    """``/verifybot``, its buttons, and the grant shortcut, for one bolt app."""
+
+    def __init__(self, slack: SlackBot) -> None:
+        self.slack = slack
+        self.moderation = slack.moderation
+
+    async def actor(self, team_id: str, user_id: str) -> tuple[Actor, Views]:
+        member, moderator = await self.slack.moderator(team_id, user_id)
+        rank = self.moderation.rank_of(member.key, platform_moderator=moderator)
+        return Actor(member.key, rank, member.display_name), self.slack.views(member)
+
+    # --- /verifybot ----------------------------------------------------------------------
+
+    async def on_command(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        await ack()
+        actor, views = await self.actor(body["team_id"], body["user_id"])
+        text, blocks = await self.run(actor, views, parse(body.get("text") or ""))
+        await _say(respond, (text, blocks))
+
+    async def run(self, actor: Actor, views: Views, command: Command) -> Message:
+        name, args = command.name, command.args
+        needed = SUBCOMMANDS.get(name)
+        if needed is None:
+            return views.help(unknown=name)
+        if name == "help":
+            return views.help()
+        if len(args) < needed:
+            return views.usage(name)
+        subject: MemberKey | None = None
+        if name in ABOUT_A_MEMBER and args:
+            ref = user_ref(args[0])
+            subject = await self.moderation.resolve(PLATFORM, actor.key.scope, ref) if ref else None
+            if subject is None:
+                member = f"`{escape(args[0])}`"
+                return views.admin_message("admin.unknown_member", member=member)
+        result = await self._result(actor, name, subject, args)
+        if result.document is not None and result.ok:
+            return await self._send_export(actor, views, result.document, result)
+        return views.result(result)
+
+    async def _result(
+        self, actor: Actor, name: str, subject: MemberKey | None, args: tuple[str, ...]
+    ) -> Result:
+        moderation, scope = self.moderation, actor.key.scope
+        if subject is not None:  # always, for the subcommands that need a member
+            if name == "grant":
+                return await moderation.grant(actor, subject, args[1])
+            if name == "revoke":
+                return await moderation.revoke(actor, subject, args[1])
+            if name == "roles":
+                return await moderation.roles_of(actor, subject)
+            if name == "whois":
+                return await moderation.whois(actor, subject)
+            if name == "unlink":
+                return await moderation.unlink(actor, subject)
+        if name == "roles":
+            return moderation.role_list()
+        if name == "verified":
+            page = int(args[0]) if args and args[0].isdigit() else 1
+            return await moderation.verified(actor, platform=PLATFORM, scope=scope, page=page)
+        if name == "stats":
+            return await moderation.stats(actor, platform=PLATFORM, scope=scope)
+        return await moderation.export(actor, platform=PLATFORM, scope=scope)
+
+    async def _send_export(
+        self, actor: Actor, views: Views, document: Document, result: Result
+    ) -> Message:
+        """The CSV goes to the admin's DM (files_upload_v2), never into the channel."""
+        client = self.slack.client
+        caption = "\n".join(views.admin_text(reply) for reply in result.replies)
+        try:
+            opened = await client.conversations_open(users=actor.key.user_id)
+            channel = opened["channel"]["id"]
+            await client.files_upload_v2(
+                channel=channel,
+                content=document.content,
+                filename=document.filename,
+                title=document.filename,
+                initial_comment=caption,
+            )
+        except SlackApiError as exc:
+            problem = str(exc.response.get("error") or "unknown")
+        except (TimeoutError, SlackClientError, ClientError, OSError) as exc:
+            problem = type(exc).__name__
+        else:
+            return views.admin_message("admin.export_sent")
+        log.warning("slack_export_upload_failed", actor=str(actor), problem=problem)
+        return views.admin_message("admin.export_failed", problem=problem)
+
+    # --- buttons under the answers -------------------------------------------------------
+
+    async def on_page(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        await ack()
+        actor, views = await self.actor(*_who(body))
+        value = str(body["actions"][0].get("value") or "1")
+        page = int(value) if value.isdigit() else 1
+        result = await self.moderation.verified(
+            actor, platform=PLATFORM, scope=actor.key.scope, page=page
+        )
+        await _replace(respond, views.result(result))
+
+    async def on_unlink_confirmed(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        await ack()
+        actor, views = await self.actor(*_who(body))
+        token = str(body["actions"][0].get("value") or "")
+        await _replace(respond, views.result(await self.moderation.confirm_unlink(actor, token)))
+
+    async def on_unlink_cancelled(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        await ack()
+        _, views = await self.actor(*_who(body))
+        token = str(body["actions"][0].get("value") or "")
+        await _replace(respond, views.result(await self.moderation.cancel_unlink(token)))
+
+    # --- the "Grant a role" message shortcut ---------------------------------------------
+
+    async def on_grant_shortcut(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        await ack()
+        team_id, user_id = _who(body)
+        actor, views = await self.actor(team_id, user_id)
+        message = body.get("message") or {}
+        author = message.get("user")
+        if actor.rank < Rank.MODERATOR:
+            # The core refuses, and writes the attempt to the audit log.
+            subject = MemberKey(PLATFORM, team_id, str(author or "-"))
+            await _say(respond, views.result(await self.moderation.grant(actor, subject, "")))
+            return
+        if not isinstance(author, str) or message.get("bot_id"):
+            await _say(respond, views.admin_message("admin.no_author"))
+            return
+        roles = self.moderation.roles.roles
+        if not roles:
+            await _say(respond, views.result(self.moderation.role_list()))
+            return
+        choices = [(role.name, role.description) for _, role in sorted(roles.items())]
+        meta = json.dumps({"subject": author}, separators=(",", ":"))
+        view = views.grant_modal(f"<@{author}>", choices, meta)
+        await self.slack.call(
+            "views.open", self.slack.client.views_open(trigger_id=body["trigger_id"], view=view)
+        )
+
+    async def on_grant_submitted(self, ack: Ack, body: dict[str, Any]) -> None:
+        view = body["view"]
+        meta = view.get("private_metadata", "")
+        actor, views = await self.actor(*_who(body))
+        # Slack waits 3 s for the ack; the channels and the user group may take longer.
+        await ack(response_action="update", view=views.grant_outcome(views.working(), meta))
+        subject = _subject(meta)
+        role = _selected(view, ROLE_INPUT)
+        if subject is None:
+            log.warning("slack_grant_view_without_subject", actor=str(actor))
+            return
+        result = await self.moderation.grant(
+            actor, MemberKey(PLATFORM, actor.key.scope, subject), role
+        )
+        _, blocks = views.result(result)
+        update = self.slack.client.views_update(
+            view_id=view["id"], view=views.grant_outcome(blocks, meta)
+        )
+        await self.slack.call("views.update", update)
+
+
+def _who(body: dict[str, Any]) -> tuple[str, str]:
+    """(team id, user id) of whoever pressed or submitted something."""
+    user = body["user"]
+    team_id = (body.get("team") or {}).get("id") or user.get("team_id", "")
+    return team_id, user["id"]
+
+
+async def _say(respond: Respond, message: Message) -> None:
+    text, blocks = message
+    await respond(text=text, blocks=blocks, response_type="ephemeral")
+
+
+async def _replace(respond: Respond, message: Message) -> None:
+    text, blocks = message
+    await respond(text=text, blocks=blocks, replace_original=True, response_type="ephemeral")
+
+
+def _subject(meta: str) -> str | None:
+    try:
+        data = json.loads(meta or "")
+    except ValueError:
+        return None
+    subject = data.get("subject") if isinstance(data, dict) else None
+    return subject if isinstance(subject, str) and _USER_ID.match(subject) else None
+
+
+def _selected(view: dict[str, Any], block: str) -> str:
+    values = view.get("state", {}).get("values", {})
+    option = values.get(block, {}).get(block, {}).get("selected_option") or {}
+    value = option.get("value")
+    return value if isinstance(value, str) else ""
