@@ -202,10 +202,11 @@ class SlackDesk:
         message = body.get("message") or {}
         author = message.get("user")
         if actor.rank < Rank.MODERATOR:
-            # The core refuses, and writes the attempt to the audit log.
             subject = MemberKey(PLATFORM, team_id, str(author or "-"))
-            await _say(respond, views.result(await self.moderation.grant(actor, subject, "")))
-            return
+            refused = await self.moderation.check(actor, Rank.MODERATOR, "grant", subject)
+            if refused is not None:  # always, at this rank; the attempt is audited
+                await _say(respond, views.result(refused))
+                return
         if not isinstance(author, str) or message.get("bot_id"):
             await _say(respond, views.admin_message("admin.no_author"))
             return

@@ -19,7 +19,7 @@ from aiohttp import ClientError
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack_views import LAST_IN_USERGROUP, Views
+from adapters.slack_views import Views
 from bot.flow import Reply
 from bot.identity import MemberKey
 from bot.roles import PlatformStep, Role
@@ -154,7 +154,7 @@ class SlackRoles:
         rest = [u for u in users if u != member.user_id]
         if not rest:
             # Slack refuses an empty list; disabling the group instead is a human's decision.
-            raise _Refused(LAST_IN_USERGROUP)
+            raise _Refused("last_in_usergroup")  # Slack refuses an empty user group
         await _ask(
             "usergroups.users.update",
             self.client.usergroups_users_update(usergroup=group, users=rest),

@@ -47,7 +47,6 @@ ROLE_INPUT = "role"
 
 #: A problem word ``SlackRoles`` reports that the core's ``mod.problem.*`` does not know:
 #: removing a user group's last member, which Slack refuses.
-LAST_IN_USERGROUP = "last_in_usergroup"
 
 # Slack refuses a section text over 3000 characters; ours are far shorter, but a long
 # operator override must not make a whole view fail.
@@ -195,9 +194,6 @@ class Views:
 
     def admin_text(self, reply: Reply) -> str:
         """A moderator's reply, escaped: it names members by their display names."""
-        if reply.key == "mod.problem.other" and reply.params.get("problem") == LAST_IN_USERGROUP:
-            target = reply.params.get("target", "")
-            return escape(self.text("admin.problem.last_in_usergroup", target=target))
         return escape(self.render(reply))
 
     def admin_message(self, key: str, **params: Any) -> tuple[str, list[dict[str, Any]]]:

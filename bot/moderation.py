@@ -61,6 +61,7 @@ KNOWN_PROBLEMS: Final = frozenset(
         "cannot_message",
         "rate_limited",
         "not_connected",
+        "last_in_usergroup",
     }
 )
 
@@ -170,7 +171,7 @@ class Moderation:
     # -- moderators ------------------------------------------------------------------------------
 
     async def grant(self, actor: Actor, subject: MemberKey, role_name: str) -> Result:
-        refused = await self._check(actor, Rank.MODERATOR, "grant", subject)
+        refused = await self.check(actor, Rank.MODERATOR, "grant", subject)
         if refused:
             return refused
         role = self.roles.get(role_name)
@@ -194,7 +195,7 @@ class Moderation:
         return Result(tuple(replies))
 
     async def revoke(self, actor: Actor, subject: MemberKey, role_name: str) -> Result:
-        refused = await self._check(actor, Rank.MODERATOR, "revoke", subject)
+        refused = await self.check(actor, Rank.MODERATOR, "revoke", subject)
         if refused:
             return refused
         role = self.roles.get(role_name)
@@ -216,7 +217,7 @@ class Moderation:
         return Result(tuple(replies))
 
     async def roles_of(self, actor: Actor, subject: MemberKey) -> Result:
-        refused = await self._check(actor, Rank.MODERATOR, "roles", subject)
+        refused = await self.check(actor, Rank.MODERATOR, "roles", subject)
         if refused:
             return refused
         link, who = await self._named(subject)
@@ -237,7 +238,7 @@ class Moderation:
     # -- admins ----------------------------------------------------------------------------------
 
     async def whois(self, actor: Actor, subject: MemberKey) -> Result:
-        refused = await self._check(actor, Rank.ADMIN, "whois", subject)
+        refused = await self.check(actor, Rank.ADMIN, "whois", subject)
         if refused:
             return refused
         await self._audit("looked_up", actor, str(subject), {})
@@ -258,7 +259,7 @@ class Moderation:
     async def verified(
         self, actor: Actor, *, platform: str, scope: str | None, page: int = 1
     ) -> Result:
-        refused = await self._check(actor, Rank.ADMIN, "verified", None)
+        refused = await self.check(actor, Rank.ADMIN, "verified", None)
         if refused:
             return refused
         await self._audit("listed", actor, f"{platform}:{scope or '*'}", {"page": page})
@@ -286,7 +287,7 @@ class Moderation:
         return Result((Reply("mod.verified.page", params),), paging=Paging(page, pages))
 
     async def stats(self, actor: Actor, *, platform: str, scope: str | None) -> Result:
-        refused = await self._check(actor, Rank.ADMIN, "stats", None)
+        refused = await self.check(actor, Rank.ADMIN, "stats", None)
         if refused:
             return refused
         numbers = await self._db(
@@ -306,7 +307,7 @@ class Moderation:
         self, actor: Actor, *, platform: str | None, scope: str | None, reveal_phones: bool = False
     ) -> Result:
         """Every member as CSV; full numbers only when asked, and that is audited."""
-        refused = await self._check(actor, Rank.ADMIN, "export", None)
+        refused = await self.check(actor, Rank.ADMIN, "export", None)
         if refused:
             return refused
         links = await self._db(self.directory.list_links, platform=platform, scope=scope)
@@ -323,7 +324,7 @@ class Moderation:
 
     async def unlink(self, actor: Actor, subject: MemberKey, *, confirmed: bool = False) -> Result:
         """Ask for a confirmation first (a token with a short life), unless ``confirmed``."""
-        refused = await self._check(actor, Rank.ADMIN, "unlink", subject)
+        refused = await self.check(actor, Rank.ADMIN, "unlink", subject)
         if refused:
             return refused
         link = await self._db(self.directory.find_verified, subject)
@@ -340,7 +341,7 @@ class Moderation:
         return Result((Reply("mod.unlink.confirm", {"member": who}),), confirm=token)
 
     async def confirm_unlink(self, actor: Actor, token: str) -> Result:
-        refused = await self._check(actor, Rank.ADMIN, "unlink", None)
+        refused = await self.check(actor, Rank.ADMIN, "unlink", None)
         if refused:
             return refused
         raw = await self.store.take(f"unlink:{token}") if self.store else None
@@ -377,7 +378,7 @@ class Moderation:
 
     async def sync(self, actor: Actor, *, platform: str | None = None) -> SyncReport:
         """Apply every active grant of verified members again, on every connected platform."""
-        refused = await self._check(actor, Rank.ADMIN, "sync", None)
+        refused = await self.check(actor, Rank.ADMIN, "sync", None)
         if refused:
             raise PermissionError("roles sync is for admins")
         links = await self._db(self.directory.list_links, platform=platform, verified_only=True)
@@ -402,9 +403,10 @@ class Moderation:
 
     # -- helpers ---------------------------------------------------------------------------------
 
-    async def _check(
+    async def check(
         self, actor: Actor, needed: Rank, command: str, subject: MemberKey | None
     ) -> Result | None:
+        """None if ``actor`` may; else the polite refusal, with the attempt audited."""
         if actor.rank >= needed:
             return None
         await self._audit("refused", actor, str(subject) if subject else "-", {"command": command})

@@ -35,6 +35,8 @@ def test_the_manifest_lists_every_event_command_and_scope() -> None:
     assert set(block_list(text, "bot_events")) == set(slack.EVENTS)
     commands = re.findall(r"^\s*- command: (\S+)", text, re.M)
     assert commands == list(slack.COMMANDS)
+    shortcuts = re.findall(r"^\s*callback_id: (\S+)", text, re.M)
+    assert shortcuts == list(slack.SHORTCUTS)
     assert set(block_list(text, "bot")) >= {
         "chat:write",
         "commands",
@@ -46,6 +48,7 @@ def test_the_manifest_lists_every_event_command_and_scope() -> None:
         "groups:write",
         "usergroups:read",
         "usergroups:write",
+        "files:write",
     }
 
 
