@@ -241,3 +241,9 @@ async def standalone(settings: Settings, catalogue: Catalogue) -> AsyncIterator[
     from adapters.slack import web_client
 
     yield SlackRoles(web_client(settings))
+
+
+def mod_log(roles: SlackRoles, settings: Settings, catalogue: Catalogue) -> SlackModLog | None:
+    """The moderators' log channel, when ``SLACK_LOG_CHANNEL`` is set (for the CLI)."""
+    channel = settings.slack_log_channel
+    return SlackModLog(roles.client, catalogue, channel) if channel else None

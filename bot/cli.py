@@ -295,7 +295,7 @@ def with_desk(
     from contextlib import AsyncExitStack
 
     from bot.bootstrap import admin_ids, load_catalogue, load_roles, open_directory
-    from bot.moderation import Moderation
+    from bot.moderation import EveryLog, Moderation, ModLog
     from bot.roles import RolePlatform
 
     roles, catalogue = load_roles(settings), load_catalogue(settings)
@@ -303,6 +303,7 @@ def with_desk(
 
     async def session() -> Any:
         platforms: dict[str, RolePlatform] = {}
+        logs: list[ModLog] = []
         async with AsyncExitStack() as stack:
             tokens = {"telegram": settings.telegram_bot_token, "slack": settings.slack_bot_token}
             for name, token in tokens.items():
@@ -312,7 +313,11 @@ def with_desk(
                     platforms[name] = await stack.enter_async_context(
                         adapter.standalone(settings, catalogue)
                     )
-            desk = Moderation(directory, roles, platforms, admins=admin_ids(settings))
+                    log = adapter.mod_log(platforms[name], settings, catalogue)
+                    logs += [log] if log is not None else []
+            desk = Moderation(
+                directory, roles, platforms, EveryLog(logs), admins=admin_ids(settings)
+            )
             return await work(desk, directory)
 
     try:

@@ -34,6 +34,7 @@ __all__ = [
     "KNOWN_PROBLEMS",
     "Actor",
     "Document",
+    "EveryLog",
     "ModLog",
     "Moderation",
     "Paging",
@@ -120,6 +121,17 @@ class ModLog(Protocol):
     """The moderators' log chat or channel; never raises."""
 
     async def post(self, line: Reply) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class EveryLog:
+    """Several log channels as one: the CLI posts to each platform's it is connected to."""
+
+    logs: Sequence[ModLog]
+
+    async def post(self, line: Reply) -> None:
+        for each in self.logs:
+            await each.post(line)
 
 
 def member_label(link: PhoneLink | None, key: MemberKey) -> str:
