@@ -1,0 +1,332 @@
+"""Roles on Telegram: the chats a role opens, its custom title, and the moderators' log chat.
+
+``TelegramRoles`` is the core's ``RolePlatform`` for Telegram. Granting a role lifts a
+member's restriction in each of its chats, or sends them a single-use invite link when they
+are not there; a title makes them an administrator with the one right to invite users, so
+Telegram shows the title beside their name. Revoking removes them from the chats (a ban then
+an unban, so they may come back if granted again) and takes back a title we gave. Nothing here
+raises for a refusal from Telegram: each thing done or not is a ``PlatformStep`` whose
+problem is a word the catalogue explains.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+import structlog
+from telegram import Bot, ChatMember, ChatPermissions
+from telegram.error import (
+    BadRequest,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+)
+
+from bot.flow import Reply
+from bot.identity import MemberKey
+from bot.roles import PlatformStep, Role, RoleBook
+from bot.settings import ConfigError, Settings
+from bot.texts import Catalogue
+
+log = structlog.get_logger("verifybot.telegram")
+
+PLATFORM = "telegram"
+#: How long an invite link sent for a role stays usable.
+INVITE_TTL = 86400
+#: Telegram allows invite link names of at most 32 characters.
+LINK_NAME_LIMIT = 32
+LINK_NAME_PREFIX = "verifybot "
+
+T = TypeVar("T")
+#: Records that a member may enter a chat without being held at its gate.
+Admit = Callable[[MemberKey, int], Awaitable[None]]
+#: The chats a member's *other* roles still open, so a revoke leaves them in those.
+KeptChats = Callable[[MemberKey], Awaitable[frozenset[int]]]
+
+_RIGHTS = re.compile(r"not enough rights|chat_admin_required|right_forbidden|need administrator")
+
+
+class StepFailed(Exception):
+    """A Bot API call refused while doing ``action``; ``problem`` is the step's word."""
+
+    def __init__(self, action: str, problem: str) -> None:
+        super().__init__(action, problem)
+        self.action = action
+        self.problem = problem
+
+    def step(self, chat: int) -> PlatformStep:
+        return PlatformStep(self.action, str(chat), False, self.problem)
+
+
+def problem_of(error: TelegramError, *, private: bool = False) -> str:
+    """The ``bot.moderation.KNOWN_PROBLEMS`` word for a Bot API error, else its message."""
+    reason = error.message.lower()
+    if isinstance(error, RetryAfter):
+        return "rate_limited"
+    if isinstance(error, NetworkError) and not isinstance(error, BadRequest):
+        return "not_connected"  # includes TimedOut
+    if isinstance(error, Forbidden):
+        # In a group, Forbidden means the bot is not there; in private, the member blocked it
+        # or never started it.
+        return "cannot_message" if private or "initiate" in reason else "chat_not_found"
+    if _RIGHTS.search(reason):
+        return "not_enough_rights"
+    if "chat not found" in reason:
+        return "chat_not_found"
+    return error.message
+
+
+def link_name(role: Role) -> str:
+    return (LINK_NAME_PREFIX + role.name)[:LINK_NAME_LIMIT]
+
+
+def role_for_link(name: str | None, book: RoleBook) -> Role | None:
+    """The role an invite link we created was for, known by the link's name."""
+    if not name or not name.startswith(LINK_NAME_PREFIX):
+        return None
+    return next((role for role in book.roles.values() if link_name(role) == name), None)
+
+
+def _editable(member: ChatMember) -> bool:
+    """An administrator the bot promoted, so the bot may change or take back their rights."""
+    return bool(getattr(member, "can_be_edited", False))
+
+
+def _chat_target(chat: str) -> int | str:
+    return int(chat) if re.fullmatch(r"-?\d+", chat) else chat
+
+
+class TelegramRoles:
+    """``RolePlatform`` for Telegram, acting through a PTB ``Bot`` that is initialised."""
+
+    platform = PLATFORM
+
+    def __init__(
+        self,
+        bot: Bot,
+        catalogue: Catalogue,
+        *,
+        admit: Admit | None = None,
+        kept_chats: KeptChats | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.bot = bot
+        self.catalogue = catalogue
+        self.admit = admit
+        self.kept_chats = kept_chats
+        self.clock = clock
+
+    async def apply(self, member: MemberKey, role: Role) -> list[PlatformStep]:
+        if not self._ours(member):
+            return [PlatformStep("connect", member.scope, False, "not_connected")]
+        user_id = int(member.user_id)
+        steps: list[PlatformStep] = []
+        for chat in role.telegram.chats:
+            try:
+                step, present = await self._open(member, user_id, chat, role)
+            except StepFailed as failed:
+                steps.append(failed.step(chat))
+                continue
+            steps.append(step)
+            if present and role.telegram.title:
+                # A member who still has to join gets the title when they come in by the link.
+                steps.append(await self.set_title(chat, user_id, role.telegram.title))
+        return steps
+
+    async def undo(self, member: MemberKey, role: Role) -> list[PlatformStep]:
+        if not self._ours(member):
+            return [PlatformStep("connect", member.scope, False, "not_connected")]
+        user_id = int(member.user_id)
+        kept = await self.kept_chats(member) if self.kept_chats else frozenset()
+        steps: list[PlatformStep] = []
+        for chat in role.telegram.chats:
+            try:
+                steps += await self._close(user_id, chat, role, keep=chat in kept)
+            except StepFailed as failed:
+                steps.append(failed.step(chat))
+        return steps
+
+    async def set_title(self, chat: int, user_id: int, title: str) -> PlatformStep:
+        """Make the member an administrator who may only invite users, titled ``title``."""
+        try:
+            current = await self._call("title", self.bot.get_chat_member(chat, user_id))
+            if current.status == ChatMember.OWNER:
+                return PlatformStep("title", str(chat), False, "not_enough_rights")
+            if not (current.status == ChatMember.ADMINISTRATOR and _editable(current)):
+                await self._call(
+                    "title", self.bot.promote_chat_member(chat, user_id, can_invite_users=True)
+                )
+            await self._call(
+                "title", self.bot.set_chat_administrator_custom_title(chat, user_id, title)
+            )
+        except StepFailed as failed:
+            return failed.step(chat)
+        return PlatformStep("title", str(chat), True)
+
+    # -- one chat ---------------------------------------------------------------------------
+
+    async def _open(
+        self, member: MemberKey, user_id: int, chat: int, role: Role
+    ) -> tuple[PlatformStep, bool]:
+        """Let the member into ``chat``: what was done, and whether they are in it now."""
+        current = await self._call("check", self.bot.get_chat_member(chat, user_id))
+        status = current.status
+        if self.admit is not None:
+            await self.admit(member, chat)  # before they walk in, so the gate does not hold them
+        if status in (ChatMember.OWNER, ChatMember.ADMINISTRATOR, ChatMember.MEMBER):
+            return PlatformStep("member", str(chat), True), True
+        if status == ChatMember.RESTRICTED:
+            await self._call(
+                "unrestrict",
+                self.bot.restrict_chat_member(
+                    chat,
+                    user_id,
+                    ChatPermissions.all_permissions(),
+                    use_independent_chat_permissions=True,
+                ),
+            )
+            if getattr(current, "is_member", False):
+                return PlatformStep("unrestrict", str(chat), True), True
+        elif status == ChatMember.BANNED:
+            await self._call(
+                "unban", self.bot.unban_chat_member(chat, user_id, only_if_banned=True)
+            )
+        return await self._invite(user_id, chat, role), False
+
+    async def _invite(self, user_id: int, chat: int, role: Role) -> PlatformStep:
+        try:
+            link = await self._call(
+                "invite_link",
+                self.bot.create_chat_invite_link(
+                    chat,
+                    expire_date=int(self.clock()) + INVITE_TTL,
+                    member_limit=1,
+                    name=link_name(role),
+                ),
+            )
+            info = await self._call("invite_link", self.bot.get_chat(chat))
+            text = self.catalogue.text(
+                "telegram.admin.invite_link",
+                None,
+                role=role.name,
+                chat=info.title or str(chat),
+                link=link.invite_link,
+            )
+            await self._call("invite_link", self.bot.send_message(user_id, text), private=True)
+        except StepFailed as failed:
+            return failed.step(chat)
+        return PlatformStep("invite_link", str(chat), True)
+
+    async def _close(
+        self, user_id: int, chat: int, role: Role, *, keep: bool
+    ) -> list[PlatformStep]:
+        current = await self._call("check", self.bot.get_chat_member(chat, user_id))
+        status = current.status
+        steps: list[PlatformStep] = []
+        title = role.telegram.title
+        ours = status == ChatMember.ADMINISTRATOR and _editable(current)
+        if title and ours and getattr(current, "custom_title", None) == title:
+            await self._call("title", self.bot.promote_chat_member(chat, user_id))  # all off
+            steps.append(PlatformStep("title", str(chat), True))
+            status = ChatMember.MEMBER
+        present = status == ChatMember.MEMBER or (
+            status == ChatMember.RESTRICTED and getattr(current, "is_member", False)
+        )
+        if present and not keep:
+            # A ban then an unban removes them but lets them join again if granted again.
+            await self._call("remove", self.bot.ban_chat_member(chat, user_id))
+            await self._call(
+                "remove", self.bot.unban_chat_member(chat, user_id, only_if_banned=True)
+            )
+            steps.append(PlatformStep("remove", str(chat), True))
+        return steps
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _ours(self, member: MemberKey) -> bool:
+        """A member of this bot's community (the CLI may name anyone, in any words)."""
+        return (
+            member.platform == PLATFORM
+            and member.scope == str(self.bot.id)
+            and member.user_id.isdigit()
+        )
+
+    async def _call(self, action: str, request: Awaitable[T], *, private: bool = False) -> T:
+        """One Bot API call; a refusal is logged once and raised as ``StepFailed(action)``."""
+        try:
+            return await request
+        except TelegramError as error:
+            problem = problem_of(error, private=private)
+            log.warning(
+                "telegram_role_step_failed",
+                action=action,
+                problem=problem,
+                error=type(error).__name__,
+                reason=error.message,
+            )
+            raise StepFailed(action, problem) from None
+
+
+class TelegramModLog:
+    """``ModLog`` for Telegram: each line to ``TELEGRAM_LOG_CHAT_ID``, in the default language."""
+
+    def __init__(self, bot: Bot, catalogue: Catalogue, chat: str) -> None:
+        self.bot = bot
+        self.catalogue = catalogue
+        self.chat = _chat_target(chat)
+
+    async def post(self, line: Reply) -> None:
+        try:
+            text = self.catalogue.render(line, None, variant=PLATFORM)
+            await self.bot.send_message(self.chat, text)
+        except TelegramError as error:
+            log.warning(
+                "telegram_log_chat_failed", error=type(error).__name__, reason=error.message
+            )
+        except Exception as error:  # the log chat must never break a moderator's command
+            log.warning("telegram_log_chat_failed", error=type(error).__name__)
+
+
+def mod_log(
+    roles: TelegramRoles, settings: Settings, catalogue: Catalogue
+) -> TelegramModLog | None:
+    """The moderators' log chat, when ``TELEGRAM_LOG_CHAT_ID`` is set (for the CLI)."""
+    chat = settings.telegram_log_chat_id
+    return TelegramModLog(roles.bot, catalogue, chat) if chat else None
+
+
+@asynccontextmanager
+async def standalone(settings: Settings, catalogue: Catalogue) -> AsyncIterator[TelegramRoles]:
+    """Telegram roles outside the running bot, for ``verifybot roles grant|revoke|sync``."""
+    from adapters.telegram import file_url_for  # the adapter imports this module
+
+    if settings.telegram_bot_token is None:
+        raise ConfigError(
+            "TELEGRAM_BOT_TOKEN is not set, so roles cannot be applied on Telegram "
+            "(put the bot's token in .env)"
+        )
+    bot = Bot(
+        settings.telegram_bot_token.get_secret_value(),
+        base_url=settings.telegram_api_base_url,
+        base_file_url=file_url_for(settings.telegram_api_base_url),
+    )
+    try:
+        await bot.initialize()
+    except InvalidToken:
+        raise ConfigError(
+            "TELEGRAM_BOT_TOKEN was refused by Telegram: check it with @BotFather"
+        ) from None
+    except TelegramError as error:
+        raise ConfigError(
+            f"cannot reach {settings.telegram_api_base_url}: {error.message}"
+        ) from None
+    try:
+        yield TelegramRoles(bot, catalogue)
+    finally:
+        await bot.shutdown()
