@@ -46,8 +46,11 @@ from telegram.ext import (
     filters,
 )
 
+from adapters import telegram_admin
 from adapters._runtime import until_stopped
+from adapters.telegram_admin import ModeratorDesk
 from adapters.telegram_gate import GroupGate
+from adapters.telegram_roles import TelegramModLog, TelegramRoles
 from bot.engine import Outcome
 from bot.flow import (
     ACTION_EVENTS,
@@ -95,7 +98,10 @@ COMMAND_EVENTS: dict[str, MemberEvent] = {
 }
 #: Commands shown in the menu: the member's in private chats, the admins' in groups.
 MEMBER_COMMANDS = ("verify", "status", "cancel", "help")
-ADMIN_COMMANDS = (("verify", "group_verify"),)
+ADMIN_COMMANDS = (
+    ("verify", "group_verify"),
+    *((name, name) for name in telegram_admin.MODERATOR_COMMANDS + telegram_admin.ADMIN_COMMANDS),
+)
 
 AnyApplication = Application[Any, Any, Any, Any, Any, Any]
 Markup = InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove
@@ -269,6 +275,7 @@ def member_for(user: User, bot_id: int) -> Member:
         MemberKey(PLATFORM, str(bot_id), str(user.id)),
         display_name=user.full_name,
         locale=user.language_code,
+        handle=user.username,
     )
 
 
@@ -280,6 +287,16 @@ class TelegramChat:
         self.application = application
         self.catalogue = app.catalogue
         self.gate = GroupGate(self, app)
+        bot = application.bot
+        self.roles = TelegramRoles(
+            bot, app.catalogue, admit=self.gate.admit, kept_chats=self._kept_chats
+        )
+        log_chat = app.settings.telegram_log_chat_id
+        self.moderation = app.moderation(
+            {PLATFORM: self.roles},
+            TelegramModLog(bot, app.catalogue, log_chat) if log_chat else None,
+        )
+        self.desk = ModeratorDesk(self, app, self.moderation, self.roles)
         application.bot_data["chat"] = self
 
     @property
@@ -294,6 +311,8 @@ class TelegramChat:
         add = self.application.add_handler
         add(CommandHandler(["start", "verify"], self.on_start, filters=private))
         add(CommandHandler(list(COMMAND_EVENTS), self.on_command, filters=private))
+        for handler in self.desk.handlers():  # before the catch-alls below
+            add(handler)
         add(MessageHandler(private & filters.CONTACT, self.on_contact))
         add(MessageHandler(private & filters.TEXT & ~filters.COMMAND, self.on_text))
         add(MessageHandler(private & filters.COMMAND, self.on_unknown_command))
@@ -405,7 +424,18 @@ class TelegramChat:
             return
         await self.show(chat.id, outcome, member.locale)
         if outcome.verified is not None:
-            await self.gate.member_verified(member)
+            await self.verified(member)
+
+    async def verified(self, member: Member) -> None:
+        """The member just verified: let them into held groups, log it, give AUTO_ROLES."""
+        await self.gate.member_verified(member)
+        await self.moderation.member_verified(member)
+
+    async def _kept_chats(self, key: MemberKey) -> frozenset[int]:
+        """The chats the member's remaining roles still open (read after a revoke)."""
+        link = await self.app.engine.verification(key)
+        held = [self.app.roles.get(name) for name in (link.roles if link else ())]
+        return frozenset(chat for role in held if role for chat in role.telegram.chats)
 
     async def show(self, chat_id: int | str, outcome: Outcome, locale: str | None) -> None:
         """Send the replies; a reply keyboard shown for the phone goes once it is given."""
@@ -458,16 +488,21 @@ class TelegramChat:
         """One Bot API call; a refusal is one log line and None, never a crash."""
         try:
             return await request
-        except Forbidden as exc:
+        except TelegramError as exc:
+            self.log_refusal(exc)
+        return None
+
+    @staticmethod
+    def log_refusal(exc: TelegramError) -> None:
+        if isinstance(exc, Forbidden):
             # Blocked by the member, or removed from the group: nothing to retry.
             log.info("telegram_forbidden", reason=exc.message)
-        except RetryAfter as exc:
+        elif isinstance(exc, RetryAfter):
             log.warning("telegram_rate_limited", retry_after=str(exc.retry_after))
-        except BadRequest as exc:
+        elif isinstance(exc, BadRequest):
             log.warning("telegram_bad_request", reason=exc.message)
-        except TelegramError as exc:
+        else:
             log.warning("telegram_error", error=type(exc).__name__, reason=exc.message)
-        return None
 
     def text(self, key: str, locale: str | None, **params: Any) -> str:
         return self.catalogue.text(f"{VARIANT}.{key}", locale, **params)

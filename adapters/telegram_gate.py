@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -24,7 +25,7 @@ from telegram.ext import ContextTypes
 
 from bot.flow import Start
 from bot.gate import Hold, Lapsed, sweep_lapsed
-from bot.identity import Member
+from bot.identity import Member, MemberKey
 
 if TYPE_CHECKING:
     from adapters.telegram import TelegramChat
@@ -83,13 +84,17 @@ class GroupGate:
         self, update: TelegramUpdate, context: ContextTypes.DEFAULT_TYPE
     ) -> None:
         change = update.chat_member
-        if change is None or self.mode != RESTRICT or change.new_chat_member.user.is_bot:
+        if change is None or change.new_chat_member.user.is_bot:
+            return
+        was, now = _present(change.old_chat_member), _present(change.new_chat_member)
+        if change.invite_link is not None and now and not was:
+            await self.chat.desk.joined_by_link(change)
+        if self.mode != RESTRICT:
             return
         user = change.new_chat_member.user
         member = self.chat.member_for(user)
         if not await self._first_sighting(member, update):
             return
-        was, now = _present(change.old_chat_member), _present(change.new_chat_member)
         place = str(change.chat.id)
         if was and not now:
             await self._forget(member, place)
@@ -147,7 +152,7 @@ class GroupGate:
         outcome = await self.engine.handle(member, Start(origin=place))
         await self.chat.show(reach, outcome, member.locale)
         if outcome.verified is not None:
-            await self.member_verified(member)
+            await self.chat.verified(member)
 
     async def on_group_verify(
         self, update: TelegramUpdate, context: ContextTypes.DEFAULT_TYPE
@@ -172,6 +177,17 @@ class GroupGate:
         """Let the member into every group holding them, and tell them so."""
         for hold in await self.gatekeeper.verified(member.key):
             await self._let_in(hold, member.locale)
+
+    async def admit(self, member: MemberKey, chat: int) -> None:
+        """A role opens ``chat`` to the member: remember it, so the gate lets them walk in, and
+        end any hold there (their restriction is lifted by the role)."""
+        place = str(chat)
+        # The Gatekeeper has no "admit by role" yet; admit() records a verified member only.
+        await asyncio.to_thread(
+            self.gatekeeper.directory.admit, member, place, now=datetime.now(UTC)
+        )
+        for hold in await self.gatekeeper.leave(member, place):
+            await self._clear_welcome(hold)
 
     async def on_lapsed(self, lapsed: Lapsed) -> None:
         hold = lapsed.hold

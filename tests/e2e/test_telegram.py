@@ -308,9 +308,21 @@ async def test_commands_are_registered_for_members_and_admins_in_every_language(
 
         names = [c["command"] for c in telegram.commands(private)]
         assert names == ["verify", "status", "cancel", "help"]
-        assert [c["command"] for c in telegram.commands(admins)] == ["verify"]
+        assert [c["command"] for c in telegram.commands(admins)] == [
+            "verify",
+            "grant",
+            "revoke",
+            "roles",
+            "whois",
+            "verified",
+            "stats",
+            "export",
+            "unlink",
+        ]
         spanish = {c["command"]: c["description"] for c in telegram.commands(private, "es")}
         assert spanish["status"] == "Estado de tu verificación"
+        spanish_admin = {c["command"]: c["description"] for c in telegram.commands(admins, "es")}
+        assert spanish_admin["revoke"] == "Quitar un rol a un miembro"
 
 
 async def test_a_member_who_blocked_the_bot_does_not_stop_it(

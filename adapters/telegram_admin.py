@@ -1,0 +1,341 @@
+"""The moderators' desk on Telegram: /grant, /revoke, /roles, /whois, /verified, /stats, /export
+and /unlink.
+
+Telegram says who moderates: a group's administrators, asked live with ``getChatMember`` and
+remembered for ``MODERATOR_CACHE_SECONDS``; in a private chat, an administrator of any chat the
+bot looks after (the log chat and the roles' chats). ``TELEGRAM_ADMIN_IDS`` are admins. What
+each rank may do, the refusals and the audit are the core's ``Moderation``; this module only
+reads commands and shows ``Result``s. Moderator commands are answered where they were given;
+admin commands in the admin's private chat, as they list members and (masked) phone numbers.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Awaitable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from telegram import (
+    Chat,
+    ChatMember,
+    ChatMemberUpdated,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    InputFile,
+    Message,
+    Update,
+    User,
+)
+from telegram.constants import ChatType
+from telegram.error import Forbidden, TelegramError
+from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, ContextTypes, filters
+
+from adapters.telegram_roles import TelegramRoles, role_for_link
+from bot.identity import MemberKey
+from bot.moderation import Actor, Moderation, Rank, Result
+
+if TYPE_CHECKING:
+    from adapters.telegram import TelegramChat
+    from bot.bootstrap import App
+
+log = structlog.get_logger("verifybot.telegram")
+
+PLATFORM = "telegram"
+#: Callback data of the desk's buttons; the member's own buttons use "vb:".
+CALLBACK_PREFIX = "va:"
+MODERATOR_COMMANDS = ("grant", "revoke", "roles")
+ADMIN_COMMANDS = ("whois", "verified", "stats", "export", "unlink")
+#: A member named in a command: @username or a numeric user id.
+_MEMBER_REF = re.compile(r"^(@[A-Za-z][A-Za-z0-9_]{2,31}|\d{1,20})$")
+_CACHE_LIMIT = 4096
+_CAPTION_LIMIT = 1024
+
+
+def moderated_places(app: App) -> tuple[int | str, ...]:
+    """The chats whose administrators moderate from a private chat."""
+    places: list[int | str] = []
+    log_chat = app.settings.telegram_log_chat_id
+    if log_chat:
+        places.append(int(log_chat) if re.fullmatch(r"-?\d+", log_chat) else log_chat)
+    for role in app.roles.roles.values():
+        places.extend(role.telegram.chats)
+    return tuple(dict.fromkeys(places))
+
+
+def actor_name(user: User) -> str:
+    return user.full_name + (f" (@{user.username})" if user.username else "")
+
+
+class ModeratorDesk:
+    """Commands and buttons for moderators and admins, answered through ``TelegramChat``."""
+
+    def __init__(
+        self, chat: TelegramChat, app: App, moderation: Moderation, roles: TelegramRoles
+    ) -> None:
+        self.chat = chat
+        self.app = app
+        self.moderation = moderation
+        self.roles = roles
+        self.cache_seconds = app.settings.moderator_cache_seconds
+        self.places = moderated_places(app)
+        self._moderators: dict[tuple[int | str, int], tuple[float, bool]] = {}
+
+    @property
+    def bot(self) -> Any:
+        return self.chat.bot
+
+    @property
+    def scope(self) -> str:
+        return str(self.bot.id)
+
+    def handlers(self) -> list[BaseHandler[Update, Any, Any]]:
+        return [
+            CommandHandler(
+                [*MODERATOR_COMMANDS, *ADMIN_COMMANDS],
+                self.on_command,
+                filters=filters.UpdateType.MESSAGE,  # an edited command is not a second one
+            ),
+            CallbackQueryHandler(self.on_button, pattern=f"^{CALLBACK_PREFIX}"),
+        ]
+
+    # -- commands ---------------------------------------------------------------------------
+
+    async def on_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message, user, chat = update.effective_message, update.effective_user, update.effective_chat
+        if message is None or user is None or chat is None or user.is_bot:
+            return
+        key = self.chat.member_for(user).key
+        if not await self.app.engine.first_delivery(key, str(update.update_id)):
+            return
+        word = (message.text or "").split()[0].lstrip("/").split("@")[0].lower()
+        args = list(context.args or [])
+        if word in ADMIN_COMMANDS:
+            await self._administer(word, message, user, chat, args)
+        else:
+            await self._moderate(word, message, user, chat, args)
+
+    async def _moderate(
+        self, word: str, message: Message, user: User, chat: Chat, args: list[str]
+    ) -> None:
+        locale = user.language_code
+        replied = _replied_member(message)
+        if word == "roles" and not args and replied is None:
+            await self._show(chat.id, self.moderation.role_list(), locale)
+            return
+        ref, rest = _subject(args, replied, takes_role=word != "roles")
+        if ref is None or (word != "roles" and not rest):
+            await self.chat.send(chat.id, self.chat.text(f"admin.usage_{word}", locale))
+            return
+        actor = await self._moderator(user, chat)
+        subject = await self._resolve(ref, actor, Rank.MODERATOR, chat.id, locale)
+        if subject is None:
+            return
+        if word == "grant":
+            result = await self.moderation.grant(actor, subject, rest[0])
+        elif word == "revoke":
+            result = await self.moderation.revoke(actor, subject, rest[0])
+        else:
+            result = await self.moderation.roles_of(actor, subject)
+        await self._show(chat.id, result, locale)
+
+    async def _administer(
+        self, word: str, message: Message, user: User, chat: Chat, args: list[str]
+    ) -> None:
+        locale = user.language_code
+        actor = self._admin(user)
+        if word in ("whois", "unlink"):
+            ref, _ = _subject(args, _replied_member(message), takes_role=False)
+            if ref is None:
+                await self.chat.send(chat.id, self.chat.text(f"admin.usage_{word}", locale))
+                return
+            subject = await self._resolve(ref, actor, Rank.ADMIN, chat.id, locale)
+            if subject is None:
+                return
+            if word == "whois":
+                result = await self.moderation.whois(actor, subject)
+            else:
+                result = await self.moderation.unlink(actor, subject)
+        elif word == "verified":
+            page = int(args[0]) if args and args[0].isdigit() else 1
+            result = await self.moderation.verified(
+                actor, platform=PLATFORM, scope=self.scope, page=page
+            )
+        elif word == "stats":
+            result = await self.moderation.stats(actor, platform=PLATFORM, scope=self.scope)
+        else:
+            result = await self.moderation.export(actor, platform=PLATFORM, scope=self.scope)
+        if actor.rank < Rank.ADMIN or chat.type == ChatType.PRIVATE:
+            await self._show(chat.id, result, locale)  # a refusal is said where it was asked
+            return
+        reached = await self._show(user.id, result, locale)
+        note = "answered_in_private" if reached else "start_private"
+        link = f"https://t.me/{self.bot.username}"
+        await self.chat.send(chat.id, self.chat.text(f"admin.{note}", locale, link=link))
+
+    # -- buttons ----------------------------------------------------------------------------
+
+    async def on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        query = update.callback_query
+        if query is None:
+            return
+        await self.chat.call(query.answer())  # every query, or the client keeps spinning
+        kind, _, value = (query.data or "").removeprefix(CALLBACK_PREFIX).partition(":")
+        actor = self._admin(query.from_user)
+        locale = query.from_user.language_code
+        if kind == "page" and value.isdigit():
+            result = await self.moderation.verified(
+                actor, platform=PLATFORM, scope=self.scope, page=int(value)
+            )
+        elif kind == "unlink" and value:
+            result = await self.moderation.confirm_unlink(actor, value)
+        elif kind == "keep" and value and actor.rank >= Rank.ADMIN:
+            result = await self.moderation.cancel_unlink(value)
+        else:
+            return
+        if isinstance(query.message, Message):
+            await self.chat.call(
+                query.message.edit_text(
+                    self._text(result, locale), reply_markup=self._markup(result, locale)
+                )
+            )
+
+    # -- members joining by a role's link ---------------------------------------------------
+
+    async def joined_by_link(self, change: ChatMemberUpdated) -> None:
+        """A member who joined with a role's invite link gets the role's title there."""
+        link, user = change.invite_link, change.new_chat_member.user
+        if link is None or link.creator.id != self.bot.id:
+            return
+        role = role_for_link(link.name, self.app.roles)
+        if role is None or not role.telegram.title or change.chat.id not in role.telegram.chats:
+            return
+        held = await self.app.engine.verification(self.chat.member_for(user).key)
+        if held is None or role.name not in held.roles:
+            return  # revoked since the link was sent
+        step = await self.roles.set_title(change.chat.id, user.id, role.telegram.title)
+        log.info("role_title_on_join", role=role.name, chat=change.chat.id, ok=step.ok)
+
+    # -- who is asking ----------------------------------------------------------------------
+
+    def _admin(self, user: User) -> Actor:
+        key = self.chat.member_for(user).key
+        rank = self.moderation.rank_of(key, platform_moderator=False)
+        return Actor(key, rank, actor_name(user))
+
+    async def _moderator(self, user: User, chat: Chat) -> Actor:
+        actor = self._admin(user)
+        if actor.rank >= Rank.MODERATOR:
+            return actor
+        places = self.places if chat.type == ChatType.PRIVATE else (chat.id,)
+        moderates = await self._administers(user.id, places)
+        rank = self.moderation.rank_of(actor.key, platform_moderator=moderates)
+        return Actor(actor.key, rank, actor.name)
+
+    async def _administers(self, user_id: int, places: Sequence[int | str]) -> bool:
+        """Whether the user is an administrator of any of ``places``, asked live."""
+        now = time.monotonic()
+        if len(self._moderators) > _CACHE_LIMIT:
+            self._moderators = {k: v for k, v in self._moderators.items() if v[0] > now}
+        for place in places:
+            cached = self._moderators.get((place, user_id))
+            if cached is not None and cached[0] > now:
+                answer = cached[1]
+            else:
+                member = await self.chat.call(self.bot.get_chat_member(place, user_id))
+                if member is None:
+                    continue  # not known there, or Telegram did not answer: not cached
+                answer = member.status in (ChatMember.OWNER, ChatMember.ADMINISTRATOR)
+                if self.cache_seconds:
+                    self._moderators[(place, user_id)] = (now + self.cache_seconds, answer)
+            if answer:
+                return True
+        return False
+
+    async def _resolve(
+        self, ref: str | User, actor: Actor, needed: Rank, chat_id: int, locale: str | None
+    ) -> MemberKey | None:
+        """The member a command names; None once the asker was told the @username is unknown."""
+        if isinstance(ref, User):
+            return self.chat.member_for(ref).key
+        subject = await self.moderation.resolve(PLATFORM, self.scope, ref)
+        if subject is not None:
+            return subject
+        if actor.rank < needed:
+            # Whether a @username verified is for moderators to know: the core refuses this.
+            return MemberKey(PLATFORM, self.scope, ref)
+        await self.chat.send(chat_id, self.chat.text("admin.unknown_handle", locale, handle=ref))
+        return None
+
+    # -- answers ----------------------------------------------------------------------------
+
+    def _text(self, result: Result, locale: str | None) -> str:
+        return "\n".join(
+            self.chat.catalogue.render(reply, locale, variant="telegram")
+            for reply in result.replies
+        )
+
+    def _markup(self, result: Result, locale: str | None) -> InlineKeyboardMarkup | None:
+        def button(key: str, data: str) -> InlineKeyboardButton:
+            return InlineKeyboardButton(
+                self.chat.text(f"admin.{key}", locale), callback_data=CALLBACK_PREFIX + data
+            )
+
+        row = []
+        if result.paging is not None:
+            page, pages = result.paging.page, result.paging.pages
+            if page > 1:
+                row.append(button("previous", f"page:{page - 1}"))
+            if page < pages:
+                row.append(button("next", f"page:{page + 1}"))
+        if result.confirm is not None:
+            row.append(button("confirm_unlink", f"unlink:{result.confirm}"))
+            row.append(button("cancel_unlink", f"keep:{result.confirm}"))
+        return InlineKeyboardMarkup([row]) if row else None
+
+    async def _show(self, chat_id: int, result: Result, locale: str | None) -> bool:
+        """Send the result; False if Telegram refused to let us write to that chat."""
+        text = self._text(result, locale)
+        document = result.document
+        if document is not None:
+            upload = InputFile(document.content, filename=document.filename)
+            request: Awaitable[Any] = self.bot.send_document(
+                chat_id, upload, caption=text[:_CAPTION_LIMIT]
+            )
+        else:
+            request = self.bot.send_message(
+                chat_id, text, reply_markup=self._markup(result, locale)
+            )
+        try:
+            await request
+        except Forbidden as error:
+            self.chat.log_refusal(error)
+            return False
+        except TelegramError as error:
+            self.chat.log_refusal(error)
+        return True
+
+
+def _replied_member(message: Message) -> User | None:
+    """The author of the message this command replies to, if that names a member."""
+    reply = message.reply_to_message
+    if reply is None or reply.forum_topic_created is not None:
+        return None  # in a forum topic every message "replies" to the topic's first one
+    author = reply.from_user
+    return author if author is not None and not author.is_bot else None
+
+
+def _subject(
+    args: list[str], replied: User | None, *, takes_role: bool
+) -> tuple[str | User | None, list[str]]:
+    """Who a command is about, and the words after them.
+
+    A member named in the command wins over the message replied to, except for
+    ``/grant <role>`` as a reply, whose one word is the role.
+    """
+    if args and _MEMBER_REF.match(args[0]) and not (takes_role and len(args) == 1 and replied):
+        return args[0], args[1:]
+    if replied is not None:
+        return replied, args
+    return None, args
