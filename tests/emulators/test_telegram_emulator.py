@@ -626,7 +626,7 @@ async def test_promotion_refusals_use_the_live_servers_words(
     admins = await bot.get_chat_administrators(group)
     owner = next(a.user.id for a in admins if a.status == "creator")
 
-    cases = [
+    cases: list[tuple[int, int, dict[str, Any], str]] = [
         (weak, ada, {"can_invite_users": True}, "not enough rights"),
         (group, ada, {"can_change_info": True}, "right_forbidden"),
         (group, grace, {"can_invite_users": True}, "chat_admin_required"),
