@@ -244,7 +244,7 @@ class SlackBot:
     async def after(self, member: Member, outcome: Outcome) -> None:
         """A verification is logged and earns AUTO_ROLES, whichever way it happened."""
         if outcome.verified is not None and not outcome.duplicate:
-            await self.moderation.member_verified(member)
+            await self.moderation.member_verified(member, fresh=outcome.verified.fresh)
 
     # --- listeners -----------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ one, and each failure is one log line (member and target ids, never a token or a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Final
 
@@ -95,15 +95,21 @@ class SlackRoles:
             steps.append(await self._step("usergroup_add", group, member, self._add(group, member)))
         return steps
 
-    async def undo(self, member: MemberKey, role: Role) -> list[PlatformStep]:
+    async def undo(
+        self, member: MemberKey, role: Role, kept: Sequence[Role] = ()
+    ) -> list[PlatformStep]:
         if not await self._ours(member):
             return [self._elsewhere(member, role)]
+        # What the member's other roles open stays open.
+        kept_channels = {channel for other in kept for channel in other.slack.channels}
+        kept_groups = {other.slack.usergroup for other in kept}
         steps = [
             await self._step("channel_kick", channel, member, self._kick(channel, member))
             for channel in role.slack.channels
+            if channel not in kept_channels
         ]
         group = role.slack.usergroup
-        if group:
+        if group and group not in kept_groups:
             removal = self._remove(group, member)
             steps.append(await self._step("usergroup_remove", group, member, removal))
         return steps

@@ -288,9 +288,7 @@ class TelegramChat:
         self.catalogue = app.catalogue
         self.gate = GroupGate(self, app)
         bot = application.bot
-        self.roles = TelegramRoles(
-            bot, app.catalogue, admit=self.gate.admit, kept_chats=self._kept_chats
-        )
+        self.roles = TelegramRoles(bot, app.catalogue, admit=self.gate.admit)
         log_chat = app.settings.telegram_log_chat_id
         self.moderation = app.moderation(
             {PLATFORM: self.roles},
@@ -424,18 +422,13 @@ class TelegramChat:
             return
         await self.show(chat.id, outcome, member.locale)
         if outcome.verified is not None:
-            await self.verified(member)
+            await self.verified(member, fresh=outcome.verified.fresh)
 
-    async def verified(self, member: Member) -> None:
-        """The member just verified: let them into held groups, log it, give AUTO_ROLES."""
+    async def verified(self, member: Member, *, fresh: bool = True) -> None:
+        """The member verified (``fresh``) or came back by a deep link: let them into held
+        groups, and tell the moderators' desk (the log, AUTO_ROLES)."""
         await self.gate.member_verified(member)
-        await self.moderation.member_verified(member)
-
-    async def _kept_chats(self, key: MemberKey) -> frozenset[int]:
-        """The chats the member's remaining roles still open (read after a revoke)."""
-        link = await self.app.engine.verification(key)
-        held = [self.app.roles.get(name) for name in (link.roles if link else ())]
-        return frozenset(chat for role in held if role for chat in role.telegram.chats)
+        await self.moderation.member_verified(member, fresh=fresh)
 
     async def show(self, chat_id: int | str, outcome: Outcome, locale: str | None) -> None:
         """Send the replies; a reply keyboard shown for the phone goes once it is given."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -152,7 +151,7 @@ class GroupGate:
         outcome = await self.engine.handle(member, Start(origin=place))
         await self.chat.show(reach, outcome, member.locale)
         if outcome.verified is not None:
-            await self.chat.verified(member)
+            await self.chat.verified(member, fresh=outcome.verified.fresh)
 
     async def on_group_verify(
         self, update: TelegramUpdate, context: ContextTypes.DEFAULT_TYPE
@@ -181,12 +180,7 @@ class GroupGate:
     async def admit(self, member: MemberKey, chat: int) -> None:
         """A role opens ``chat`` to the member: remember it, so the gate lets them walk in, and
         end any hold there (their restriction is lifted by the role)."""
-        place = str(chat)
-        # The Gatekeeper has no "admit by role" yet; admit() records a verified member only.
-        await asyncio.to_thread(
-            self.gatekeeper.directory.admit, member, place, now=datetime.now(UTC)
-        )
-        for hold in await self.gatekeeper.leave(member, place):
+        for hold in await self.gatekeeper.admit(member, str(chat)):
             await self._clear_welcome(hold)
 
     async def on_lapsed(self, lapsed: Lapsed) -> None:

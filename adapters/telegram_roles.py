@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
@@ -46,8 +46,6 @@ LINK_NAME_PREFIX = "verifybot "
 T = TypeVar("T")
 #: Records that a member may enter a chat without being held at its gate.
 Admit = Callable[[MemberKey, int], Awaitable[None]]
-#: The chats a member's *other* roles still open, so a revoke leaves them in those.
-KeptChats = Callable[[MemberKey], Awaitable[frozenset[int]]]
 
 _RIGHTS = re.compile(r"not enough rights|chat_admin_required|right_forbidden|need administrator")
 
@@ -113,13 +111,11 @@ class TelegramRoles:
         catalogue: Catalogue,
         *,
         admit: Admit | None = None,
-        kept_chats: KeptChats | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.bot = bot
         self.catalogue = catalogue
         self.admit = admit
-        self.kept_chats = kept_chats
         self.clock = clock
 
     async def apply(self, member: MemberKey, role: Role) -> list[PlatformStep]:
@@ -139,15 +135,18 @@ class TelegramRoles:
                 steps.append(await self.set_title(chat, user_id, role.telegram.title))
         return steps
 
-    async def undo(self, member: MemberKey, role: Role) -> list[PlatformStep]:
+    async def undo(
+        self, member: MemberKey, role: Role, kept: Sequence[Role] = ()
+    ) -> list[PlatformStep]:
         if not self._ours(member):
             return [PlatformStep("connect", member.scope, False, "not_connected")]
         user_id = int(member.user_id)
-        kept = await self.kept_chats(member) if self.kept_chats else frozenset()
+        # The chats the member's other roles open: a revoke leaves them in those.
+        kept_chats = {chat for other in kept for chat in other.telegram.chats}
         steps: list[PlatformStep] = []
         for chat in role.telegram.chats:
             try:
-                steps += await self._close(user_id, chat, role, keep=chat in kept)
+                steps += await self._close(user_id, chat, role, keep=chat in kept_chats)
             except StepFailed as failed:
                 steps.append(failed.step(chat))
         return steps

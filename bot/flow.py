@@ -320,6 +320,9 @@ class MemberVerified:
 
     phone: str
     origin: str | None
+    #: False when a member verified before is only being sent on to a group (a deep link):
+    #: gates still open, but it is not news for the moderators' log.
+    fresh: bool = True
 
 
 # Commands: the engine answers each with an event. A step emits at most one, last.
@@ -492,7 +495,7 @@ def _link_looked_up(
         effects: tuple[Effect, ...] = ()
         if event.purpose is Purpose.START and conv.origin:
             # Verified elsewhere already: the group that sent them may still need to know.
-            effects = (MemberVerified(event.phone, conv.origin),)
+            effects = (MemberVerified(event.phone, conv.origin, fresh=False),)
         return Step(verified, (*effects, _already_verified_reply(verified)))
     if event.purpose is Purpose.STATUS:
         return Step(conv, (Reply("status.not_verified", actions=(Action.START,)),))

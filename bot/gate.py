@@ -277,6 +277,12 @@ class Gatekeeper:
             await asyncio.to_thread(self.directory.admit, member, hold.place, now=self._now())
         return holds
 
+    async def admit(self, member: MemberKey, place: str) -> list[Hold]:
+        """Something else (a role) opened ``place`` to verified ``member``: remember it, so a
+        rejoin walks in, and end their hold there."""
+        await asyncio.to_thread(self.directory.admit, member, place, now=self._now())
+        return await self.gate.release(member, place)
+
     async def leave(self, member: MemberKey, place: str) -> list[Hold]:
         """The member left ``place`` (or was removed by someone else): forget their hold."""
         return await self.gate.release(member, place)

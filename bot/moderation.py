@@ -198,7 +198,7 @@ class Moderation:
         if outcome is GrantOutcome.ALREADY_HELD:
             return Result((Reply("mod.already_has", {"member": who, "role": role.name}),))
         replies = [Reply("mod.granted", {"member": who, "role": role.name})]
-        replies += await self._mirror(actor, subject, who, role, undo=False)
+        replies += await self._mirror(actor, subject, who, role)
         await self._post(
             Reply(
                 "modlog.granted", {"member": who, "role": role.name, "by": actor.name or str(actor)}
@@ -372,19 +372,23 @@ class Moderation:
 
     # -- the bot itself --------------------------------------------------------------------------
 
-    async def member_verified(self, member: Member) -> None:
-        """Log the verification and give ``AUTO_ROLES``; called by adapters, never raises."""
+    async def member_verified(self, member: Member, *, fresh: bool = True) -> None:
+        """Log a ``fresh`` verification and give ``AUTO_ROLES``; never raises.
+
+        Not fresh: a member verified before came back by a deep link. Their auto roles are
+        ensured (the roles file may have changed), but the log hears nothing new.
+        """
         try:
-            link = await self._db(self.directory.find, member.key)
-            who = member_label(link, member.key)
-            await self._post(Reply("modlog.verified", {"member": who}))
+            _, who = await self._named(member.key)
+            if fresh:
+                await self._post(Reply("modlog.verified", {"member": who}))
             for name in self.roles.auto:
                 role = self.roles.roles[name]
                 outcome = await self._db(
                     self.directory.grant_role, member.key, name, granted_by=AUTO, now=self._now()
                 )
                 if outcome is GrantOutcome.GRANTED:
-                    await self._mirror(None, member.key, who, role, undo=False)
+                    await self._mirror(None, member.key, who, role)
         except Exception:
             log.exception("auto_roles_failed", member=str(member.key))
 
@@ -437,13 +441,25 @@ class Moderation:
         return Result((Reply("mod.unknown_role", params),), ok=False)
 
     async def _mirror(
-        self, actor: Actor | None, subject: MemberKey, who: str, role: Role, *, undo: bool
+        self,
+        actor: Actor | None,
+        subject: MemberKey,
+        who: str,
+        role: Role,
+        *,
+        undo: bool = False,
     ) -> list[Reply]:
         """Carry a grant or revoke out on the member's platform; report what did not happen."""
         applier = self.platforms.get(subject.platform)
         if applier is None:
             return [Reply("mod.not_connected", {"platform": subject.platform})]
-        steps = await (applier.undo if undo else applier.apply)(subject, role)
+        if undo:
+            # Read after the revoke: what the member's other roles open must stay open.
+            link = await self._db(self.directory.find, subject)
+            kept = tuple(r for r in map(self.roles.get, link.roles if link else ()) if r)
+            steps = await applier.undo(subject, role, kept)
+        else:
+            steps = await applier.apply(subject, role)
         failed = [step for step in steps if not step.ok]
         if not failed:
             return []

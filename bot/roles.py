@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -96,7 +96,11 @@ class RolePlatform(Protocol):
 
     async def apply(self, member: MemberKey, role: Role) -> list[PlatformStep]: ...
 
-    async def undo(self, member: MemberKey, role: Role) -> list[PlatformStep]: ...
+    async def undo(
+        self, member: MemberKey, role: Role, kept: Sequence[Role] = ()
+    ) -> list[PlatformStep]:
+        """Undo ``role``, leaving open what the member's ``kept`` roles still open."""
+        ...
 
 
 def load_role_book(

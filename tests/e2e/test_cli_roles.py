@@ -25,6 +25,7 @@ BOB = "U0BOB00001"
 ROLES = {
     "roles": {
         "helper": {"slack": {"channels": ["C0HELPERS1"], "usergroup": "S0HELPERS1"}},
+        "mentor": {"slack": {"channels": ["C0HELPERS1"]}},
     }
 }
 
@@ -119,3 +120,16 @@ async def test_unlinking_from_the_command_line_undoes_the_roles_on_slack(
     assert ALICE not in slack.channels["C0HELPERS1"].members
     assert slack.usergroups["S0HELPERS1"] == [BOB]
     assert "removed Alice" in slack.messages["C0MODLOG01"][-1]["text"]
+
+
+async def test_revoking_one_role_keeps_the_channels_another_role_still_opens(
+    slack: SlackEmulator, env: dict[str, str], tmp_path: Path
+) -> None:
+    for role in ("helper", "mentor"):
+        await verifybot("roles", "grant", "slack", ALICE, role, env=env, cwd=tmp_path)
+    code, _, err = await verifybot(
+        "roles", "revoke", "slack", ALICE, "helper", env=env, cwd=tmp_path
+    )
+    assert code == 0, err
+    assert ALICE in slack.channels["C0HELPERS1"].members  # "mentor" still opens it
+    assert slack.usergroups["S0HELPERS1"] == [BOB]  # only "helper" gave the group

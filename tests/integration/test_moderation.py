@@ -7,7 +7,7 @@ end to end against their emulators in tests/e2e.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -38,11 +38,15 @@ class RecordingPlatform:
     platform: str = "telegram"
     done: list[tuple[str, MemberKey, str]] = field(default_factory=list)
     refuse: str | None = None
+    kept: list[tuple[str, ...]] = field(default_factory=list)
 
     async def apply(self, member: MemberKey, role: Role) -> list[PlatformStep]:
         return self._steps("apply", member, role)
 
-    async def undo(self, member: MemberKey, role: Role) -> list[PlatformStep]:
+    async def undo(
+        self, member: MemberKey, role: Role, kept: Sequence[Role] = ()
+    ) -> list[PlatformStep]:
+        self.kept.append(tuple(r.name for r in kept))
         return self._steps("undo", member, role)
 
     def _steps(self, verb: str, member: MemberKey, role: Role) -> list[PlatformStep]:
@@ -193,6 +197,7 @@ async def test_revoking_undoes_the_platform_action_and_records_who(
     result = await desk.revoke(MOD, ALICE, "helper")
     assert keys(result) == ["mod.revoked"]
     assert platform.done[-1] == ("undo", ALICE, "helper")
+    assert platform.kept == [()]
     revoked = directory.audit_trail(subject=str(ALICE))[0]
     assert (revoked.event, revoked.actor) == ("role_revoked", str(MOD))
     assert log.lines[-1].key == "modlog.revoked"
@@ -337,3 +342,22 @@ async def test_sync_applies_every_active_grant_again_and_reports_failures(
     ]
     with pytest.raises(PermissionError):
         await desk.sync(MOD)
+
+
+async def test_revoking_one_role_keeps_open_what_another_role_still_opens(
+    desk: Moderation, directory: Directory, platform: RecordingPlatform
+) -> None:
+    verify(directory, ALICE)
+    await desk.grant(MOD, ALICE, "helper")
+    await desk.grant(MOD, ALICE, "verified")
+    await desk.revoke(MOD, ALICE, "helper")
+    assert platform.kept == [("verified",)]
+
+
+async def test_a_deep_link_back_to_a_group_is_not_news_for_the_log(
+    desk: Moderation, directory: Directory, platform: RecordingPlatform, log: Log
+) -> None:
+    verify(directory, ALICE)
+    await desk.member_verified(Member(ALICE), fresh=False)
+    assert log.lines == []
+    assert platform.done == [("apply", ALICE, "verified")]  # auto roles are still ensured

@@ -119,7 +119,7 @@ def test_a_deep_link_start_remembers_the_group_and_reports_an_existing_verificat
     asked = run(Conversation(), Start(origin="group-42"))
     assert asked.conversation.origin == "group-42"
     result = run(asked.conversation, LinkLookedUp(Purpose.START, PHONE, NOW))
-    assert MemberVerified(PHONE, "group-42") in result.effects
+    assert MemberVerified(PHONE, "group-42", fresh=False) in result.effects
 
 
 def test_status_of_an_unknown_member_is_not_verified_and_keeps_the_conversation_idle() -> None:
@@ -400,7 +400,7 @@ def test_a_verified_member_starting_again_is_checked_against_the_directory() -> 
     assert looked.effects == (LookupLink(Purpose.START),)
     still = run(looked.conversation, LinkLookedUp(Purpose.START, PHONE, NOW - 86400))
     assert still.conversation.state is State.VERIFIED
-    assert MemberVerified(PHONE, "group-7") in still.effects
+    assert MemberVerified(PHONE, "group-7", fresh=False) in still.effects
     assert replies(still) == ["verified.already"]
 
 
