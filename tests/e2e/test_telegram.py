@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 
 from adapters.telegram import serve
 from bot.bootstrap import App, open_app
@@ -28,27 +27,6 @@ OTHER_E164 = "447400654321"
 LOGIN_WARNING = "NOT a Telegram login code"
 
 RunBot = Callable[..., Any]
-
-
-@pytest.fixture
-def telegram() -> Iterator[TelegramEmulator]:
-    with TelegramEmulator() as emulator:
-        yield emulator
-    assert emulator.internal_errors == []
-    assert emulator.unemulated == []
-
-
-@pytest.fixture
-def key_file(vonage_key: Any, tmp_path: Path) -> Path:
-    path = tmp_path / "private.key"
-    path.write_bytes(
-        vonage_key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return path
 
 
 @pytest.fixture

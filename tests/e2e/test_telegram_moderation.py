@@ -8,14 +8,13 @@ import asyncio
 import csv
 import io
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 
 from adapters.telegram import serve
 from bot.bootstrap import App, open_app
@@ -27,27 +26,6 @@ from tests.emulators.vonage import VonageEmulator
 
 RunBot = Callable[..., Any]
 ADA_PHONE = "+447400123456"
-
-
-@pytest.fixture
-def telegram() -> Iterator[TelegramEmulator]:
-    with TelegramEmulator() as emulator:
-        yield emulator
-    assert emulator.internal_errors == []
-    assert emulator.unemulated == []
-
-
-@pytest.fixture
-def key_file(vonage_key: Any, tmp_path: Path) -> Path:
-    path = tmp_path / "private.key"
-    path.write_bytes(
-        vonage_key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return path
 
 
 @pytest.fixture
