@@ -8,60 +8,29 @@ import asyncio
 import csv
 import io
 import json
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from adapters.telegram import serve
-from bot.bootstrap import App, open_app
+from bot.bootstrap import App
 from bot.identity import MemberKey
-from tests.conftest import VONAGE_APP_ID
+from tests.e2e.conftest import RunBot
 from tests.e2e.test_telegram import callback_data, next_message
 from tests.emulators.telegram import SentMessage, TelegramEmulator
 from tests.emulators.vonage import VonageEmulator
 
-RunBot = Callable[..., Any]
 ADA_PHONE = "+447400123456"
 
 
 @pytest.fixture
-def run_bot(
-    make_settings: Callable[..., Any],
-    telegram: TelegramEmulator,
-    vonage: VonageEmulator,
-    key_file: Path,
-) -> RunBot:
-    """Start ``verifybot run telegram`` with these roles; stop it when the block ends."""
+def run_bot(run_bot: RunBot) -> RunBot:
+    """``run_bot`` from conftest, with the roles (as ``ROLES`` JSON) as its first argument."""
 
-    @asynccontextmanager
-    async def run(roles: dict[str, Any] | None = None, **overrides: Any) -> AsyncIterator[App]:
-        values: dict[str, Any] = {
-            "telegram_bot_token": telegram.token,
-            "telegram_api_base_url": telegram.base_url,
-            "vonage_application_id": VONAGE_APP_ID,
-            "vonage_private_key_path": key_file,
-            "vonage_api_host": vonage.host,
-            "vonage_timeout_seconds": 2,
-            "vonage_retry_wait_seconds": 0.01,
-            "resend_cooldown_seconds": 0,
-            "roles": json.dumps({"roles": roles or {}}),
-            **overrides,
-        }
-        async with open_app(make_settings(**values)) as app:
-            task = asyncio.create_task(serve(app))
-            await telegram.wait_for(lambda: telegram.calls_to("getUpdates") or task.done())
-            if task.done():
-                task.result()  # startup failed: show why
-            try:
-                yield app
-            finally:
-                task.cancel()
-                with suppress(asyncio.CancelledError):
-                    await task
+    def run(roles: dict[str, Any] | None = None, **overrides: Any) -> Any:
+        return run_bot(roles=json.dumps({"roles": roles or {}}), **overrides)
 
     return run
 
