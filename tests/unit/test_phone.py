@@ -130,3 +130,15 @@ def test_shared_contacts_are_international_even_without_a_plus() -> None:
 def test_masking_keeps_the_country_code_and_last_four_digits_only() -> None:
     assert mask_phone("+447400123456") == "+44•••••3456"
     assert mask_phone("+14155552671") == "+1•••••2671"
+    assert mask_phone("+380501234567") == "+380•••••4567"  # three-digit code
+    assert mask_phone("+79161234567") == "+7•••••4567"
+    assert mask_phone("not a number") == "+•••••mber"  # never more than four characters
+
+
+@pytest.mark.parametrize("region", sorted(phonenumbers.SUPPORTED_REGIONS))
+def test_masking_names_the_same_calling_code_as_parsing(region: str) -> None:
+    example = phonenumbers.example_number_for_type(region, phonenumbers.PhoneNumberType.MOBILE)
+    if example is None:
+        return
+    e164 = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
+    assert mask_phone(e164) == f"+{example.country_code}•••••{e164[-4:]}"
