@@ -369,14 +369,20 @@ def users_export(
         settings = settings_for(log_level="WARNING")
         actor = cli_actor()
 
-        async def export(desk: Moderation, directory: Directory) -> str:
-            where = platform.value if platform else None
+        async def export(desk: Moderation, directory: Directory) -> Result:
             # The desk audits the export (and any revealing) in the operator's name.
-            await desk.export(actor, platform=where, scope=None, reveal_phones=reveal_phones)
-            links = directory.list_links(platform=where)
-            return render(export_rows(links, reveal_phones=reveal_phones), fmt)
+            return await desk.export(
+                actor,
+                platform=platform.value if platform else None,
+                scope=None,
+                reveal_phones=reveal_phones,
+                fmt=fmt.value,
+            )
 
-        text = with_desk(settings, export, connect=False)
+        result: Result = with_desk(settings, export, connect=False)
+        if result.document is None:  # pragma: no cover - the command line is an admin
+            raise fail("the export was refused", code=1)
+        text = result.document.content.decode().rstrip("\n")
         if output is None:
             typer.echo(text)
         else:

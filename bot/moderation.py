@@ -25,7 +25,7 @@ from bot.directory import Directory, GrantOutcome, PhoneLink
 from bot.flow import Reply
 from bot.identity import Member, MemberKey
 from bot.privacy import mask_phone
-from bot.report import export_rows, render
+from bot.report import Format, export_rows, render
 from bot.roles import PlatformStep, Role, RoleBook, RolePlatform
 from bot.store import Store
 
@@ -316,14 +316,20 @@ class Moderation:
         return Result((Reply("mod.stats", params),))
 
     async def export(
-        self, actor: Actor, *, platform: str | None, scope: str | None, reveal_phones: bool = False
+        self,
+        actor: Actor,
+        *,
+        platform: str | None,
+        scope: str | None,
+        reveal_phones: bool = False,
+        fmt: Format = "csv",
     ) -> Result:
-        """Every member as CSV; full numbers only when asked, and that is audited."""
+        """Every member as a file; full numbers only when asked, and that is audited."""
         refused = await self.check(actor, Rank.ADMIN, "export", None)
         if refused:
             return refused
         links = await self._db(self.directory.list_links, platform=platform, scope=scope)
-        content = render(export_rows(links, reveal_phones=reveal_phones), "csv") + "\n"
+        content = render(export_rows(links, reveal_phones=reveal_phones), fmt) + "\n"
         await self._audit(
             "phones_revealed" if reveal_phones else "exported",
             actor,
@@ -331,7 +337,8 @@ class Moderation:
             {"members": len(links)},
         )
         stamp = datetime.fromtimestamp(self.clock(), UTC).strftime("%Y%m%d-%H%M")
-        document = Document(f"verifybot-{platform or 'all'}-{stamp}.csv", content.encode())
+        name = f"verifybot-{platform or 'all'}-{stamp}.{'txt' if fmt == 'table' else fmt}"
+        document = Document(name, content.encode())
         return Result((Reply("mod.export.caption", {"count": len(links)}),), document=document)
 
     async def unlink(self, actor: Actor, subject: MemberKey, *, confirmed: bool = False) -> Result:

@@ -15,7 +15,7 @@ from typing import Any, Final, Literal
 from bot.directory import PhoneLink
 from bot.privacy import mask_phone
 
-__all__ = ["COLUMNS", "export_rows", "link_row", "render"]
+__all__ = ["COLUMNS", "Format", "export_rows", "link_row", "render"]
 
 COLUMNS: Final = (
     "platform", "scope", "user_id", "display_name", "handle", "phone", "country", "verified",
