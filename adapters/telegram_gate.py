@@ -86,13 +86,17 @@ class GroupGate:
         if change is None or change.new_chat_member.user.is_bot:
             return
         was, now = _present(change.old_chat_member), _present(change.new_chat_member)
-        if change.invite_link is not None and now and not was:
-            await self.chat.desk.joined_by_link(change)
-        if self.mode != RESTRICT:
+        by_link = change.invite_link is not None and now and not was
+        if self.mode != RESTRICT and not by_link:
             return
         user = change.new_chat_member.user
         member = self.chat.member_for(user)
+        # Before either use: a redelivered join must not set a role's title twice.
         if not await self._first_sighting(member, update):
+            return
+        if by_link:
+            await self.chat.desk.joined_by_link(change)
+        if self.mode != RESTRICT:
             return
         place = str(change.chat.id)
         if was and not now:
