@@ -33,7 +33,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters._runtime import until_stopped
 from adapters.slack_admin import SlackDesk
-from adapters.slack_roles import SlackModLog, SlackRoles
+from adapters.slack_roles import SlackRoles, mod_log
 from adapters.slack_views import (
     ACTIONS_BY_ID,
     CODE_INPUT,
@@ -182,9 +182,10 @@ class SlackBot:
         self.catalogue = bot.catalogue
         self.client = client
         self.profiles = _Profiles(client)
-        channel = bot.settings.slack_log_channel
-        log_channel = SlackModLog(client, bot.catalogue, channel) if channel else None
-        self.moderation = bot.moderation({PLATFORM: SlackRoles(client)}, log_channel)
+        roles = SlackRoles(client)
+        self.moderation = bot.moderation(
+            {PLATFORM: roles}, mod_log(roles, bot.settings, bot.catalogue)
+        )
 
     async def member(self, team_id: str, user_id: str) -> Member:
         profile = await self.profiles.get(team_id, user_id)

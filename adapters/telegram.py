@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine
-from contextlib import suppress
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager, suppress
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -50,7 +50,7 @@ from adapters import telegram_admin
 from adapters._runtime import until_stopped
 from adapters.telegram_admin import ModeratorDesk
 from adapters.telegram_gate import GroupGate
-from adapters.telegram_roles import TelegramModLog, TelegramRoles
+from adapters.telegram_roles import TelegramRoles, mod_log
 from bot.engine import Outcome
 from bot.flow import (
     ACTION_EVENTS,
@@ -126,23 +126,38 @@ def check_settings(settings: Settings, *, webhook: bool) -> None:
             )
 
 
-async def check_connection(settings: Settings) -> str:
-    """Who the token belongs to, asked of the Bot API (``verifybot doctor``)."""
-    assert settings.telegram_bot_token is not None  # noqa: S101 - the caller checks
-    bot = Bot(
-        settings.telegram_bot_token.get_secret_value(),
-        base_url=settings.telegram_api_base_url,
-        base_file_url=file_url_for(settings.telegram_api_base_url),
-    )
+@asynccontextmanager
+async def connected_bot(settings: Settings) -> AsyncIterator[Bot]:
+    """A PTB ``Bot`` outside the running application (doctor, the CLI), initialised: a
+    refused token or an unreachable API is a ``ConfigError`` in one line."""
+    token = settings.telegram_bot_token
+    if token is None:
+        raise ConfigError("TELEGRAM_BOT_TOKEN is not set: put the bot's token in .env")
+    base_url = settings.telegram_api_base_url
+    bot = Bot(token.get_secret_value(), base_url=base_url, base_file_url=file_url_for(base_url))
     try:
-        async with bot:
-            webhook = await bot.get_webhook_info()
+        await bot.initialize()
     except InvalidToken:
         raise ConfigError(
             "TELEGRAM_BOT_TOKEN was refused by Telegram: check it with @BotFather"
         ) from None
     except TelegramError as exc:
-        raise ConfigError(f"cannot reach {settings.telegram_api_base_url}: {exc.message}") from None
+        raise ConfigError(f"cannot reach {base_url}: {exc.message}") from None
+    try:
+        yield bot
+    finally:
+        await bot.shutdown()
+
+
+async def check_connection(settings: Settings) -> str:
+    """Who the token belongs to, asked of the Bot API (``verifybot doctor``)."""
+    async with connected_bot(settings) as bot:
+        try:
+            webhook = await bot.get_webhook_info()
+        except TelegramError as exc:
+            raise ConfigError(
+                f"cannot reach {settings.telegram_api_base_url}: {exc.message}"
+            ) from None
     where = f"webhook {webhook.url}" if webhook.url else "no webhook (long polling)"
     return f"@{bot.username} (id {bot.id}), {where}"
 
@@ -289,10 +304,8 @@ class TelegramChat:
         self.gate = GroupGate(self, app)
         bot = application.bot
         self.roles = TelegramRoles(bot, app.catalogue, admit=self.gate.admit)
-        log_chat = app.settings.telegram_log_chat_id
         self.moderation = app.moderation(
-            {PLATFORM: self.roles},
-            TelegramModLog(bot, app.catalogue, log_chat) if log_chat else None,
+            {PLATFORM: self.roles}, mod_log(self.roles, app.settings, app.catalogue)
         )
         self.desk = ModeratorDesk(self, app, self.moderation, self.roles)
         application.bot_data["chat"] = self

@@ -22,7 +22,6 @@ from telegram import Bot, ChatMember, ChatPermissions
 from telegram.error import (
     BadRequest,
     Forbidden,
-    InvalidToken,
     NetworkError,
     RetryAfter,
     TelegramError,
@@ -31,7 +30,7 @@ from telegram.error import (
 from bot.flow import Reply
 from bot.identity import MemberKey
 from bot.roles import PlatformStep, Role, RoleBook
-from bot.settings import ConfigError, Settings
+from bot.settings import Settings
 from bot.texts import Catalogue
 
 log = structlog.get_logger("verifybot.telegram")
@@ -303,29 +302,7 @@ def mod_log(
 @asynccontextmanager
 async def standalone(settings: Settings, catalogue: Catalogue) -> AsyncIterator[TelegramRoles]:
     """Telegram roles outside the running bot, for ``verifybot roles grant|revoke|sync``."""
-    from adapters.telegram import file_url_for  # the adapter imports this module
+    from adapters.telegram import connected_bot  # the adapter imports this module
 
-    if settings.telegram_bot_token is None:
-        raise ConfigError(
-            "TELEGRAM_BOT_TOKEN is not set, so roles cannot be applied on Telegram "
-            "(put the bot's token in .env)"
-        )
-    bot = Bot(
-        settings.telegram_bot_token.get_secret_value(),
-        base_url=settings.telegram_api_base_url,
-        base_file_url=file_url_for(settings.telegram_api_base_url),
-    )
-    try:
-        await bot.initialize()
-    except InvalidToken:
-        raise ConfigError(
-            "TELEGRAM_BOT_TOKEN was refused by Telegram: check it with @BotFather"
-        ) from None
-    except TelegramError as error:
-        raise ConfigError(
-            f"cannot reach {settings.telegram_api_base_url}: {error.message}"
-        ) from None
-    try:
+    async with connected_bot(settings) as bot:
         yield TelegramRoles(bot, catalogue)
-    finally:
-        await bot.shutdown()
