@@ -162,6 +162,11 @@ class _Profiles:
         return found
 
 
+def _member(team_id: str, user_id: str, profile: _Profile) -> Member:
+    key = MemberKey(PLATFORM, team_id, user_id)
+    return Member(key, display_name=profile.name, locale=profile.locale)
+
+
 async def _call(method: str, request: Awaitable[Any]) -> dict[str, Any] | None:
     """One Web API call; Slack's refusals become one log line, never a crash."""
     try:
@@ -188,17 +193,14 @@ class SlackBot:
         )
 
     async def member(self, team_id: str, user_id: str) -> Member:
-        profile = await self.profiles.get(team_id, user_id)
-        key = MemberKey(PLATFORM, team_id, user_id)
-        return Member(key, display_name=profile.name, locale=profile.locale)
+        return _member(team_id, user_id, await self.profiles.get(team_id, user_id))
 
     async def moderator(self, team_id: str, user_id: str) -> tuple[Member, bool]:
         """The member, and whether Slack makes them a moderator (a workspace admin or
         owner), checked again after MODERATOR_CACHE_SECONDS."""
         max_age = float(self.bot.settings.moderator_cache_seconds)
         profile = await self.profiles.get(team_id, user_id, max_age=max_age)
-        key = MemberKey(PLATFORM, team_id, user_id)
-        return Member(key, display_name=profile.name, locale=profile.locale), profile.admin
+        return _member(team_id, user_id, profile), profile.admin
 
     async def call(self, method: str, request: Awaitable[Any]) -> dict[str, Any] | None:
         return await _call(method, request)
