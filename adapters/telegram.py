@@ -49,6 +49,7 @@ from telegram.ext import (
 from adapters import telegram_admin
 from adapters._runtime import until_stopped
 from adapters.telegram_admin import ModeratorDesk
+from adapters.telegram_commands import command_word
 from adapters.telegram_gate import GroupGate
 from adapters.telegram_roles import TelegramRoles, mod_log
 from bot.engine import Outcome
@@ -373,8 +374,9 @@ class TelegramChat:
 
     async def on_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
-        word = (message.text or "").split()[0].lstrip("/").split("@")[0].lower() if message else ""
-        await self.converse(update, COMMAND_EVENTS.get(word, Help()))
+        text = message.text if message else None
+        word = command_word(text, COMMAND_EVENTS, bot_username=self.bot.username)
+        await self.converse(update, COMMAND_EVENTS[word] if word else Help())
 
     async def on_unknown_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await self.converse(update, Help())

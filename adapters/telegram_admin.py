@@ -32,6 +32,7 @@ from telegram.constants import ChatType
 from telegram.error import Forbidden, TelegramError
 from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, ContextTypes, filters
 
+from adapters.telegram_commands import command_word
 from adapters.telegram_roles import TelegramRoles, role_for_link
 from bot.identity import MemberKey
 from bot.moderation import Actor, Moderation, Rank, Result
@@ -47,6 +48,7 @@ PLATFORM = "telegram"
 CALLBACK_PREFIX = "va:"
 MODERATOR_COMMANDS = ("grant", "revoke", "roles")
 ADMIN_COMMANDS = ("whois", "verified", "stats", "export", "unlink")
+DESK_COMMANDS = frozenset(MODERATOR_COMMANDS + ADMIN_COMMANDS)
 #: A member named in a command: @username or a numeric user id.
 _MEMBER_REF = re.compile(r"^(@[A-Za-z][A-Za-z0-9_]{2,31}|\d{1,20})$")
 _CACHE_LIMIT = 4096
@@ -93,7 +95,7 @@ class ModeratorDesk:
     def handlers(self) -> list[BaseHandler[Update, Any, Any]]:
         return [
             CommandHandler(
-                [*MODERATOR_COMMANDS, *ADMIN_COMMANDS],
+                sorted(DESK_COMMANDS),
                 self.on_command,
                 filters=filters.UpdateType.MESSAGE,  # an edited command is not a second one
             ),
@@ -109,7 +111,10 @@ class ModeratorDesk:
         key = self.chat.member_for(user).key
         if not await self.app.engine.first_delivery(key, str(update.update_id)):
             return
-        word = (message.text or "").split()[0].lstrip("/").split("@")[0].lower()
+        word = command_word(message.text, DESK_COMMANDS, bot_username=self.bot.username)
+        if word is None:  # a lookalike of a desk command: say which commands there are
+            await self.chat.send(chat.id, self.chat.text("admin.help", user.language_code))
+            return
         args = list(context.args or [])
         if word in ADMIN_COMMANDS:
             await self._administer(word, message, user, chat, args)

@@ -518,6 +518,24 @@ async def test_export_sends_a_csv_with_masked_phones_in_private_even_when_asked_
         assert [e.actor for e in audit(app, "exported")] == [str(key_of(telegram, root))]
 
 
+async def test_a_lookalike_of_a_desk_command_gets_the_desk_help_and_does_nothing(
+    run_bot: RunBot, telegram: TelegramEmulator
+) -> None:
+    club = telegram.add_group("Club")
+    root = telegram.add_user("Root")
+    telegram.add_admin(club, root)
+    async with run_bot(telegram_admin_ids=str(root), telegram_gate_mode="off") as app:
+        # Telegram marks "/export" inside each of these as the command (a combining diaeresis
+        # on the t; a zero-width space), so PTB routes them to the desk; neither is /export.
+        for typed in ("/export\u0308", "/export\u200b now"):
+            seen = len(telegram.messages_in(club))
+            telegram.send_text(root, typed, chat_id=club)
+            await next_message(telegram, club, "Moderators' commands: /grant", after=seen)
+
+        assert not [m for m in telegram.messages_in(root) if m.document]
+        assert audit(app, "exported") == []
+
+
 async def test_an_admin_who_never_opened_a_private_chat_is_asked_to(
     run_bot: RunBot, telegram: TelegramEmulator
 ) -> None:
