@@ -149,8 +149,18 @@ class Limited:
 
 
 @dataclass(frozen=True, slots=True)
+class PhoneBusy:
+    """Another member's verification of this number is in progress; nothing was written."""
+
+    retry_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class VerificationStarted:
     request_id: str
+    #: Vonage already had a live request for this number (409 / legacy status 10) and it is
+    #: this member's own: only the member holding the number's claim ever reaches Vonage.
+    adopted: bool = False
 
 
 class Failure(enum.StrEnum):
@@ -229,6 +239,7 @@ Answer: TypeAlias = (
     | LinksCounted
     | Reserved
     | Limited
+    | PhoneBusy
     | StartOutcome
     | CheckOutcome
     | ResendOutcome
@@ -307,6 +318,16 @@ CODE_REPLIES = frozenset(
 @dataclass(frozen=True, slots=True)
 class CancelVerification:
     request_id: str
+    #: The number whose claim a successful cancel releases.
+    phone: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseClaim:
+    """Vonage said the request for ``phone`` is over: free the number for other members, in
+    the same write as the state, and only if this member still holds it."""
+
+    phone: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,7 +399,9 @@ Command: TypeAlias = (
     | ResendCode
     | RecordVerified
 )
-Effect: TypeAlias = Reply | CancelVerification | CountWrongCode | MemberVerified | Command
+Effect: TypeAlias = (
+    Reply | CancelVerification | ReleaseClaim | CountWrongCode | MemberVerified | Command
+)
 COMMAND_TYPES: tuple[type, ...] = (
     LookupLink,
     CountLinks,
@@ -561,14 +584,14 @@ def _await_phone_help(conv: Conversation, event: Event, ctx: Context, policy: Fl
 def _cancel(conv: Conversation, event: Event, ctx: Context, policy: FlowPolicy) -> Step:
     effects: tuple[Effect, ...] = ()
     if conv.request_id and not conv.code_accepted:
-        effects = (CancelVerification(conv.request_id),)
+        effects = (CancelVerification(conv.request_id, conv.phone),)
     return Step(Conversation(), (*effects, Reply("cancel.done", actions=(Action.START,))))
 
 
 def _change_number(conv: Conversation, event: Event, ctx: Context, policy: FlowPolicy) -> Step:
     effects: tuple[Effect, ...] = ()
     if conv.state is State.AWAIT_CODE and conv.request_id and not conv.code_accepted:
-        effects = (CancelVerification(conv.request_id),)
+        effects = (CancelVerification(conv.request_id, conv.phone),)
     asked = _ask_phone(_await_phone(conv))
     return Step(asked.conversation, effects + asked.effects)
 
@@ -587,6 +610,13 @@ def _limited(conv: Conversation, event: Limited, ctx: Context, policy: FlowPolic
     if conv.state is State.AWAIT_CODE:
         return Step(conv, (replace(wait, actions=_CODE_ACTIONS),))
     return Step(_await_phone(conv), (wait,))
+
+
+def _phone_busy(conv: Conversation, event: PhoneBusy, ctx: Context, policy: FlowPolicy) -> Step:
+    # Never say who holds it; say when the number is free again at the latest.
+    wait = Duration(_seconds_until(event.retry_at, ctx))
+    reply = Reply("phone.in_progress", {"wait": wait}, (Action.SHARE_CONTACT,))
+    return Step(_await_phone(conv), (reply,))
 
 
 def _started(
@@ -641,8 +671,11 @@ def _ascii_digits(text: str) -> str:
 
 
 def _code_accepted(conv: Conversation, event: Event, ctx: Context, policy: FlowPolicy) -> Step:
-    record = RecordVerified(_phone(conv), conv.country)
-    return Step(replace(conv, code_accepted=True), (record,))
+    phone = _phone(conv)
+    return Step(
+        replace(conv, code_accepted=True),
+        (ReleaseClaim(phone), RecordVerified(phone, conv.country)),
+    )
 
 
 def _code_rejected(conv: Conversation, event: Event, ctx: Context, policy: FlowPolicy) -> Step:
@@ -655,12 +688,14 @@ def _code_rejected(conv: Conversation, event: Event, ctx: Context, policy: FlowP
 
 
 def _code_expired(conv: Conversation, event: Event, ctx: Context, policy: FlowPolicy) -> Step:
-    return Step(_await_phone(conv), (Reply("code.expired", actions=(Action.SHARE_CONTACT,)),))
+    reply = Reply("code.expired", actions=(Action.SHARE_CONTACT,))
+    return Step(_await_phone(conv), (ReleaseClaim(_phone(conv)), reply))
 
 
 def _too_many(conv: Conversation, event: Event, ctx: Context, policy: FlowPolicy) -> Step:
     # Vonage answers the last allowed wrong code with "too many" (410 / status 17).
-    return Step(_await_phone(conv), (CountWrongCode(), Reply("code.too_many")))
+    release = ReleaseClaim(_phone(conv))
+    return Step(_await_phone(conv), (release, CountWrongCode(), Reply("code.too_many")))
 
 
 def _check_failed(conv: Conversation, event: CheckFailed, ctx: Context, policy: FlowPolicy) -> Step:
@@ -757,6 +792,7 @@ COMMAND_ANSWER_TYPES: tuple[type, ...] = (
     LinksCounted,
     Reserved,
     Limited,
+    PhoneBusy,
     VerificationStarted,
     StartFailed,
     CodeAccepted,
@@ -851,6 +887,7 @@ RULES: dict[tuple[State, type], Rule] = {
     # starting: only the worker holding the lease moves on.
     (STARTING, Reserved): _rule(_reserved),
     (STARTING, Limited): _rule(_limited, PHONE),
+    (STARTING, PhoneBusy): _rule(_phone_busy, PHONE),
     (STARTING, VerificationStarted): _rule(_started, CODE),
     (STARTING, StartFailed): _rule(_start_failed, PHONE),
     # await_code
@@ -867,6 +904,7 @@ RULES: dict[tuple[State, type], Rule] = {
     (CODE, Resend): _rule(_resend),
     (CODE, Reserved): _rule(_reserved),
     (CODE, Limited): _rule(_limited),
+    (CODE, PhoneBusy): _rule(_phone_busy, PHONE),
     (CODE, Resent): _rule(_resent),
     (CODE, ResendFailed): _rule(_resend_failed),
     (CODE, Status): _rule(_code_status),

@@ -47,6 +47,8 @@ from bot.verifier._sdk import (
 log = structlog.get_logger("verifybot.vonage")
 
 _LANGUAGES = frozenset(code.value for code in LanguageCode)
+_WORKFLOW_EVENTS = 3
+_NEXT_EVENT_WAIT = 300
 _DETAILS = re.compile(r"details: (\{.*\})\s*$", re.DOTALL)
 
 # Statuses that are the operator's to fix, not the member's.
@@ -104,6 +106,9 @@ class VonageLegacyVerifier:
         self._brand = options.brand
         self._code_length = options.code_length
         self._pin_expiry = max(60, min(3600, pin_expiry))
+        # Workflow 1 (we send no workflow_id): SMS, then two calls, next_event_wait (default
+        # 300 s) apart; the request lives until its code expires or the workflow has run.
+        self.request_lifetime = float(max(self._pin_expiry, _WORKFLOW_EVENTS * _NEXT_EVENT_WAIT))
         log.warning(
             "vonage_legacy_verify",
             message="using the legacy Verify API (v1), which Vonage has deprecated; "
@@ -130,9 +135,9 @@ class VonageLegacyVerifier:
             body = legacy_response(exc)
             status = str(body.get("status"))
             if status == "10" and body.get("request_id"):
-                # A verification to this number is in flight (often our own re-sent POST).
+                # A live request for this number: the claim holder's own (see VonageVerifier).
                 log.info("verify_start_adopted", phone=masked, request_id=body["request_id"])
-                return VerificationStarted(str(body["request_id"]))
+                return VerificationStarted(str(body["request_id"]), adopted=True)
             log.info("verify_start_refused", phone=masked, status=status)
             return StartFailed(self._failure(status, _START_FAILURES, default=Failure.UNAVAILABLE))
         except (HttpRequestError, requests.RequestException) as exc:
@@ -169,14 +174,15 @@ class VonageLegacyVerifier:
         log.info("verify_next_event", request_id=request_id, status="0")
         return Resent()
 
-    async def cancel(self, request_id: str) -> None:
+    async def cancel(self, request_id: str) -> bool:
         try:
             await self._sdk.call(self._verify.cancel_verification, request_id)
         except (VerifyError, HttpRequestError, requests.RequestException) as exc:
             # Legacy refuses cancels in the first 30 s (status 19); the request then expires.
             log.info("verify_cancel_failed", request_id=request_id, error=type(exc).__name__)
-        else:
-            log.info("verify_cancelled", request_id=request_id)
+            return False
+        log.info("verify_cancelled", request_id=request_id)
+        return True
 
     def _failure(
         self, status: str, known: dict[str, Failure], default: Failure = Failure.UNAVAILABLE

@@ -80,6 +80,8 @@ class VonageVerifier:
         self._code_length = options.code_length
         self._channel_timeout = channel_timeout
         self._fallbacks = fallback_channels
+        # Each workflow channel waits channel_timeout before the next; then the request ends.
+        self.request_lifetime = float(channel_timeout * (1 + len(fallback_channels)))
 
     def _request(self, phone: str, locale: str | None) -> VerifyRequest:
         to = phone.removeprefix("+")
@@ -113,12 +115,13 @@ class VonageVerifier:
     def _start_error(self, exc: HttpRequestError, masked: str) -> StartOutcome:
         status = status_of(exc)
         if status == 409:
-            # A concurrent start to this number, often our own POST re-sent by the SDK after
-            # a dropped connection: adopt the request in flight rather than fail.
+            # A live request for this number. Only the member holding the number's claim
+            # reaches Vonage, and the claim outlives any request started under it, so this
+            # is the holder's own (typically its POST re-sent after a dropped connection).
             request_id = body_of(exc).get("request_id")
             if isinstance(request_id, str) and request_id:
                 log.info("verify_start_adopted", phone=masked, request_id=request_id)
-                return VerificationStarted(request_id)
+                return VerificationStarted(request_id, adopted=True)
             log.info("verify_start_busy", phone=masked)
             return StartFailed(Failure.BUSY)
         if status in (400, 422):
@@ -164,14 +167,15 @@ class VonageVerifier:
         self._report(status)
         return answer(Failure.UNAVAILABLE)
 
-    async def cancel(self, request_id: str) -> None:
+    async def cancel(self, request_id: str) -> bool:
         try:
             await self._sdk.call(self._verify.cancel_verification, request_id)
         except (HttpRequestError, requests.RequestException) as exc:
             # Best effort: an unanswered request simply expires at Vonage.
             log.info("verify_cancel_failed", request_id=request_id, status=status_of(exc))
-        else:
-            log.info("verify_cancelled", request_id=request_id)
+            return False
+        log.info("verify_cancelled", request_id=request_id)
+        return True
 
     def _report(self, status: int | None) -> None:
         problem = _OPERATOR_STATUSES.get(status or 0)
