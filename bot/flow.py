@@ -42,6 +42,9 @@ class Conversation:
     wrong_codes: int = 0
     #: Vonage accepted the code but the directory write failed: the next try only records.
     code_accepted: bool = False
+    #: A check's answer was lost: Vonage may have accepted the code, so a "not found" next
+    #: time cannot be called an expiry.
+    check_in_doubt: bool = False
     verified_at: float | None = None
     #: Where the member came from (a Telegram deep link names the group that asked).
     origin: str | None = None
@@ -205,6 +208,11 @@ class CheckFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class CheckLost:
+    """The check may have reached Vonage, but its answer was lost and could not be found out."""
+
+
+@dataclass(frozen=True, slots=True)
 class Resent:
     pass
 
@@ -230,7 +238,9 @@ class PhoneTaken:
 
 
 StartOutcome: TypeAlias = VerificationStarted | StartFailed
-CheckOutcome: TypeAlias = CodeAccepted | CodeRejected | CodeExpired | TooManyAttempts | CheckFailed
+CheckOutcome: TypeAlias = (
+    CodeAccepted | CodeRejected | CodeExpired | TooManyAttempts | CheckFailed | CheckLost
+)
 ResendOutcome: TypeAlias = Resent | ResendFailed | CodeExpired
 RecordOutcome: TypeAlias = Recorded | RecordFailed | PhoneTaken
 
@@ -303,6 +313,8 @@ CODE_REPLIES = frozenset(
         "code.wrong",
         "code.too_many",
         "code.expired",
+        "code.lost",
+        "code.lost_ended",
         "resend.wait",
         "resend.done",
         "status.await_code",
@@ -466,7 +478,7 @@ def _lapse(conv: Conversation, ctx: Context) -> tuple[Conversation, tuple[Effect
         return _await_phone(conv), ()
     lapsed = (conv.code_expires_at or 0) <= ctx.now and not conv.code_accepted
     if conv.state is State.AWAIT_CODE and lapsed:
-        return _await_phone(conv), (Reply("code.expired", actions=(Action.SHARE_CONTACT,)),)
+        return _await_phone(conv), (_ended_reply(conv),)
     return conv, ()
 
 
@@ -683,13 +695,19 @@ def _code_rejected(conv: Conversation, event: Event, ctx: Context, policy: FlowP
     left = policy.max_wrong_codes - wrong
     if left <= 0:
         return Step(_await_phone(conv), (CountWrongCode(), Reply("code.too_many")))
-    conv = replace(conv, wrong_codes=wrong)
+    # A live request answered: whatever the lost check was, it did not complete it.
+    conv = replace(conv, wrong_codes=wrong, check_in_doubt=False)
     return Step(conv, (CountWrongCode(), _code_reply("code.wrong", conv, ctx, tries_left=left)))
 
 
 def _code_expired(conv: Conversation, event: Event, ctx: Context, policy: FlowPolicy) -> Step:
-    reply = Reply("code.expired", actions=(Action.SHARE_CONTACT,))
-    return Step(_await_phone(conv), (ReleaseClaim(_phone(conv)), reply))
+    return Step(_await_phone(conv), (ReleaseClaim(_phone(conv)), _ended_reply(conv)))
+
+
+def _ended_reply(conv: Conversation) -> Reply:
+    """The request is gone. After a lost answer that may be because the code was right."""
+    key = "code.lost_ended" if conv.check_in_doubt else "code.expired"
+    return Reply(key, actions=(Action.SHARE_CONTACT,))
 
 
 def _too_many(conv: Conversation, event: Event, ctx: Context, policy: FlowPolicy) -> Step:
@@ -700,6 +718,12 @@ def _too_many(conv: Conversation, event: Event, ctx: Context, policy: FlowPolicy
 
 def _check_failed(conv: Conversation, event: CheckFailed, ctx: Context, policy: FlowPolicy) -> Step:
     return Step(conv, (Reply(f"failure.{event.failure.value}", actions=_CODE_ACTIONS),))
+
+
+def _check_lost(conv: Conversation, event: CheckLost, ctx: Context, policy: FlowPolicy) -> Step:
+    # Keep the request; never guess. The next check's answer decides.
+    conv = replace(conv, check_in_doubt=True)
+    return Step(conv, (_code_reply("code.lost", conv, ctx),))
 
 
 def _recorded(conv: Conversation, event: Event, ctx: Context, policy: FlowPolicy) -> Step:
@@ -800,6 +824,7 @@ COMMAND_ANSWER_TYPES: tuple[type, ...] = (
     CodeExpired,
     TooManyAttempts,
     CheckFailed,
+    CheckLost,
     Resent,
     ResendFailed,
     Recorded,
@@ -898,6 +923,7 @@ RULES: dict[tuple[State, type], Rule] = {
     (CODE, CodeExpired): _rule(_code_expired, PHONE),
     (CODE, TooManyAttempts): _rule(_too_many, PHONE),
     (CODE, CheckFailed): _rule(_check_failed),
+    (CODE, CheckLost): _rule(_check_lost),
     (CODE, Recorded): _rule(_recorded, VERIFIED),
     (CODE, RecordFailed): _rule(_record_failed),
     (CODE, PhoneTaken): _rule(_phone_taken, PHONE),

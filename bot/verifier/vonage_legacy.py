@@ -22,6 +22,7 @@ from vonage_verify_legacy.language_codes import LanguageCode
 
 from bot.flow import (
     CheckFailed,
+    CheckLost,
     CheckOutcome,
     CodeAccepted,
     CodeExpired,
@@ -39,6 +40,7 @@ from bot.privacy import mask_phone
 from bot.verifier._sdk import (
     SdkRunner,
     VonageOptions,
+    answer_lost,
     is_transient,
     message_language,
     status_of,
@@ -62,6 +64,13 @@ _CHECK_ANSWERS: dict[str, CheckOutcome] = {
 _RESEND_ANSWERS: dict[str, ResendOutcome] = {
     "6": CodeExpired(),
     "19": ResendFailed(Failure.NO_MORE_RESENDS),  # no events left to advance to
+}
+# What the search API's request status says about a check whose answer was lost.
+_SEARCH_ANSWERS: dict[str, CheckOutcome] = {
+    "SUCCESS": CodeAccepted(),
+    "FAILED": TooManyAttempts(),
+    "EXPIRED": CodeExpired(),
+    "CANCELLED": CodeExpired(),
 }
 _START_FAILURES = {
     "1": Failure.THROTTLED,
@@ -103,6 +112,7 @@ class VonageLegacyVerifier:
         auth = Auth(api_key=api_key, api_secret=api_secret)
         self._sdk = SdkRunner(auth, options, api="verify-legacy")
         self._verify = self._sdk.client.verify_legacy
+        self._verify_once = self._sdk.once.verify_legacy
         self._brand = options.brand
         self._code_length = options.code_length
         self._pin_expiry = max(60, min(3600, pin_expiry))
@@ -147,18 +157,43 @@ class VonageLegacyVerifier:
         return VerificationStarted(response.request_id)
 
     async def check(self, request_id: str, code: str) -> CheckOutcome:
+        # Sent once (see VonageVerifier.check); a lost answer is looked up, not guessed.
         try:
-            await self._sdk.call(self._verify.check_code, request_id, code)
+            await self._sdk.call(self._verify_once.check_code, request_id, code)
         except VerifyError as exc:
             status = str(legacy_response(exc).get("status"))
             log.info("verify_check", request_id=request_id, status=status)
             known = _CHECK_ANSWERS.get(status)
             return known or CheckFailed(self._failure(status, _THROTTLED))
         except (HttpRequestError, requests.RequestException, ValidationError) as exc:
+            if answer_lost(exc):
+                log.warning("verify_check_lost", request_id=request_id, error=type(exc).__name__)
+                return await self._what_became_of(request_id, code)
             log.warning("verify_check_failed", request_id=request_id, error=type(exc).__name__)
             return CheckFailed(Failure.UNAVAILABLE)
         log.info("verify_check", request_id=request_id, status="0")
         return CodeAccepted()
+
+    async def _what_became_of(self, request_id: str, code: str) -> CheckOutcome:
+        """Ask the search API what the lost check did. Only Vonage's own word counts."""
+        try:
+            found = await self._sdk.call(self._verify.search, request_id)
+        except (VerifyError, HttpRequestError, requests.RequestException, ValidationError) as exc:
+            log.warning("verify_search_failed", request_id=request_id, error=type(exc).__name__)
+            return CheckLost()
+        if isinstance(found, list):  # one id asked, one answer expected
+            found = found[0] if len(found) == 1 else None
+        status = getattr(found, "status", None)
+        answer = _SEARCH_ANSWERS.get(str(status))
+        if answer is None and status == "IN PROGRESS":
+            # Still live: if Vonage recorded our code as a wrong try, it was wrong; if it
+            # recorded nothing, the check may never have arrived (or may yet): unknown.
+            checks = getattr(found, "checks", None) or []
+            ours = [c for c in checks if c.code == code]
+            if ours and ours[-1].status == "INVALID":
+                answer = CodeRejected()
+        log.info("verify_search", request_id=request_id, status=status, resolved=answer is not None)
+        return answer or CheckLost()
 
     async def resend(self, request_id: str) -> ResendOutcome:
         try:

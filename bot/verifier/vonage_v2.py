@@ -14,6 +14,7 @@ from vonage_verify.enums import Locale
 
 from bot.flow import (
     CheckFailed,
+    CheckLost,
     CheckOutcome,
     CodeAccepted,
     CodeExpired,
@@ -32,6 +33,7 @@ from bot.verifier._sdk import (
     SdkRunner,
     SigningAuth,
     VonageOptions,
+    answer_lost,
     body_of,
     message_language,
     status_of,
@@ -76,6 +78,7 @@ class VonageVerifier:
     ) -> None:
         self._sdk = SdkRunner(auth, options, api="verify-v2")
         self._verify = self._sdk.client.verify
+        self._verify_once = self._sdk.once.verify
         self._brand = options.brand
         self._code_length = options.code_length
         self._channel_timeout = channel_timeout
@@ -135,14 +138,19 @@ class VonageVerifier:
         return StartFailed(Failure.UNAVAILABLE)
 
     async def check(self, request_id: str, code: str) -> CheckOutcome:
-        # Never retried: a re-sent wrong code would spend one of the member's tries.
+        # Sent once: a re-sent wrong code would spend one of the member's tries, and a
+        # re-sent right one answers 404 once the first has completed the request.
         try:
-            response = await self._sdk.call(self._verify.check_code, request_id, code)
+            response = await self._sdk.call(self._verify_once.check_code, request_id, code)
         except HttpRequestError as exc:
             status = status_of(exc)
             log.info("verify_check", request_id=request_id, status=status)
             return _CHECK_ANSWERS.get(status or 0) or self._unavailable(status, CheckFailed)
         except (requests.RequestException, ValidationError) as exc:
+            if answer_lost(exc):
+                # Verify v2 has no API to ask what became of it: the next check decides.
+                log.warning("verify_check_lost", request_id=request_id, error=type(exc).__name__)
+                return CheckLost()
             log.warning("verify_check_failed", request_id=request_id, error=type(exc).__name__)
             return CheckFailed(Failure.UNAVAILABLE)
         log.info("verify_check", request_id=request_id, status=response.status)
@@ -150,7 +158,7 @@ class VonageVerifier:
 
     async def resend(self, request_id: str) -> ResendOutcome:
         try:
-            await self._sdk.call(self._verify.trigger_next_workflow, request_id)
+            await self._sdk.call(self._verify_once.trigger_next_workflow, request_id)
         except HttpRequestError as exc:
             status = status_of(exc)
             log.info("verify_next_workflow", request_id=request_id, status=status)

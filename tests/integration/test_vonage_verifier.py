@@ -15,6 +15,7 @@ from structlog.testing import capture_logs
 
 from bot.flow import (
     CheckFailed,
+    CheckLost,
     CodeAccepted,
     CodeExpired,
     CodeRejected,
@@ -182,6 +183,34 @@ async def test_v2_a_check_is_never_retried(v2: Verifier, vonage: VonageEmulator)
     assert await v2.check(started.request_id, "123456") == CheckFailed(Failure.UNAVAILABLE)
     checks = [c for c in vonage.calls if c.path == f"/v2/verify/{started.request_id}"]
     assert len(checks) == 1
+
+
+@pytest.mark.parametrize("fault", ["drop_after", "timeout"])
+async def test_v2_a_check_whose_answer_is_lost_is_not_re_sent_and_is_lost(
+    v2: Verifier, vonage: VonageEmulator, fault: str
+) -> None:
+    started = await v2.start(PHONE)
+    assert isinstance(started, VerificationStarted)
+    vonage.inject(fault, path_prefix=f"/v2/verify/{started.request_id}")
+    assert await v2.check(started.request_id, vonage.last_code(DIGITS)) == CheckLost()
+    checks = [c for c in vonage.calls if c.path == f"/v2/verify/{started.request_id}"]
+    assert len(checks) == 1
+
+
+async def test_v2_a_resend_whose_answer_is_lost_is_not_re_sent(
+    vonage_settings: Callable[..., Settings], vonage: VonageEmulator
+) -> None:
+    verifier = build_verifier(vonage_settings(vonage_fallback_channels="sms"))
+    try:
+        started = await verifier.start(PHONE)
+        assert isinstance(started, VerificationStarted)
+        path = f"/v2/verify/{started.request_id}/next_workflow"
+        vonage.inject("drop_after", path_prefix=path)
+        assert await verifier.resend(started.request_id) == ResendFailed(Failure.UNAVAILABLE)
+        assert sum(c.path == path for c in vonage.calls) == 1
+        assert len(vonage.codes_sent_to(DIGITS)) == 2  # the one resend, not two
+    finally:
+        await verifier.aclose()
 
 
 async def test_v2_an_invalid_number_is_refused(v2: Verifier, vonage: VonageEmulator) -> None:

@@ -18,6 +18,7 @@ from bot.flow import (
     ChangeNumber,
     CheckCode,
     CheckFailed,
+    CheckLost,
     CodeAccepted,
     CodeExpired,
     CodeGiven,
@@ -351,6 +352,50 @@ def test_an_adopted_request_is_the_members_code_step() -> None:
     assert result.conversation.state is State.AWAIT_CODE
     assert result.conversation.request_id == "req-9"
     assert replies(result) == ["code.sent"]
+
+
+def test_a_lost_answer_keeps_the_request_and_says_it_is_not_known_yet() -> None:
+    result = run(AWAIT_CODE, CheckLost())
+    assert result.conversation == replace(AWAIT_CODE, check_in_doubt=True)
+    (reply,) = [e for e in result.effects if isinstance(e, Reply)]
+    assert reply.key == "code.lost" and reply.about_code
+    assert reply.actions == (Action.RESEND, Action.CHANGE_NUMBER, Action.CANCEL)
+    # Not a wrong code, not the end of the request.
+    assert CountWrongCode() not in result.effects
+    assert not any(isinstance(e, ReleaseClaim) for e in result.effects)
+
+
+IN_DOUBT = replace(AWAIT_CODE, check_in_doubt=True)
+
+
+def test_after_a_lost_answer_a_gone_request_is_never_called_expired() -> None:
+    result = run(IN_DOUBT, CodeExpired())
+    assert result.conversation.state is State.AWAIT_PHONE
+    assert replies(result) == ["code.lost_ended"]
+    assert ReleaseClaim(PHONE) in result.effects
+    assert not any(isinstance(e, (MemberVerified, RecordVerified)) for e in result.effects)
+
+
+def test_after_a_lost_answer_the_clock_does_not_say_expired_either() -> None:
+    late = Context(now=NOW + 241)
+    result = run(IN_DOUBT, CodeGiven("123456"), late)
+    assert replies(result)[0] == "code.lost_ended"
+    assert commands(result) == []
+
+
+def test_after_a_lost_answer_the_next_answer_decides() -> None:
+    typed = run(IN_DOUBT, CodeGiven("123456"))
+    assert commands(typed) == [CheckCode("req-1", "123456")]
+    wrong = run(IN_DOUBT, CodeRejected())
+    assert replies(wrong) == ["code.wrong"] and not wrong.conversation.check_in_doubt
+    right = run(IN_DOUBT, CodeAccepted())
+    assert commands(right) == [RecordVerified(PHONE, "GB")]
+    too_many = run(IN_DOUBT, TooManyAttempts())
+    assert replies(too_many) == ["code.too_many"]
+
+
+def test_without_a_lost_answer_a_gone_request_is_expired() -> None:
+    assert replies(run(AWAIT_CODE, CodeExpired())) == ["code.expired"]
 
 
 def test_a_check_that_could_not_be_made_keeps_the_code_step() -> None:
