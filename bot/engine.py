@@ -208,7 +208,21 @@ class Engine:
                 turn.verified = effect
             else:
                 self._advance(turn, await self._command(turn, effect), effects)
-        await self._save(turn)
+        try:
+            await self._save(turn)
+        except _Replay:
+            raise
+        except Exception as exc:
+            if turn.verified is None:
+                raise
+            # The directory, the source of truth, has the member verified: say so, and let
+            # gates open. Only the conversation is stale; it lapses or is looked up again.
+            log.warning(
+                "conversation_save_failed",
+                member=str(turn.member.key),
+                error=type(exc).__name__,
+                state_to=turn.conversation.state.value,
+            )
         for cancel in turn.cancels:
             # Only a cancel Vonage confirmed ends the request; otherwise it may still be live
             # and the claim stays until it has certainly lapsed.
