@@ -643,6 +643,7 @@ def _started(
         code_expires_at=ctx.now + policy.code_validity,
         wrong_codes=0,
         code_accepted=False,
+        check_in_doubt=False,
     )
     return Step(waiting, (_code_reply("code.sent", waiting, ctx, length=policy.code_length),))
 

@@ -423,3 +423,39 @@ async def test_legacy_resend_and_cancel(legacy: Verifier, vonage: VonageEmulator
     await legacy.cancel(started.request_id)  # refused after a second event (19): logged, no raise
     expired = await legacy.resend("0" * 32)
     assert expired == CodeExpired()
+
+
+# --- every verifier: what the number's claim relies on ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "overrides", "lifetime"),
+    [
+        ("v2", {}, 300.0),  # one SMS channel, channel_timeout 300 s
+        ("v2", {"vonage_fallback_channels": "voice"}, 600.0),  # each channel waits 300 s
+        ("legacy", {}, 900.0),  # workflow 1: three events 300 s apart outlive a 300 s code
+        ("sandbox", {}, 300.0),  # the code's validity
+    ],
+)
+async def test_every_verifier_says_how_long_a_request_lives_and_whether_a_cancel_took(
+    vonage_settings: Callable[..., Settings],
+    vonage: VonageEmulator,
+    kind: str,
+    overrides: dict[str, Any],
+    lifetime: float,
+) -> None:
+    credentials: dict[str, dict[str, Any]] = {
+        "v2": {},
+        "legacy": {"vonage_application_id": None, "vonage_private_key_path": None,
+                   "vonage_api_key": VONAGE_API_KEY, "vonage_api_secret": VONAGE_API_SECRET},
+        "sandbox": {"vonage_application_id": None, "vonage_private_key_path": None},
+    }  # fmt: skip
+    verifier = build_verifier(vonage_settings(**credentials[kind], **overrides), show_code=print)
+    try:
+        assert verifier.request_lifetime == lifetime
+        started = await verifier.start(PHONE)
+        assert isinstance(started, VerificationStarted)
+        assert await verifier.cancel(started.request_id) is True
+        assert await verifier.cancel(started.request_id) is False  # already over
+    finally:
+        await verifier.aclose()
