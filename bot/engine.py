@@ -227,7 +227,7 @@ class Engine:
             # Only a cancel Vonage confirmed ends the request; otherwise it may still be live
             # and the claim stays until it has certainly lapsed.
             if await self.verifier.cancel(cancel.request_id) and cancel.phone:
-                await self.store.release_claim(cancel.phone, str(turn.member.key))
+                await self.store.release_claim(turn.member.key, cancel.phone)
         if turn.conversation.state is not before:
             log.debug(
                 "conversation_moved",
@@ -246,7 +246,7 @@ class Engine:
         key = turn.member.key
         if isinstance(command, ReserveSms):
             hits = self.limits.for_sms(key, command.phone, command.country, command.purpose)
-            claim = Claim(command.phone, str(key), self._claim_ttl())
+            claim = Claim(command.phone, self._claim_ttl())
             return await self._reserve(turn, hits, claim)
         if isinstance(command, LookupLink):
             link = await asyncio.to_thread(self.directory.find_verified, key)
@@ -344,8 +344,7 @@ class Engine:
     async def _save(self, turn: _Turn) -> None:
         if turn.conversation == turn.saved and not turn.hits and turn.release is None:
             return
-        owner = str(turn.member.key)
-        release = Claim(turn.release, owner) if turn.release else None
+        release = Claim(turn.release) if turn.release else None
         result = await self.store.commit(
             turn.member.key,
             turn.conversation,
@@ -363,7 +362,7 @@ class Engine:
         # Vonage or the DB. Theirs stands; tell the member where things are now.
         log.warning("conversation_changed_concurrently", member=str(turn.member.key))
         if turn.release:  # Vonage's word that the request is over stands all the same
-            await self.store.release_claim(turn.release, owner)
+            await self.store.release_claim(turn.member.key, turn.release)
         snapshot = await self.store.load(turn.member.key, now=turn.ctx.now)
         status = step(snapshot.conversation, Status(), turn.ctx, self.policy)
         turn.conversation = snapshot.conversation

@@ -111,9 +111,19 @@ end
 return {'ok', version + 1}
 """
 
+# Release outside a COMMIT: only if the member still holds the claim and its conversation,
+# as it stands now, is not using the number again (a newer start may have refreshed it).
 _RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local current = redis.call('GET', KEYS[2])
+if current then
+  local ok, c = pcall(cjson.decode, current)
+  if ok and type(c) == 'table' and c['phone'] == ARGV[2]
+      and (c['state'] == 'starting' or c['state'] == 'await_code') then
+    return 0
+  end
+end
+return redis.call('DEL', KEYS[1])
 """
 
 
@@ -136,11 +146,11 @@ class Hit:
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """Take (or refresh) ``phone``'s claim for ``owner`` for ``ttl`` seconds; with no ttl,
-    release it if ``owner`` still holds it."""
+    """Take (or refresh) ``phone``'s claim for the committing member for ``ttl`` seconds;
+    with no ttl, release it if that member still holds it. The holder is named by its
+    member key, which only the store ever reads."""
 
     phone: str
-    owner: str
     ttl: float | None = None
 
 
@@ -296,7 +306,7 @@ class Store:
             args += ["", "", 0]
         else:
             mode = "release" if claim.ttl is None else "take"
-            args += [mode, claim.owner, _ms(claim.ttl or 0)]
+            args += [mode, str(member), _ms(claim.ttl or 0)]
         for hit in hits:
             keys.append(self.limit_key(hit.limit))
             args += [hit.limit.rate.window * 1000, hit.limit.rate.count, hit.mode]
@@ -311,10 +321,12 @@ class Store:
             return ClaimHeld(max(0.0, float(result[1]) / 1000))
         return Conflict()
 
-    async def release_claim(self, phone: str, owner: str) -> None:
-        """Free ``phone`` for other members, if ``owner`` still holds it (one round trip)."""
+    async def release_claim(self, member: MemberKey, phone: str) -> None:
+        """Free ``phone`` for other members, if ``member`` holds it and is not using it
+        again (one round trip)."""
+        keys = [self.claim_key(phone), self.conversation_key(member)]
         async with self._gate:
-            await self._release(keys=[self.claim_key(phone)], args=[owner])
+            await self._release(keys=keys, args=[str(member), phone])
 
     async def stash(self, name: str, value: str, *, ttl: int) -> None:
         """Keep a short-lived value (a pending confirmation) under ``name`` for ``ttl`` s."""
