@@ -5,8 +5,9 @@ the ports (store, directory, verifier), feeds their answers back into ``step`` a
 the result, atomically. Adapters never touch Redis, Vonage or the database themselves.
 
 Round trips to Redis per message: one to load (with the duplicate guard), one to save;
-a phone number costs one more, to take from the SMS limits under a lease before Vonage
-is called. A message that changes nothing is not saved.
+a phone number costs one more, to take from the SMS limits and the number's claim under a
+lease before Vonage is called. Releasing a claim rides on the save. A message that changes
+nothing is not saved.
 """
 
 from __future__ import annotations
@@ -39,10 +40,12 @@ from bot.flow import (
     LookupLink,
     MemberEvent,
     MemberVerified,
+    PhoneBusy,
     PhoneTaken,
     Recorded,
     RecordFailed,
     RecordVerified,
+    ReleaseClaim,
     Reply,
     ResendCode,
     Resent,
@@ -58,12 +61,15 @@ from bot.flow import (
 from bot.identity import Member, MemberKey
 from bot.limits import Limits
 from bot.privacy import mask_phone
-from bot.store import Committed, Conflict, Hit, LimitReached, Store
+from bot.store import Claim, ClaimHeld, Committed, Conflict, Hit, LimitReached, Store
 from bot.verifier.base import Verifier
 
 log = structlog.get_logger("verifybot.engine")
 
 _ATTEMPTS = 3
+#: A number's claim outlives the provider's request by this much on top of the start lease
+#: (the request may begin that late): clocks and queues are never exact.
+_CLAIM_MARGIN = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +97,9 @@ class _Turn:
     saved: Conversation
     replies: list[Reply] = field(default_factory=list)
     hits: list[Hit] = field(default_factory=list)
-    cancels: list[str] = field(default_factory=list)
+    cancels: list[CancelVerification] = field(default_factory=list)
+    #: A number whose request Vonage has ended: its claim is released with the save.
+    release: str | None = None
     verified: MemberVerified | None = None
     #: Something outside Redis happened (Vonage, the DB), so a conflict cannot be replayed.
     external: bool = False
@@ -193,14 +201,33 @@ class Engine:
                     Hit(limit, "record") for limit in self.limits.wrong_codes(turn.member.key)
                 ]
             elif isinstance(effect, CancelVerification):
-                turn.cancels.append(effect.request_id)
+                turn.cancels.append(effect)
+            elif isinstance(effect, ReleaseClaim):
+                turn.release = effect.phone
             elif isinstance(effect, MemberVerified):
                 turn.verified = effect
             else:
                 self._advance(turn, await self._command(turn, effect), effects)
-        await self._save(turn)
-        for request_id in turn.cancels:
-            await self.verifier.cancel(request_id)
+        try:
+            await self._save(turn)
+        except _Replay:
+            raise
+        except Exception as exc:
+            if turn.verified is None:
+                raise
+            # The directory, the source of truth, has the member verified: say so, and let
+            # gates open. Only the conversation is stale; it lapses or is looked up again.
+            log.warning(
+                "conversation_save_failed",
+                member=str(turn.member.key),
+                error=type(exc).__name__,
+                state_to=turn.conversation.state.value,
+            )
+        for cancel in turn.cancels:
+            # Only a cancel Vonage confirmed ends the request; otherwise it may still be live
+            # and the claim stays until it has certainly lapsed.
+            if await self.verifier.cancel(cancel.request_id) and cancel.phone:
+                await self.store.release_claim(turn.member.key, cancel.phone)
         if turn.conversation.state is not before:
             log.debug(
                 "conversation_moved",
@@ -219,7 +246,8 @@ class Engine:
         key = turn.member.key
         if isinstance(command, ReserveSms):
             hits = self.limits.for_sms(key, command.phone, command.country, command.purpose)
-            return await self._reserve(turn, hits)
+            claim = Claim(command.phone, self._claim_ttl())
+            return await self._reserve(turn, hits, claim)
         if isinstance(command, LookupLink):
             link = await asyncio.to_thread(self.directory.find_verified, key)
             if link is None or link.phone_e164 is None:
@@ -234,7 +262,7 @@ class Engine:
         turn.external = True
         if isinstance(command, StartVerification):
             started = await self.verifier.start(command.phone, locale=turn.member.locale)
-            if isinstance(started, VerificationStarted):
+            if isinstance(started, VerificationStarted) and not started.adopted:
                 await self._audit_sms(turn, "code_sent", command.phone)
             return started
         if isinstance(command, CheckCode):
@@ -248,14 +276,19 @@ class Engine:
             return await self._record(turn, command)
         raise TypeError(f"unknown command {command!r}")  # pragma: no cover
 
-    async def _reserve(self, turn: _Turn, hits: list[Hit]) -> Answer:
-        """Save the lease and take from the limits in one atomic write, before Vonage."""
+    def _claim_ttl(self) -> float:
+        return self.verifier.request_lifetime + self.policy.start_lease + _CLAIM_MARGIN
+
+    async def _reserve(self, turn: _Turn, hits: list[Hit], claim: Claim) -> Answer:
+        """Save the lease, take from the limits and take (or refresh) the number's claim in
+        one atomic write, before Vonage."""
         result = await self.store.commit(
             turn.member.key,
             turn.conversation,
             version=turn.version,
             now=turn.ctx.now,
             hits=[*turn.hits, *hits],
+            claim=claim,
         )
         if isinstance(result, Conflict):
             if turn.external:
@@ -264,6 +297,10 @@ class Engine:
         if isinstance(result, LimitReached):
             log.info("rate_limited", member=str(turn.member.key), wait=round(result.wait, 1))
             return Limited(turn.ctx.now + result.wait)
+        if isinstance(result, ClaimHeld):
+            # Say when, never who: the reply names no member.
+            log.info("phone_in_progress", member=str(turn.member.key), wait=round(result.wait))
+            return PhoneBusy(turn.ctx.now + result.wait)
         turn.version, turn.saved, turn.hits = result.version, turn.conversation, []
         return Reserved()
 
@@ -305,14 +342,16 @@ class Engine:
         return Recorded()
 
     async def _save(self, turn: _Turn) -> None:
-        if turn.conversation == turn.saved and not turn.hits:
+        if turn.conversation == turn.saved and not turn.hits and turn.release is None:
             return
+        release = Claim(turn.release) if turn.release else None
         result = await self.store.commit(
             turn.member.key,
             turn.conversation,
             version=turn.version,
             now=turn.ctx.now,
             hits=turn.hits,
+            claim=release,
         )
         if isinstance(result, Committed):
             turn.version, turn.saved = result.version, turn.conversation
@@ -322,6 +361,8 @@ class Engine:
         # Another message from this member moved the conversation while we talked to
         # Vonage or the DB. Theirs stands; tell the member where things are now.
         log.warning("conversation_changed_concurrently", member=str(turn.member.key))
+        if turn.release:  # Vonage's word that the request is over stands all the same
+            await self.store.release_claim(turn.member.key, turn.release)
         snapshot = await self.store.load(turn.member.key, now=turn.ctx.now)
         status = step(snapshot.conversation, Status(), turn.ctx, self.policy)
         turn.conversation = snapshot.conversation

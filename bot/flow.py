@@ -42,6 +42,9 @@ class Conversation:
     wrong_codes: int = 0
     #: Vonage accepted the code but the directory write failed: the next try only records.
     code_accepted: bool = False
+    #: A check's answer was lost: Vonage may have accepted the code, so a "not found" next
+    #: time cannot be called an expiry.
+    check_in_doubt: bool = False
     verified_at: float | None = None
     #: Where the member came from (a Telegram deep link names the group that asked).
     origin: str | None = None
@@ -149,8 +152,18 @@ class Limited:
 
 
 @dataclass(frozen=True, slots=True)
+class PhoneBusy:
+    """Another member's verification of this number is in progress; nothing was written."""
+
+    retry_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class VerificationStarted:
     request_id: str
+    #: Vonage already had a live request for this number (409 / legacy status 10) and it is
+    #: this member's own: only the member holding the number's claim ever reaches Vonage.
+    adopted: bool = False
 
 
 class Failure(enum.StrEnum):
@@ -195,6 +208,11 @@ class CheckFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class CheckLost:
+    """The check may have reached Vonage, but its answer was lost and could not be found out."""
+
+
+@dataclass(frozen=True, slots=True)
 class Resent:
     pass
 
@@ -220,7 +238,9 @@ class PhoneTaken:
 
 
 StartOutcome: TypeAlias = VerificationStarted | StartFailed
-CheckOutcome: TypeAlias = CodeAccepted | CodeRejected | CodeExpired | TooManyAttempts | CheckFailed
+CheckOutcome: TypeAlias = (
+    CodeAccepted | CodeRejected | CodeExpired | TooManyAttempts | CheckFailed | CheckLost
+)
 ResendOutcome: TypeAlias = Resent | ResendFailed | CodeExpired
 RecordOutcome: TypeAlias = Recorded | RecordFailed | PhoneTaken
 
@@ -229,6 +249,7 @@ Answer: TypeAlias = (
     | LinksCounted
     | Reserved
     | Limited
+    | PhoneBusy
     | StartOutcome
     | CheckOutcome
     | ResendOutcome
@@ -292,6 +313,8 @@ CODE_REPLIES = frozenset(
         "code.wrong",
         "code.too_many",
         "code.expired",
+        "code.lost",
+        "code.lost_ended",
         "resend.wait",
         "resend.done",
         "status.await_code",
@@ -307,6 +330,16 @@ CODE_REPLIES = frozenset(
 @dataclass(frozen=True, slots=True)
 class CancelVerification:
     request_id: str
+    #: The number whose claim a successful cancel releases.
+    phone: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseClaim:
+    """Vonage said the request for ``phone`` is over: free the number for other members, in
+    the same write as the state, and only if this member still holds it."""
+
+    phone: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,7 +411,9 @@ Command: TypeAlias = (
     | ResendCode
     | RecordVerified
 )
-Effect: TypeAlias = Reply | CancelVerification | CountWrongCode | MemberVerified | Command
+Effect: TypeAlias = (
+    Reply | CancelVerification | ReleaseClaim | CountWrongCode | MemberVerified | Command
+)
 COMMAND_TYPES: tuple[type, ...] = (
     LookupLink,
     CountLinks,
@@ -443,7 +478,7 @@ def _lapse(conv: Conversation, ctx: Context) -> tuple[Conversation, tuple[Effect
         return _await_phone(conv), ()
     lapsed = (conv.code_expires_at or 0) <= ctx.now and not conv.code_accepted
     if conv.state is State.AWAIT_CODE and lapsed:
-        return _await_phone(conv), (Reply("code.expired", actions=(Action.SHARE_CONTACT,)),)
+        return _await_phone(conv), (_ended_reply(conv),)
     return conv, ()
 
 
@@ -561,14 +596,14 @@ def _await_phone_help(conv: Conversation, event: Event, ctx: Context, policy: Fl
 def _cancel(conv: Conversation, event: Event, ctx: Context, policy: FlowPolicy) -> Step:
     effects: tuple[Effect, ...] = ()
     if conv.request_id and not conv.code_accepted:
-        effects = (CancelVerification(conv.request_id),)
+        effects = (CancelVerification(conv.request_id, conv.phone),)
     return Step(Conversation(), (*effects, Reply("cancel.done", actions=(Action.START,))))
 
 
 def _change_number(conv: Conversation, event: Event, ctx: Context, policy: FlowPolicy) -> Step:
     effects: tuple[Effect, ...] = ()
     if conv.state is State.AWAIT_CODE and conv.request_id and not conv.code_accepted:
-        effects = (CancelVerification(conv.request_id),)
+        effects = (CancelVerification(conv.request_id, conv.phone),)
     asked = _ask_phone(_await_phone(conv))
     return Step(asked.conversation, effects + asked.effects)
 
@@ -589,6 +624,13 @@ def _limited(conv: Conversation, event: Limited, ctx: Context, policy: FlowPolic
     return Step(_await_phone(conv), (wait,))
 
 
+def _phone_busy(conv: Conversation, event: PhoneBusy, ctx: Context, policy: FlowPolicy) -> Step:
+    # Never say who holds it; say when the number is free again at the latest.
+    wait = Duration(_seconds_until(event.retry_at, ctx))
+    reply = Reply("phone.in_progress", {"wait": wait}, (Action.SHARE_CONTACT,))
+    return Step(_await_phone(conv), (reply,))
+
+
 def _started(
     conv: Conversation, event: VerificationStarted, ctx: Context, policy: FlowPolicy
 ) -> Step:
@@ -601,6 +643,7 @@ def _started(
         code_expires_at=ctx.now + policy.code_validity,
         wrong_codes=0,
         code_accepted=False,
+        check_in_doubt=False,
     )
     return Step(waiting, (_code_reply("code.sent", waiting, ctx, length=policy.code_length),))
 
@@ -641,8 +684,11 @@ def _ascii_digits(text: str) -> str:
 
 
 def _code_accepted(conv: Conversation, event: Event, ctx: Context, policy: FlowPolicy) -> Step:
-    record = RecordVerified(_phone(conv), conv.country)
-    return Step(replace(conv, code_accepted=True), (record,))
+    phone = _phone(conv)
+    return Step(
+        replace(conv, code_accepted=True),
+        (ReleaseClaim(phone), RecordVerified(phone, conv.country)),
+    )
 
 
 def _code_rejected(conv: Conversation, event: Event, ctx: Context, policy: FlowPolicy) -> Step:
@@ -650,21 +696,35 @@ def _code_rejected(conv: Conversation, event: Event, ctx: Context, policy: FlowP
     left = policy.max_wrong_codes - wrong
     if left <= 0:
         return Step(_await_phone(conv), (CountWrongCode(), Reply("code.too_many")))
-    conv = replace(conv, wrong_codes=wrong)
+    # A live request answered: whatever the lost check was, it did not complete it.
+    conv = replace(conv, wrong_codes=wrong, check_in_doubt=False)
     return Step(conv, (CountWrongCode(), _code_reply("code.wrong", conv, ctx, tries_left=left)))
 
 
 def _code_expired(conv: Conversation, event: Event, ctx: Context, policy: FlowPolicy) -> Step:
-    return Step(_await_phone(conv), (Reply("code.expired", actions=(Action.SHARE_CONTACT,)),))
+    return Step(_await_phone(conv), (ReleaseClaim(_phone(conv)), _ended_reply(conv)))
+
+
+def _ended_reply(conv: Conversation) -> Reply:
+    """The request is gone. After a lost answer that may be because the code was right."""
+    key = "code.lost_ended" if conv.check_in_doubt else "code.expired"
+    return Reply(key, actions=(Action.SHARE_CONTACT,))
 
 
 def _too_many(conv: Conversation, event: Event, ctx: Context, policy: FlowPolicy) -> Step:
     # Vonage answers the last allowed wrong code with "too many" (410 / status 17).
-    return Step(_await_phone(conv), (CountWrongCode(), Reply("code.too_many")))
+    release = ReleaseClaim(_phone(conv))
+    return Step(_await_phone(conv), (release, CountWrongCode(), Reply("code.too_many")))
 
 
 def _check_failed(conv: Conversation, event: CheckFailed, ctx: Context, policy: FlowPolicy) -> Step:
     return Step(conv, (Reply(f"failure.{event.failure.value}", actions=_CODE_ACTIONS),))
+
+
+def _check_lost(conv: Conversation, event: CheckLost, ctx: Context, policy: FlowPolicy) -> Step:
+    # Keep the request; never guess. The next check's answer decides.
+    conv = replace(conv, check_in_doubt=True)
+    return Step(conv, (_code_reply("code.lost", conv, ctx),))
 
 
 def _recorded(conv: Conversation, event: Event, ctx: Context, policy: FlowPolicy) -> Step:
@@ -757,6 +817,7 @@ COMMAND_ANSWER_TYPES: tuple[type, ...] = (
     LinksCounted,
     Reserved,
     Limited,
+    PhoneBusy,
     VerificationStarted,
     StartFailed,
     CodeAccepted,
@@ -764,6 +825,7 @@ COMMAND_ANSWER_TYPES: tuple[type, ...] = (
     CodeExpired,
     TooManyAttempts,
     CheckFailed,
+    CheckLost,
     Resent,
     ResendFailed,
     Recorded,
@@ -851,6 +913,7 @@ RULES: dict[tuple[State, type], Rule] = {
     # starting: only the worker holding the lease moves on.
     (STARTING, Reserved): _rule(_reserved),
     (STARTING, Limited): _rule(_limited, PHONE),
+    (STARTING, PhoneBusy): _rule(_phone_busy, PHONE),
     (STARTING, VerificationStarted): _rule(_started, CODE),
     (STARTING, StartFailed): _rule(_start_failed, PHONE),
     # await_code
@@ -861,12 +924,14 @@ RULES: dict[tuple[State, type], Rule] = {
     (CODE, CodeExpired): _rule(_code_expired, PHONE),
     (CODE, TooManyAttempts): _rule(_too_many, PHONE),
     (CODE, CheckFailed): _rule(_check_failed),
+    (CODE, CheckLost): _rule(_check_lost),
     (CODE, Recorded): _rule(_recorded, VERIFIED),
     (CODE, RecordFailed): _rule(_record_failed),
     (CODE, PhoneTaken): _rule(_phone_taken, PHONE),
     (CODE, Resend): _rule(_resend),
     (CODE, Reserved): _rule(_reserved),
     (CODE, Limited): _rule(_limited),
+    (CODE, PhoneBusy): _rule(_phone_busy, PHONE),
     (CODE, Resent): _rule(_resent),
     (CODE, ResendFailed): _rule(_resend_failed),
     (CODE, Status): _rule(_code_status),

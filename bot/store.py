@@ -6,7 +6,13 @@ save, and several workers can share a server:
 * ``LOAD`` marks a delivery id as seen (or reports a duplicate), reads the conversation
   and peeks at limits the step may need, in one call.
 * ``COMMIT`` is a compare-and-set on the conversation's version that also takes from
-  rate limits, all or nothing: if any limit is full nothing is written.
+  rate limits, all or nothing: if any limit is full nothing is written. It also takes or
+  releases a number's claim (below), so owning a number costs no extra round trip.
+
+A *claim* says which member's verification owns a phone number, from the moment its SMS is
+reserved until Vonage says the request is over (or the request's lifetime has certainly
+passed). While another member holds it nothing is written, as when a limit is full: only
+the holder ever reaches Vonage for that number.
 
 Every key has a TTL. Limits are sliding-window logs in sorted sets: exact, and they say
 precisely when a slot frees up.
@@ -62,9 +68,14 @@ if current then
 end
 if version ~= tonumber(ARGV[1]) then return {'conflict', version} end
 local now, token = tonumber(ARGV[4]), ARGV[5]
+local claim, owner = ARGV[6], ARGV[7]
+if claim == 'take' then
+  local holder = redis.call('GET', KEYS[2])
+  if holder and holder ~= owner then return {'busy', redis.call('PTTL', KEYS[2])} end
+end
 local wait = 0
-local a = 6
-for k = 2, #KEYS do
+local a = 9
+for k = 3, #KEYS do
   local window, limit, mode = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), ARGV[a + 2]
   a = a + 3
   redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', now - window)
@@ -81,11 +92,16 @@ for k = 2, #KEYS do
   end
 end
 if wait > 0 then return {'limited', wait} end
-a = 6
-for k = 2, #KEYS do
+a = 9
+for k = 3, #KEYS do
   redis.call('ZADD', KEYS[k], now, token)
   redis.call('PEXPIRE', KEYS[k], ARGV[a])
   a = a + 3
+end
+if claim == 'take' then
+  redis.call('SET', KEYS[2], owner, 'PX', ARGV[8])
+elseif claim == 'release' and redis.call('GET', KEYS[2]) == owner then
+  redis.call('DEL', KEYS[2])
 end
 if ARGV[2] == '' then
   redis.call('DEL', KEYS[1])
@@ -93,6 +109,21 @@ else
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 end
 return {'ok', version + 1}
+"""
+
+# Release outside a COMMIT: only if the member still holds the claim and its conversation,
+# as it stands now, is not using the number again (a newer start may have refreshed it).
+_RELEASE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local current = redis.call('GET', KEYS[2])
+if current then
+  local ok, c = pcall(cjson.decode, current)
+  if ok and type(c) == 'table' and c['phone'] == ARGV[2]
+      and (c['state'] == 'starting' or c['state'] == 'await_code') then
+    return 0
+  end
+end
+return redis.call('DEL', KEYS[1])
 """
 
 
@@ -111,6 +142,16 @@ class Hit:
 
     limit: Limit
     mode: Literal["take", "record"] = "take"
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Take (or refresh) ``phone``'s claim for the committing member for ``ttl`` seconds;
+    with no ttl, release it if that member still holds it. The holder is named by its
+    member key, which only the store ever reads."""
+
+    phone: str
+    ttl: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +178,14 @@ class LimitReached:
     wait: float
 
 
-CommitResult = Committed | Conflict | LimitReached
+@dataclass(frozen=True, slots=True)
+class ClaimHeld:
+    """Another member holds the number's claim for ``wait`` more seconds."""
+
+    wait: float
+
+
+CommitResult = Committed | Conflict | LimitReached | ClaimHeld
 
 _FIELDS = {f.name for f in fields(Conversation)}
 
@@ -190,12 +238,16 @@ class Store:
         self._duplicate_ttl_ms = int(duplicate_ttl * 1000)
         self._load = redis.register_script(_LOAD)
         self._commit = redis.register_script(_COMMIT)
+        self._release = redis.register_script(_RELEASE)
 
     def conversation_key(self, member: MemberKey) -> str:
         return f"{self.prefix}conv:{member.platform}:{member.scope}:{member.user_id}"
 
     def delivery_key(self, member: MemberKey, delivery_id: str) -> str:
         return f"{self.prefix}seen:{member.platform}:{member.scope}:{delivery_id}"
+
+    def claim_key(self, phone: str) -> str:
+        return f"{self.prefix}claim:{phone}"
 
     def limit_key(self, limit: Limit) -> str:
         return f"{self.prefix}rl:{limit.name}:{limit.rate.window}:{limit.subject}"
@@ -244,10 +296,17 @@ class Store:
         version: int,
         now: float,
         hits: Sequence[Hit] = (),
+        claim: Claim | None = None,
     ) -> CommitResult:
-        keys = [self.conversation_key(member)]
+        conversation_key = self.conversation_key(member)
+        keys = [conversation_key, self.claim_key(claim.phone) if claim else conversation_key]
         body = "" if conversation == Conversation() else encode(conversation, version + 1)
         args: list[Any] = [version, body, self._conversation_ttl_ms, _ms(now), uuid.uuid4().hex]
+        if claim is None:
+            args += ["", "", 0]
+        else:
+            mode = "release" if claim.ttl is None else "take"
+            args += [mode, str(member), _ms(claim.ttl or 0)]
         for hit in hits:
             keys.append(self.limit_key(hit.limit))
             args += [hit.limit.rate.window * 1000, hit.limit.rate.count, hit.mode]
@@ -258,7 +317,16 @@ class Store:
             return Committed(int(result[1]))
         if outcome == "limited":
             return LimitReached(float(result[1]) / 1000)
+        if outcome == "busy":
+            return ClaimHeld(max(0.0, float(result[1]) / 1000))
         return Conflict()
+
+    async def release_claim(self, member: MemberKey, phone: str) -> None:
+        """Free ``phone`` for other members, if ``member`` holds it and is not using it
+        again (one round trip)."""
+        keys = [self.claim_key(phone), self.conversation_key(member)]
+        async with self._gate:
+            await self._release(keys=keys, args=[str(member), phone])
 
     async def stash(self, name: str, value: str, *, ttl: int) -> None:
         """Keep a short-lived value (a pending confirmation) under ``name`` for ``ttl`` s."""

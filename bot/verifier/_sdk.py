@@ -1,6 +1,6 @@
 """What both Vonage verifiers share: running the synchronous SDK off the event loop,
-retrying starts on transient failures, JWT signing that does not re-parse the key, and
-reporting the operator's problems loudly, once.
+retrying starts on transient failures, sending checks exactly once, JWT signing that does
+not re-parse the key, and reporting the operator's problems loudly, once.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ import requests
 import stamina
 import structlog
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from requests.adapters import HTTPAdapter
+from urllib3 import Retry
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
 from vonage import Auth, HttpClientOptions, Vonage
 from vonage_http_client.errors import HttpRequestError
 
@@ -110,6 +113,41 @@ def message_language(locale: str | None, supported: frozenset[str]) -> str | Non
     return next((s for s in sorted(supported) if s.split("-")[0] == language), None)
 
 
+class AnswerLost(requests.RequestException):
+    """The request may have reached Vonage, but its answer never reached us."""
+
+
+def answer_lost(exc: BaseException) -> bool:
+    """The request may have been carried out: a dropped answer or a read timeout, not a
+    connection that never opened."""
+    return isinstance(exc, AnswerLost | requests.ReadTimeout)
+
+
+def _never_sent(exc: requests.ConnectionError) -> bool:
+    if isinstance(exc, requests.ConnectTimeout | requests.exceptions.SSLError):
+        return True
+    reason = exc.args[0].reason if exc.args and isinstance(exc.args[0], MaxRetryError) else None
+    return isinstance(reason, NewConnectionError | ConnectTimeoutError)
+
+
+class _SendOnceAdapter(HTTPAdapter):
+    """Turns "the connection dropped after the request went out" into ``AnswerLost``.
+
+    vonage-http-client 1.5's ``make_request`` re-sends any request whose connection ended
+    in ``RemoteDisconnected``, up to ``pool_maxsize`` times (measured against the emulator:
+    a check re-sent after Vonage had completed it answers 404). It only catches
+    ``requests.ConnectionError``, so this exception passes through it untouched.
+    """
+
+    def send(self, request: Any, *args: Any, **kwargs: Any) -> requests.Response:
+        try:
+            return super().send(request, *args, **kwargs)
+        except requests.ConnectionError as exc:
+            if _never_sent(exc):
+                raise
+            raise AnswerLost(str(exc), request=request) from exc
+
+
 @dataclass(frozen=True, slots=True)
 class VonageOptions:
     """What both Vonage verifiers are configured with."""
@@ -123,9 +161,11 @@ class VonageOptions:
     start_attempts: int = 3
     retry_wait: float = 0.5
 
-    def client(self, auth: Auth) -> Vonage:
-        # One client per API: the SDK shares a mutable headers dict between APIs on a client.
-        return Vonage(
+    def client(self, auth: Auth, *, send_once: bool = False) -> Vonage:
+        """One client per API (the SDK shares a mutable headers dict between APIs on a
+        client). ``send_once``: never re-send a request whose answer was lost; for calls
+        whose repetition is not harmless (a check spends a try, a resend an SMS)."""
+        client = Vonage(
             auth,
             HttpClientOptions(
                 api_host=self.api_host,
@@ -133,9 +173,25 @@ class VonageOptions:
                 timeout=self.timeout,
                 pool_connections=1,
                 pool_maxsize=self.max_workers,
-                max_retries=1,  # connection set-up only; the request itself was never sent
+                max_retries=_CONNECT_RETRIES,
             ),
         )
+        if send_once:
+            # The SDK has no option for this; its session is private, so a test pins it
+            # (tests/integration/test_engine_lost_answers.py counts the checks sent).
+            client.http_client._session.mount(
+                "https://",
+                _SendOnceAdapter(
+                    pool_connections=1,
+                    pool_maxsize=self.max_workers,
+                    max_retries=Retry(total=_CONNECT_RETRIES, read=False, backoff_factor=0.1),
+                ),
+            )
+        return client
+
+
+#: urllib3 retries a POST only where nothing was sent (a connection that never opened).
+_CONNECT_RETRIES = 1
 
 
 def status_of(exc: BaseException) -> int | None:
@@ -166,6 +222,8 @@ class SdkRunner:
     def __init__(self, auth: Auth, options: VonageOptions, *, api: str) -> None:
         quiet_sdk_loggers()
         self.client = options.client(auth)
+        #: For checks and resends: sent exactly once, a lost answer is ``AnswerLost``.
+        self.once = options.client(auth, send_once=True)
         self.api = api
         self._pool = ThreadPoolExecutor(
             max_workers=options.max_workers, thread_name_prefix=f"{api}-"

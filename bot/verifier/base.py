@@ -16,6 +16,9 @@ class Verifier(Protocol):
     """
 
     name: str
+    #: The longest a request started now can stay live at the provider, in seconds: the
+    #: number's claim must outlive it, so that a 409 / status 10 is always the holder's own.
+    request_lifetime: float
 
     async def start(self, phone: str, *, locale: str | None = None) -> StartOutcome: ...
 
@@ -23,6 +26,8 @@ class Verifier(Protocol):
 
     async def resend(self, request_id: str) -> ResendOutcome: ...
 
-    async def cancel(self, request_id: str) -> None: ...
+    async def cancel(self, request_id: str) -> bool:
+        """True when the provider confirmed the request is over."""
+        ...
 
     async def aclose(self) -> None: ...

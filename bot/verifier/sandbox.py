@@ -12,6 +12,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import structlog
+
 from bot.flow import (
     CheckOutcome,
     CodeAccepted,
@@ -26,6 +28,8 @@ from bot.flow import (
     VerificationStarted,
 )
 from bot.privacy import mask_phone
+
+log = structlog.get_logger("verifybot.sandbox")
 
 
 @dataclass(slots=True)
@@ -58,6 +62,7 @@ class SandboxVerifier:
         self._max_resends = max_resends
         self._clock = clock
         self._requests: dict[str, _Request] = {}
+        self.request_lifetime = float(validity)
 
     def _live(self, request_id: str) -> _Request | None:
         request = self._requests.get(request_id)
@@ -74,7 +79,9 @@ class SandboxVerifier:
         for request_id in list(self._requests):
             request = self._live(request_id)
             if request is not None and request.phone == phone and not request.terminated:
-                return VerificationStarted(request_id)  # as Vonage's 409: adopt the live one
+                # As Vonage's 409: the live request is the claim holder's own; adopt it.
+                log.info("verify_start_adopted", phone=mask_phone(phone), request_id=request_id)
+                return VerificationStarted(request_id, adopted=True)
         code = "".join(secrets.choice("0123456789") for _ in range(self._code_length))
         request_id = str(uuid.uuid4())
         self._requests[request_id] = _Request(phone, code, self._clock() + self._validity)
@@ -91,8 +98,10 @@ class SandboxVerifier:
             del self._requests[request_id]
             return CodeAccepted()
         request.wrong += 1
-        # As Vonage: the last allowed wrong code is still "wrong"; later checks are refused.
-        request.terminated = request.wrong >= self._max_wrong
+        # As Vonage (410 / legacy 17): the last allowed wrong code ends the request.
+        if request.wrong >= self._max_wrong:
+            request.terminated = True
+            return TooManyAttempts()
         return CodeRejected()
 
     async def resend(self, request_id: str) -> ResendOutcome:
@@ -105,8 +114,8 @@ class SandboxVerifier:
         self._deliver(request)
         return Resent()
 
-    async def cancel(self, request_id: str) -> None:
-        self._requests.pop(request_id, None)
+    async def cancel(self, request_id: str) -> bool:
+        return self._requests.pop(request_id, None) is not None
 
     async def aclose(self) -> None:
         self._requests.clear()

@@ -22,6 +22,7 @@ from vonage_verify_legacy.language_codes import LanguageCode
 
 from bot.flow import (
     CheckFailed,
+    CheckLost,
     CheckOutcome,
     CodeAccepted,
     CodeExpired,
@@ -39,6 +40,7 @@ from bot.privacy import mask_phone
 from bot.verifier._sdk import (
     SdkRunner,
     VonageOptions,
+    answer_lost,
     is_transient,
     message_language,
     status_of,
@@ -47,6 +49,8 @@ from bot.verifier._sdk import (
 log = structlog.get_logger("verifybot.vonage")
 
 _LANGUAGES = frozenset(code.value for code in LanguageCode)
+_WORKFLOW_EVENTS = 3
+_NEXT_EVENT_WAIT = 300
 _DETAILS = re.compile(r"details: (\{.*\})\s*$", re.DOTALL)
 
 # Statuses that are the operator's to fix, not the member's.
@@ -60,6 +64,13 @@ _CHECK_ANSWERS: dict[str, CheckOutcome] = {
 _RESEND_ANSWERS: dict[str, ResendOutcome] = {
     "6": CodeExpired(),
     "19": ResendFailed(Failure.NO_MORE_RESENDS),  # no events left to advance to
+}
+# What the search API's request status says about a check whose answer was lost.
+_SEARCH_ANSWERS: dict[str, CheckOutcome] = {
+    "SUCCESS": CodeAccepted(),
+    "FAILED": TooManyAttempts(),
+    "EXPIRED": CodeExpired(),
+    "CANCELLED": CodeExpired(),
 }
 _START_FAILURES = {
     "1": Failure.THROTTLED,
@@ -101,9 +112,13 @@ class VonageLegacyVerifier:
         auth = Auth(api_key=api_key, api_secret=api_secret)
         self._sdk = SdkRunner(auth, options, api="verify-legacy")
         self._verify = self._sdk.client.verify_legacy
+        self._verify_once = self._sdk.once.verify_legacy
         self._brand = options.brand
         self._code_length = options.code_length
         self._pin_expiry = max(60, min(3600, pin_expiry))
+        # Workflow 1 (we send no workflow_id): SMS, then two calls, next_event_wait (default
+        # 300 s) apart; the request lives until its code expires or the workflow has run.
+        self.request_lifetime = float(max(self._pin_expiry, _WORKFLOW_EVENTS * _NEXT_EVENT_WAIT))
         log.warning(
             "vonage_legacy_verify",
             message="using the legacy Verify API (v1), which Vonage has deprecated; "
@@ -130,9 +145,9 @@ class VonageLegacyVerifier:
             body = legacy_response(exc)
             status = str(body.get("status"))
             if status == "10" and body.get("request_id"):
-                # A verification to this number is in flight (often our own re-sent POST).
+                # A live request for this number: the claim holder's own (see VonageVerifier).
                 log.info("verify_start_adopted", phone=masked, request_id=body["request_id"])
-                return VerificationStarted(str(body["request_id"]))
+                return VerificationStarted(str(body["request_id"]), adopted=True)
             log.info("verify_start_refused", phone=masked, status=status)
             return StartFailed(self._failure(status, _START_FAILURES, default=Failure.UNAVAILABLE))
         except (HttpRequestError, requests.RequestException) as exc:
@@ -142,18 +157,43 @@ class VonageLegacyVerifier:
         return VerificationStarted(response.request_id)
 
     async def check(self, request_id: str, code: str) -> CheckOutcome:
+        # Sent once (see VonageVerifier.check); a lost answer is looked up, not guessed.
         try:
-            await self._sdk.call(self._verify.check_code, request_id, code)
+            await self._sdk.call(self._verify_once.check_code, request_id, code)
         except VerifyError as exc:
             status = str(legacy_response(exc).get("status"))
             log.info("verify_check", request_id=request_id, status=status)
             known = _CHECK_ANSWERS.get(status)
             return known or CheckFailed(self._failure(status, _THROTTLED))
         except (HttpRequestError, requests.RequestException, ValidationError) as exc:
+            if answer_lost(exc):
+                log.warning("verify_check_lost", request_id=request_id, error=type(exc).__name__)
+                return await self._what_became_of(request_id, code)
             log.warning("verify_check_failed", request_id=request_id, error=type(exc).__name__)
             return CheckFailed(Failure.UNAVAILABLE)
         log.info("verify_check", request_id=request_id, status="0")
         return CodeAccepted()
+
+    async def _what_became_of(self, request_id: str, code: str) -> CheckOutcome:
+        """Ask the search API what the lost check did. Only Vonage's own word counts."""
+        try:
+            found = await self._sdk.call(self._verify.search, request_id)
+        except (VerifyError, HttpRequestError, requests.RequestException, ValidationError) as exc:
+            log.warning("verify_search_failed", request_id=request_id, error=type(exc).__name__)
+            return CheckLost()
+        if isinstance(found, list):  # one id asked, one answer expected
+            found = found[0] if len(found) == 1 else None
+        status = getattr(found, "status", None)
+        answer = _SEARCH_ANSWERS.get(str(status))
+        if answer is None and status == "IN PROGRESS":
+            # Still live: if Vonage recorded our code as a wrong try, it was wrong; if it
+            # recorded nothing, the check may never have arrived (or may yet): unknown.
+            checks = getattr(found, "checks", None) or []
+            ours = [c for c in checks if c.code == code]
+            if ours and ours[-1].status == "INVALID":
+                answer = CodeRejected()
+        log.info("verify_search", request_id=request_id, status=status, resolved=answer is not None)
+        return answer or CheckLost()
 
     async def resend(self, request_id: str) -> ResendOutcome:
         try:
@@ -169,14 +209,15 @@ class VonageLegacyVerifier:
         log.info("verify_next_event", request_id=request_id, status="0")
         return Resent()
 
-    async def cancel(self, request_id: str) -> None:
+    async def cancel(self, request_id: str) -> bool:
         try:
             await self._sdk.call(self._verify.cancel_verification, request_id)
         except (VerifyError, HttpRequestError, requests.RequestException) as exc:
             # Legacy refuses cancels in the first 30 s (status 19); the request then expires.
             log.info("verify_cancel_failed", request_id=request_id, error=type(exc).__name__)
-        else:
-            log.info("verify_cancelled", request_id=request_id)
+            return False
+        log.info("verify_cancelled", request_id=request_id)
+        return True
 
     def _failure(
         self, status: str, known: dict[str, Failure], default: Failure = Failure.UNAVAILABLE

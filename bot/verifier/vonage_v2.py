@@ -14,6 +14,7 @@ from vonage_verify.enums import Locale
 
 from bot.flow import (
     CheckFailed,
+    CheckLost,
     CheckOutcome,
     CodeAccepted,
     CodeExpired,
@@ -32,6 +33,7 @@ from bot.verifier._sdk import (
     SdkRunner,
     SigningAuth,
     VonageOptions,
+    answer_lost,
     body_of,
     message_language,
     status_of,
@@ -76,10 +78,13 @@ class VonageVerifier:
     ) -> None:
         self._sdk = SdkRunner(auth, options, api="verify-v2")
         self._verify = self._sdk.client.verify
+        self._verify_once = self._sdk.once.verify
         self._brand = options.brand
         self._code_length = options.code_length
         self._channel_timeout = channel_timeout
         self._fallbacks = fallback_channels
+        # Each workflow channel waits channel_timeout before the next; then the request ends.
+        self.request_lifetime = float(channel_timeout * (1 + len(fallback_channels)))
 
     def _request(self, phone: str, locale: str | None) -> VerifyRequest:
         to = phone.removeprefix("+")
@@ -113,12 +118,13 @@ class VonageVerifier:
     def _start_error(self, exc: HttpRequestError, masked: str) -> StartOutcome:
         status = status_of(exc)
         if status == 409:
-            # A concurrent start to this number, often our own POST re-sent by the SDK after
-            # a dropped connection: adopt the request in flight rather than fail.
+            # A live request for this number. Only the member holding the number's claim
+            # reaches Vonage, and the claim outlives any request started under it, so this
+            # is the holder's own (typically its POST re-sent after a dropped connection).
             request_id = body_of(exc).get("request_id")
             if isinstance(request_id, str) and request_id:
                 log.info("verify_start_adopted", phone=masked, request_id=request_id)
-                return VerificationStarted(request_id)
+                return VerificationStarted(request_id, adopted=True)
             log.info("verify_start_busy", phone=masked)
             return StartFailed(Failure.BUSY)
         if status in (400, 422):
@@ -132,14 +138,19 @@ class VonageVerifier:
         return StartFailed(Failure.UNAVAILABLE)
 
     async def check(self, request_id: str, code: str) -> CheckOutcome:
-        # Never retried: a re-sent wrong code would spend one of the member's tries.
+        # Sent once: a re-sent wrong code would spend one of the member's tries, and a
+        # re-sent right one answers 404 once the first has completed the request.
         try:
-            response = await self._sdk.call(self._verify.check_code, request_id, code)
+            response = await self._sdk.call(self._verify_once.check_code, request_id, code)
         except HttpRequestError as exc:
             status = status_of(exc)
             log.info("verify_check", request_id=request_id, status=status)
             return _CHECK_ANSWERS.get(status or 0) or self._unavailable(status, CheckFailed)
         except (requests.RequestException, ValidationError) as exc:
+            if answer_lost(exc):
+                # Verify v2 has no API to ask what became of it: the next check decides.
+                log.warning("verify_check_lost", request_id=request_id, error=type(exc).__name__)
+                return CheckLost()
             log.warning("verify_check_failed", request_id=request_id, error=type(exc).__name__)
             return CheckFailed(Failure.UNAVAILABLE)
         log.info("verify_check", request_id=request_id, status=response.status)
@@ -147,7 +158,7 @@ class VonageVerifier:
 
     async def resend(self, request_id: str) -> ResendOutcome:
         try:
-            await self._sdk.call(self._verify.trigger_next_workflow, request_id)
+            await self._sdk.call(self._verify_once.trigger_next_workflow, request_id)
         except HttpRequestError as exc:
             status = status_of(exc)
             log.info("verify_next_workflow", request_id=request_id, status=status)
@@ -164,14 +175,15 @@ class VonageVerifier:
         self._report(status)
         return answer(Failure.UNAVAILABLE)
 
-    async def cancel(self, request_id: str) -> None:
+    async def cancel(self, request_id: str) -> bool:
         try:
             await self._sdk.call(self._verify.cancel_verification, request_id)
         except (HttpRequestError, requests.RequestException) as exc:
             # Best effort: an unanswered request simply expires at Vonage.
             log.info("verify_cancel_failed", request_id=request_id, status=status_of(exc))
-        else:
-            log.info("verify_cancelled", request_id=request_id)
+            return False
+        log.info("verify_cancelled", request_id=request_id)
+        return True
 
     def _report(self, status: int | None) -> None:
         problem = _OPERATOR_STATUSES.get(status or 0)

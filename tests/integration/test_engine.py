@@ -250,6 +250,8 @@ async def test_sms_per_phone_are_limited_across_members(
         for member in (ALICE, BOB):
             await bot.engine.handle(member, Start())
         assert keys(await bot.engine.handle(ALICE, Text(PHONE))) == ["code.sent"]
+        # Alice's cancel ends her request, so the number is free; its SMS budget is not.
+        await bot.engine.handle(ALICE, Cancel())
         assert keys(await bot.engine.handle(BOB, PhoneGiven(PHONE))) == ["limit.sms"]
 
 

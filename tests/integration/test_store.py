@@ -9,7 +9,18 @@ from redis.asyncio import Redis
 from bot.flow import Conversation, State
 from bot.identity import MemberKey
 from bot.settings import Rate
-from bot.store import Committed, Conflict, Hit, Limit, LimitReached, Store, decode, encode
+from bot.store import (
+    Claim,
+    ClaimHeld,
+    Committed,
+    Conflict,
+    Hit,
+    Limit,
+    LimitReached,
+    Store,
+    decode,
+    encode,
+)
 
 ALICE = MemberKey("telegram", "bot1", "42")
 NOW = 1_700_000_000.0
@@ -189,3 +200,52 @@ async def test_more_messages_than_connections_all_get_a_turn(
     finally:
         await client.aclose()
         await pool.disconnect()
+
+
+# --- a number's claim -------------------------------------------------------------------
+
+BOB = MemberKey("telegram", "bot1", "43")
+PHONE = "+447400123456"
+STARTING = Conversation(state=State.STARTING, phone=PHONE, lease_until=NOW + 45)
+
+
+async def test_a_claim_held_by_another_member_writes_nothing(store: Store, redis: Redis) -> None:
+    limit = Limit("phone", PHONE, Rate(3, 600))
+    taken = await store.commit(
+        ALICE, STARTING, version=0, now=NOW, hits=[Hit(limit)], claim=Claim(PHONE, 400)
+    )
+    assert taken == Committed(1)
+    refused = await store.commit(
+        BOB, STARTING, version=0, now=NOW, hits=[Hit(limit)], claim=Claim(PHONE, 400)
+    )
+    assert isinstance(refused, ClaimHeld) and 399 < refused.wait <= 400
+    assert (await store.load(BOB, now=NOW)).conversation == Conversation()
+    assert await redis.zcard(store.limit_key(limit)) == 1  # Bob took no SMS
+    assert await redis.get(store.claim_key(PHONE)) == str(ALICE).encode()
+
+
+async def test_the_holder_refreshes_its_claim_and_only_the_holder_releases_it(
+    store: Store, redis: Redis
+) -> None:
+    await store.commit(ALICE, STARTING, version=0, now=NOW, claim=Claim(PHONE, 10))
+    again = await store.commit(ALICE, STARTING, version=1, now=NOW, claim=Claim(PHONE, 400))
+    assert again == Committed(2)
+    assert 399_000 < await redis.pttl(store.claim_key(PHONE)) <= 400_000
+    # Bob's release (in a save, or on its own) leaves Alice's claim alone.
+    await store.commit(BOB, WAITING, version=0, now=NOW, claim=Claim(PHONE))
+    await store.release_claim(BOB, PHONE)
+    assert await redis.get(store.claim_key(PHONE)) is not None
+    await store.commit(ALICE, Conversation(), version=2, now=NOW, claim=Claim(PHONE))
+    assert await redis.get(store.claim_key(PHONE)) is None
+
+
+async def test_a_release_on_its_own_spares_a_claim_the_member_is_using_again(
+    store: Store, redis: Redis
+) -> None:
+    # A confirmed cancel lands after the same member already started again on the number.
+    await store.commit(ALICE, STARTING, version=0, now=NOW, claim=Claim(PHONE, 400))
+    await store.release_claim(ALICE, PHONE)
+    assert await redis.get(store.claim_key(PHONE)) is not None
+    await store.commit(ALICE, Conversation(state=State.AWAIT_PHONE), version=1, now=NOW)
+    await store.release_claim(ALICE, PHONE)
+    assert await redis.get(store.claim_key(PHONE)) is None

@@ -15,6 +15,7 @@ from structlog.testing import capture_logs
 
 from bot.flow import (
     CheckFailed,
+    CheckLost,
     CodeAccepted,
     CodeExpired,
     CodeRejected,
@@ -129,7 +130,9 @@ async def test_v2_a_concurrent_start_adopts_the_request_in_flight(
 ) -> None:
     first = await v2.start(PHONE)
     second = await v2.start(PHONE)
-    assert first == second
+    # Adopting is safe only for the number's claim holder; the engine sees to that.
+    assert isinstance(first, VerificationStarted) and not first.adopted
+    assert second == VerificationStarted(first.request_id, adopted=True)
     assert [c.status for c in starts(vonage)] == [202, 409]
     assert len(vonage.codes_sent_to(DIGITS)) == 1
 
@@ -180,6 +183,34 @@ async def test_v2_a_check_is_never_retried(v2: Verifier, vonage: VonageEmulator)
     assert await v2.check(started.request_id, "123456") == CheckFailed(Failure.UNAVAILABLE)
     checks = [c for c in vonage.calls if c.path == f"/v2/verify/{started.request_id}"]
     assert len(checks) == 1
+
+
+@pytest.mark.parametrize("fault", ["drop_after", "timeout"])
+async def test_v2_a_check_whose_answer_is_lost_is_not_re_sent_and_is_lost(
+    v2: Verifier, vonage: VonageEmulator, fault: str
+) -> None:
+    started = await v2.start(PHONE)
+    assert isinstance(started, VerificationStarted)
+    vonage.inject(fault, path_prefix=f"/v2/verify/{started.request_id}")
+    assert await v2.check(started.request_id, vonage.last_code(DIGITS)) == CheckLost()
+    checks = [c for c in vonage.calls if c.path == f"/v2/verify/{started.request_id}"]
+    assert len(checks) == 1
+
+
+async def test_v2_a_resend_whose_answer_is_lost_is_not_re_sent(
+    vonage_settings: Callable[..., Settings], vonage: VonageEmulator
+) -> None:
+    verifier = build_verifier(vonage_settings(vonage_fallback_channels="sms"))
+    try:
+        started = await verifier.start(PHONE)
+        assert isinstance(started, VerificationStarted)
+        path = f"/v2/verify/{started.request_id}/next_workflow"
+        vonage.inject("drop_after", path_prefix=path)
+        assert await verifier.resend(started.request_id) == ResendFailed(Failure.UNAVAILABLE)
+        assert sum(c.path == path for c in vonage.calls) == 1
+        assert len(vonage.codes_sent_to(DIGITS)) == 2  # the one resend, not two
+    finally:
+        await verifier.aclose()
 
 
 async def test_v2_an_invalid_number_is_refused(v2: Verifier, vonage: VonageEmulator) -> None:
@@ -392,3 +423,39 @@ async def test_legacy_resend_and_cancel(legacy: Verifier, vonage: VonageEmulator
     await legacy.cancel(started.request_id)  # refused after a second event (19): logged, no raise
     expired = await legacy.resend("0" * 32)
     assert expired == CodeExpired()
+
+
+# --- every verifier: what the number's claim relies on ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "overrides", "lifetime"),
+    [
+        ("v2", {}, 300.0),  # one SMS channel, channel_timeout 300 s
+        ("v2", {"vonage_fallback_channels": "voice"}, 600.0),  # each channel waits 300 s
+        ("legacy", {}, 900.0),  # workflow 1: three events 300 s apart outlive a 300 s code
+        ("sandbox", {}, 300.0),  # the code's validity
+    ],
+)
+async def test_every_verifier_says_how_long_a_request_lives_and_whether_a_cancel_took(
+    vonage_settings: Callable[..., Settings],
+    vonage: VonageEmulator,
+    kind: str,
+    overrides: dict[str, Any],
+    lifetime: float,
+) -> None:
+    credentials: dict[str, dict[str, Any]] = {
+        "v2": {},
+        "legacy": {"vonage_application_id": None, "vonage_private_key_path": None,
+                   "vonage_api_key": VONAGE_API_KEY, "vonage_api_secret": VONAGE_API_SECRET},
+        "sandbox": {"vonage_application_id": None, "vonage_private_key_path": None},
+    }  # fmt: skip
+    verifier = build_verifier(vonage_settings(**credentials[kind], **overrides), show_code=print)
+    try:
+        assert verifier.request_lifetime == lifetime
+        started = await verifier.start(PHONE)
+        assert isinstance(started, VerificationStarted)
+        assert await verifier.cancel(started.request_id) is True
+        assert await verifier.cancel(started.request_id) is False  # already over
+    finally:
+        await verifier.aclose()

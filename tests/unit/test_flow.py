@@ -18,6 +18,7 @@ from bot.flow import (
     ChangeNumber,
     CheckCode,
     CheckFailed,
+    CheckLost,
     CodeAccepted,
     CodeExpired,
     CodeGiven,
@@ -35,12 +36,14 @@ from bot.flow import (
     LinksCounted,
     LookupLink,
     MemberVerified,
+    PhoneBusy,
     PhoneGiven,
     PhoneTaken,
     Purpose,
     Recorded,
     RecordFailed,
     RecordVerified,
+    ReleaseClaim,
     Reply,
     Resend,
     ResendCode,
@@ -273,7 +276,8 @@ def test_text_that_is_not_a_code_gets_help_for_the_code_step() -> None:
 
 def test_a_right_code_is_recorded_before_the_member_hears_verified() -> None:
     accepted = run(AWAIT_CODE, CodeAccepted())
-    assert accepted.effects == (RecordVerified(PHONE, "GB"),)
+    # Vonage's "accepted" ends its request, so the number's claim is released as well.
+    assert accepted.effects == (ReleaseClaim(PHONE), RecordVerified(PHONE, "GB"))
     assert replies(accepted) == []
     done = run(accepted.conversation, Recorded())
     assert done.conversation.state is State.VERIFIED
@@ -321,6 +325,77 @@ def test_vonage_ending_the_request_goes_back_to_the_number(answer: flow.Event, k
     assert replies(result) == [key]
     # Only "too many" follows a wrong code; an expiry does not count against the member.
     assert (CountWrongCode() in result.effects) is isinstance(answer, TooManyAttempts)
+    # The request is over at Vonage: the number is free for other members again.
+    assert ReleaseClaim(PHONE) in result.effects
+
+
+def test_a_wrong_code_keeps_the_number_claimed() -> None:
+    for conv in (AWAIT_CODE, replace(AWAIT_CODE, wrong_codes=2)):
+        result = run(conv, CodeRejected())
+        assert not any(isinstance(e, ReleaseClaim) for e in result.effects)
+
+
+@pytest.mark.parametrize("conv", [STARTING, AWAIT_CODE])
+def test_a_number_another_member_is_verifying_is_in_progress_for_a_while(
+    conv: Conversation,
+) -> None:
+    result = run(conv, PhoneBusy(retry_at=NOW + 400))
+    assert result.conversation == Conversation(state=State.AWAIT_PHONE)
+    (reply,) = [e for e in result.effects if isinstance(e, Reply)]
+    # When, but never who.
+    assert (reply.key, dict(reply.params)) == ("phone.in_progress", {"wait": flow.Duration(400)})
+    assert commands(result) == []
+
+
+def test_an_adopted_request_is_the_members_code_step() -> None:
+    result = run(STARTING, VerificationStarted("req-9", adopted=True))
+    assert result.conversation.state is State.AWAIT_CODE
+    assert result.conversation.request_id == "req-9"
+    assert replies(result) == ["code.sent"]
+
+
+def test_a_lost_answer_keeps_the_request_and_says_it_is_not_known_yet() -> None:
+    result = run(AWAIT_CODE, CheckLost())
+    assert result.conversation == replace(AWAIT_CODE, check_in_doubt=True)
+    (reply,) = [e for e in result.effects if isinstance(e, Reply)]
+    assert reply.key == "code.lost" and reply.about_code
+    assert reply.actions == (Action.RESEND, Action.CHANGE_NUMBER, Action.CANCEL)
+    # Not a wrong code, not the end of the request.
+    assert CountWrongCode() not in result.effects
+    assert not any(isinstance(e, ReleaseClaim) for e in result.effects)
+
+
+IN_DOUBT = replace(AWAIT_CODE, check_in_doubt=True)
+
+
+def test_after_a_lost_answer_a_gone_request_is_never_called_expired() -> None:
+    result = run(IN_DOUBT, CodeExpired())
+    assert result.conversation.state is State.AWAIT_PHONE
+    assert replies(result) == ["code.lost_ended"]
+    assert ReleaseClaim(PHONE) in result.effects
+    assert not any(isinstance(e, (MemberVerified, RecordVerified)) for e in result.effects)
+
+
+def test_after_a_lost_answer_the_clock_does_not_say_expired_either() -> None:
+    late = Context(now=NOW + 241)
+    result = run(IN_DOUBT, CodeGiven("123456"), late)
+    assert replies(result)[0] == "code.lost_ended"
+    assert commands(result) == []
+
+
+def test_after_a_lost_answer_the_next_answer_decides() -> None:
+    typed = run(IN_DOUBT, CodeGiven("123456"))
+    assert commands(typed) == [CheckCode("req-1", "123456")]
+    wrong = run(IN_DOUBT, CodeRejected())
+    assert replies(wrong) == ["code.wrong"] and not wrong.conversation.check_in_doubt
+    right = run(IN_DOUBT, CodeAccepted())
+    assert commands(right) == [RecordVerified(PHONE, "GB")]
+    too_many = run(IN_DOUBT, TooManyAttempts())
+    assert replies(too_many) == ["code.too_many"]
+
+
+def test_without_a_lost_answer_a_gone_request_is_expired() -> None:
+    assert replies(run(AWAIT_CODE, CodeExpired())) == ["code.expired"]
 
 
 def test_a_check_that_could_not_be_made_keeps_the_code_step() -> None:
@@ -369,14 +444,16 @@ def test_no_more_resends_keeps_the_code_step() -> None:
 def test_change_number_cancels_the_request_and_asks_again() -> None:
     result = run(AWAIT_CODE, ChangeNumber())
     assert result.conversation.state is State.AWAIT_PHONE
-    assert result.effects[0] == CancelVerification("req-1")
+    assert result.effects[0] == CancelVerification("req-1", PHONE)
     assert replies(result) == ["phone.ask"]
+    # The number stays claimed: only a cancel Vonage confirms frees it (the engine's call).
+    assert not any(isinstance(e, ReleaseClaim) for e in result.effects)
 
 
 def test_cancel_cancels_the_request_and_forgets_the_conversation() -> None:
     result = run(AWAIT_CODE, Cancel())
     assert result.conversation == Conversation()
-    assert CancelVerification("req-1") in result.effects
+    assert CancelVerification("req-1", PHONE) in result.effects
 
 
 def test_the_phone_is_taken_between_code_and_record() -> None:
