@@ -563,6 +563,39 @@ async def test_standalone_roles_act_on_telegram_outside_the_running_bot(
             pass
 
 
+async def test_standalone_roles_revoke_a_link_and_name_what_stops_them(
+    make_settings: Callable[..., Any], telegram: TelegramEmulator
+) -> None:
+    from datetime import timedelta
+
+    from adapters.telegram_roles import standalone
+    from bot.roles import Invite
+    from bot.texts import Catalogue
+
+    helpers = telegram.add_group("Helpers")
+    weak = telegram.add_group("Weak", bot_rights={"can_restrict_members": True})
+    ada = telegram.add_user("Ada")
+    settings = make_settings(
+        telegram_bot_token=telegram.token, telegram_api_base_url=telegram.base_url
+    )
+    day = datetime.now(UTC) + timedelta(days=1)
+
+    async with standalone(settings, Catalogue.load()) as roles:
+        made = await roles.bot.create_chat_invite_link(helpers, member_limit=1)
+        link = Invite(str(helpers), made.invite_link, day)
+        revoked = await roles.revoke_invite(key_of(telegram, ada), link)
+        unknown = Invite(str(helpers), "https://t.me/+never-made", day)
+        forgotten = await roles.revoke_invite(key_of(telegram, ada), unknown)
+        refused = await roles.revoke_invite(key_of(telegram, ada), Invite(str(weak), "x", day))
+        elsewhere = await roles.revoke_invite(MemberKey("telegram", "42", str(ada)), link)
+
+    assert (revoked.action, revoked.target, revoked.ok) == ("revoke_link", str(helpers), True)
+    assert telegram.invite_links(helpers)[0]["is_revoked"] is True
+    assert forgotten.ok  # a link Telegram does not know admits nobody: nothing left to do
+    assert (refused.ok, refused.problem) == (False, "not_enough_rights")
+    assert (elsewhere.ok, elsewhere.problem) == (False, "not_connected")
+
+
 # --- Admin commands ---------------------------------------------------------------------------
 
 
