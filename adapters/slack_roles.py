@@ -22,7 +22,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.slack_views import Views
 from bot.flow import Reply
 from bot.identity import MemberKey
-from bot.roles import PlatformStep, Role
+from bot.roles import Invite, PlatformStep, Role
 from bot.settings import ConfigError, Settings
 from bot.texts import Catalogue
 
@@ -113,6 +113,11 @@ class SlackRoles:
             removal = self._remove(group, member)
             steps.append(await self._step("usergroup_remove", group, member, removal))
         return steps
+
+    async def revoke_invite(self, member: MemberKey, invite: Invite) -> PlatformStep:
+        """Slack roles make no invite links (members are invited to channels directly), so the
+        core never records one to revoke here."""
+        return PlatformStep("revoke_link", invite.place, ok=True)
 
     # -- the calls -----------------------------------------------------------------------
 

@@ -104,7 +104,10 @@ class GroupGate:
             return
         if was or not now:
             return  # a change of rights, including our own restriction
-        hold = await self.gatekeeper.arrive(member.key, place, RESTRICT, title=change.chat.title)
+        link = change.invite_link.invite_link if change.invite_link else None
+        hold = await self.gatekeeper.arrive(
+            member.key, place, RESTRICT, title=change.chat.title, invite=link
+        )
         if hold is None:
             log.info("gate_admitted_known_member", place=place)
             return
@@ -181,10 +184,10 @@ class GroupGate:
         for hold in await self.gatekeeper.verified(member.key):
             await self._let_in(hold, member.locale)
 
-    async def admit(self, member: MemberKey, chat: int) -> None:
-        """A role opens ``chat`` to the member: remember it, so the gate lets them walk in, and
-        end any hold there (their restriction is lifted by the role)."""
-        for hold in await self.gatekeeper.admit(member, str(chat)):
+    async def admit(self, member: MemberKey, chat: int, role: str) -> None:
+        """``role`` opens ``chat`` to the member: remember it, so the gate lets them walk in,
+        and end any hold there (their restriction is lifted by the role)."""
+        for hold in await self.gatekeeper.admit(member, str(chat), role=role):
             await self._clear_welcome(hold)
 
     async def on_lapsed(self, lapsed: Lapsed) -> None:

@@ -4,9 +4,11 @@
 member's restriction in each of its chats, or sends them a single-use invite link when they
 are not there; a title makes them an administrator with the one right to invite users, so
 Telegram shows the title beside their name. Revoking removes them from the chats (a ban then
-an unban, so they may come back if granted again) and takes back a title we gave. Nothing here
-raises for a refusal from Telegram: each thing done or not is a ``PlatformStep`` whose
-problem is a word the catalogue explains.
+an unban, so they may come back if granted again) and takes back a title we gave. Each invite
+link made goes back to the core in its step; the core records it against the grant and has
+``revoke_invite`` revoke it when the grant goes, used or not. Nothing here raises for a refusal
+from Telegram: each thing done or not is a ``PlatformStep`` whose problem is a word the
+catalogue explains.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import TypeVar
 
 import structlog
@@ -29,7 +32,7 @@ from telegram.error import (
 
 from bot.flow import Reply
 from bot.identity import MemberKey
-from bot.roles import PlatformStep, Role, RoleBook
+from bot.roles import Invite, PlatformStep, Role, RoleBook
 from bot.settings import Settings
 from bot.texts import Catalogue
 
@@ -43,8 +46,8 @@ LINK_NAME_LIMIT = 32
 LINK_NAME_PREFIX = "verifybot "
 
 T = TypeVar("T")
-#: Records that a member may enter a chat without being held at its gate.
-Admit = Callable[[MemberKey, int], Awaitable[None]]
+#: Records that a member's role lets them enter a chat without being held at its gate.
+Admit = Callable[[MemberKey, int, str], Awaitable[None]]
 
 _RIGHTS = re.compile(r"not enough rights|chat_admin_required|right_forbidden|need administrator")
 
@@ -150,6 +153,19 @@ class TelegramRoles:
                 steps.append(failed.step(chat))
         return steps
 
+    async def revoke_invite(self, member: MemberKey, invite: Invite) -> PlatformStep:
+        """Revoke a link made for the member's role, so it admits nobody, used or not."""
+        if not self._ours(member):
+            return PlatformStep("connect", member.scope, False, "not_connected")
+        request = self.bot.revoke_chat_invite_link(_chat_target(invite.place), invite.url)
+        try:
+            await self._call("revoke_link", request)
+        except StepFailed as failed:
+            # Telegram's word for a link it no longer knows: it admits nobody, as wanted.
+            if failed.problem.upper() != "INVITE_HASH_EXPIRED":
+                return PlatformStep(failed.action, invite.place, False, failed.problem)
+        return PlatformStep("revoke_link", invite.place, True)
+
     async def set_title(self, chat: int, user_id: int, title: str) -> PlatformStep:
         """Make the member an administrator who may only invite users, titled ``title``."""
         try:
@@ -176,7 +192,8 @@ class TelegramRoles:
         current = await self._call("check", self.bot.get_chat_member(chat, user_id))
         status = current.status
         if self.admit is not None:
-            await self.admit(member, chat)  # before they walk in, so the gate does not hold them
+            # Before they walk in, so the gate does not hold them.
+            await self.admit(member, chat, role.name)
         if status in (ChatMember.OWNER, ChatMember.ADMINISTRATOR, ChatMember.MEMBER):
             return PlatformStep("member", str(chat), True), True
         if status == ChatMember.RESTRICTED:
@@ -198,16 +215,18 @@ class TelegramRoles:
         return await self._invite(user_id, chat, role), False
 
     async def _invite(self, user_id: int, chat: int, role: Role) -> PlatformStep:
+        expires = int(self.clock()) + INVITE_TTL
         try:
             link = await self._call(
                 "invite_link",
                 self.bot.create_chat_invite_link(
-                    chat,
-                    expire_date=int(self.clock()) + INVITE_TTL,
-                    member_limit=1,
-                    name=link_name(role),
+                    chat, expire_date=expires, member_limit=1, name=link_name(role)
                 ),
             )
+        except StepFailed as failed:
+            return failed.step(chat)
+        invite = Invite(str(chat), link.invite_link, datetime.fromtimestamp(expires, UTC))
+        try:
             info = await self._call("invite_link", self.bot.get_chat(chat))
             text = self.catalogue.text(
                 "telegram.admin.invite_link",
@@ -218,8 +237,9 @@ class TelegramRoles:
             )
             await self._call("invite_link", self.bot.send_message(user_id, text), private=True)
         except StepFailed as failed:
-            return failed.step(chat)
-        return PlatformStep("invite_link", str(chat), True)
+            # Not sent, but made: the core still records it, so a revoke revokes it.
+            return PlatformStep(failed.action, str(chat), False, failed.problem, invite)
+        return PlatformStep("invite_link", str(chat), True, invite=invite)
 
     async def _close(
         self, user_id: int, chat: int, role: Role, *, keep: bool

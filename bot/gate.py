@@ -260,9 +260,11 @@ class Gatekeeper:
         *,
         reach: str | None = None,
         title: str | None = None,
+        invite: str | None = None,
     ) -> Hold | None:
-        """A member joins or asks to join ``place``: None to let them in, else their hold."""
-        if await self._walks_in(member, place):
+        """A member joins or asks to join ``place`` (by the link ``invite``, if one is named):
+        None to let them in, else their hold."""
+        if await self._walks_in(member, place, invite):
             return None
         now = self.clock()
         deadline = now + self.timeout if self.timeout else None
@@ -277,11 +279,13 @@ class Gatekeeper:
             await asyncio.to_thread(self.directory.admit, member, hold.place, now=self._now())
         return holds
 
-    async def admit(self, member: MemberKey, place: str) -> list[Hold]:
-        """Something else (a role) opened ``place`` to verified ``member``: remember it, so a
-        rejoin walks in, and end their hold there."""
-        await asyncio.to_thread(self.directory.admit, member, place, now=self._now())
-        return await self.gate.release(member, place)
+    async def admit(self, member: MemberKey, place: str, *, role: str) -> list[Hold]:
+        """``role`` opened ``place`` to verified ``member``: remember it while they hold the
+        role, so a rejoin walks in, and end their hold there (none if the role is gone)."""
+        opened = await asyncio.to_thread(
+            self.directory.admit_for_role, member, place, role, now=self._now()
+        )
+        return await self.gate.release(member, place) if opened else []
 
     async def leave(self, member: MemberKey, place: str) -> list[Hold]:
         """The member left ``place`` (or was removed by someone else): forget their hold."""
@@ -303,7 +307,12 @@ class Gatekeeper:
             results.append(Lapsed(hold, verified))
         return results
 
-    async def _walks_in(self, member: MemberKey, place: str) -> bool:
+    async def _walks_in(self, member: MemberKey, place: str, invite: str | None = None) -> bool:
+        if invite is not None and await asyncio.to_thread(self.directory.invite_withdrawn, invite):
+            # The link of a revoked role (Telegram let it through before the revocation took
+            # effect): it vouches for nothing, and the member is judged as a stranger.
+            log.info("gate_withdrawn_invite", place=place)
+            return False
         if self.admit_anywhere:
             # Any verified member: admit() checks that and records the admission at once.
             return await asyncio.to_thread(self.directory.admit, member, place, now=self._now())

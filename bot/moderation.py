@@ -26,7 +26,7 @@ from bot.flow import Reply
 from bot.identity import Member, MemberKey
 from bot.privacy import mask_phone
 from bot.report import Format, export_rows, render
-from bot.roles import PlatformStep, Role, RoleBook, RolePlatform
+from bot.roles import Invite, PlatformStep, Role, RoleBook, RolePlatform
 from bot.store import Store
 
 __all__ = [
@@ -221,8 +221,7 @@ class Moderation:
                 return self._unknown_role(role_name)
             return Result((Reply("mod.not_held", {"member": who, "role": name}),), ok=False)
         replies = [Reply("mod.revoked", {"member": who, "role": name})]
-        if role is not None:  # a role since removed from the file has nothing to undo
-            replies += await self._mirror(actor, subject, who, role, undo=True)
+        replies += await self._mirror(actor, subject, who, role or name, undo=True)
         await self._post(
             Reply("modlog.revoked", {"member": who, "role": name, "by": actor.name or str(actor)})
         )
@@ -404,8 +403,20 @@ class Moderation:
         refused = await self.check(actor, Rank.ADMIN, "sync", None)
         if refused:
             raise PermissionError("roles sync is for admins")
-        links = await self._db(self.directory.list_links, platform=platform, verified_only=True)
         grants, failed, skipped = 0, [], set()
+        # Links a platform refused to revoke before: revoked now, before anything is applied.
+        pending = await self._db(
+            self.directory.pending_revocations, platform=platform, now=self._now()
+        )
+        for member, name, invite in pending:
+            revoker = self.platforms.get(member.platform)
+            if revoker is None:
+                skipped.add(member.platform)
+                continue
+            step = await self._revoke_invite(revoker, member, invite)
+            if not step.ok:
+                failed.append((str(member), name, step))
+        links = await self._db(self.directory.list_links, platform=platform, verified_only=True)
         for link in links:
             applier = self.platforms.get(link.platform)
             for name in link.roles:
@@ -416,7 +427,9 @@ class Moderation:
                     skipped.add(link.platform)
                     continue
                 grants += 1
-                for step in await applier.apply(link.key, role):
+                steps = await applier.apply(link.key, role)
+                steps += await self._record_invites(applier, link.key, name, steps)
+                for step in steps:
                     if not step.ok:
                         failed.append((str(link.key), name, step))
         await self._audit(
@@ -452,21 +465,30 @@ class Moderation:
         actor: Actor | None,
         subject: MemberKey,
         who: str,
-        role: Role,
+        role: Role | str,
         *,
         undo: bool = False,
     ) -> list[Reply]:
-        """Carry a grant or revoke out on the member's platform; report what did not happen."""
+        """Carry a grant or revoke out on the member's platform; report what did not happen.
+
+        ``role`` is only a name when it was revoked after leaving the roles file: its links
+        are still revoked, but there is nothing else to undo.
+        """
+        name = role if isinstance(role, str) else role.name
         applier = self.platforms.get(subject.platform)
         if applier is None:
             return [Reply("mod.not_connected", {"platform": subject.platform})]
         if undo:
-            # Read after the revoke: what the member's other roles open must stay open.
-            link = await self._db(self.directory.find, subject)
-            kept = tuple(r for r in map(self.roles.get, link.roles if link else ()) if r)
-            steps = await applier.undo(subject, role, kept)
-        else:
+            # Links first: once the member is removed, a live link would let them back in.
+            steps = await self._revoke_invites(applier, subject, name)
+            if isinstance(role, Role):
+                # Read after the revoke: what the member's other roles open must stay open.
+                link = await self._db(self.directory.find, subject)
+                kept = tuple(r for r in map(self.roles.get, link.roles if link else ()) if r)
+                steps += await applier.undo(subject, role, kept)
+        elif isinstance(role, Role):
             steps = await applier.apply(subject, role)
+            steps += await self._record_invites(applier, subject, name, steps)
         failed = [step for step in steps if not step.ok]
         if not failed:
             return []
@@ -475,12 +497,42 @@ class Moderation:
             "role_undo_failed" if undo else "role_apply_failed",
             by,
             str(subject),
-            {"role": role.name, "steps": [[s.action, s.target, s.problem] for s in failed]},
+            {"role": name, "steps": [[s.action, s.target, s.problem] for s in failed]},
         )
         await self._post(
-            Reply("modlog.not_applied", {"member": who, "role": role.name, "count": len(failed)})
+            Reply("modlog.not_applied", {"member": who, "role": name, "count": len(failed)})
         )
         return [_problem(step) for step in failed] + [Reply("mod.sync_hint")]
+
+    async def _record_invites(
+        self, applier: RolePlatform, subject: MemberKey, role: str, steps: Sequence[PlatformStep]
+    ) -> list[PlatformStep]:
+        """Record the links ``steps`` made against the grant of ``role``. A link made while
+        the grant was being revoked is revoked at once: the revoke did not see it."""
+        late: list[PlatformStep] = []
+        for invite in (step.invite for step in steps if step.invite is not None):
+            recorded = await self._db(
+                self.directory.record_invite, subject, role, invite, now=self._now()
+            )
+            if not recorded:
+                late.append(await applier.revoke_invite(subject, invite))
+        return late
+
+    async def _revoke_invites(
+        self, applier: RolePlatform, subject: MemberKey, role: str
+    ) -> list[PlatformStep]:
+        """Revoke every link made for ``subject``'s revoked grants of ``role``, used or not;
+        one the platform refused stays recorded as unrevoked."""
+        invites = await self._db(self.directory.invites_to_revoke, subject, role, now=self._now())
+        return [await self._revoke_invite(applier, subject, invite) for invite in invites]
+
+    async def _revoke_invite(
+        self, applier: RolePlatform, subject: MemberKey, invite: Invite
+    ) -> PlatformStep:
+        step = await applier.revoke_invite(subject, invite)
+        if step.ok:
+            await self._db(self.directory.invite_revoked, invite.url, now=self._now())
+        return step
 
     async def _unlink(self, actor: Actor, subject: MemberKey, who: str) -> Result:
         revoked = await self._db(
@@ -490,9 +542,9 @@ class Moderation:
             return Result((Reply("mod.unlink.not_verified", {"member": who}),), ok=False)
         replies = [Reply("mod.unlink.done", {"member": who})]
         for name in revoked:
-            role = self.roles.get(name)
-            if role is not None:
-                replies += await self._mirror(actor, subject, who, role, undo=True)
+            replies += await self._mirror(
+                actor, subject, who, self.roles.get(name) or name, undo=True
+            )
         await self._post(Reply("modlog.unlinked", {"member": who, "by": actor.name or str(actor)}))
         return Result(tuple(replies))
 

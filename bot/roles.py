@@ -13,12 +13,14 @@ import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from bot.identity import MemberKey
 
 __all__ = [
+    "Invite",
     "PlatformStep",
     "Role",
     "RoleBook",
@@ -78,6 +80,16 @@ class RoleBook:
 
 
 @dataclass(frozen=True, slots=True)
+class Invite:
+    """An invite link a platform made for a member's role: it lets one person into ``place``
+    until ``expires_at``, whether or not the role still stands, unless it is revoked."""
+
+    place: str
+    url: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class PlatformStep:
     """One thing done, or not, on a platform for a role: a chat opened, a channel joined."""
 
@@ -87,6 +99,9 @@ class PlatformStep:
     #: Why it failed, as a short word the catalogue explains (``mod.problem.<word>``), e.g.
     #: "not_enough_rights", "is_archived", "plan_upgrade_required".
     problem: str | None = None
+    #: The invite link this step made (sent to the member or not); the core records it
+    #: against the grant, so a revoke can revoke it.
+    invite: Invite | None = None
 
 
 class RolePlatform(Protocol):
@@ -100,6 +115,10 @@ class RolePlatform(Protocol):
         self, member: MemberKey, role: Role, kept: Sequence[Role] = ()
     ) -> list[PlatformStep]:
         """Undo ``role``, leaving open what the member's ``kept`` roles still open."""
+        ...
+
+    async def revoke_invite(self, member: MemberKey, invite: Invite) -> PlatformStep:
+        """Make ``invite`` (made for ``member``'s role) admit nobody any more."""
         ...
 
 

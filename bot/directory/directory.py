@@ -20,13 +20,21 @@ from typing import Any, Final
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, Engine, Select, delete, func, or_, select, text
+from sqlalchemy import Connection, Engine, Select, delete, func, or_, select, text, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from bot.directory.engine import BEGIN_MODE, create_directory_engine
-from bot.directory.models import AdmissionRow, AuditRow, PhoneLinkRow, RoleGrantRow
+from bot.directory.models import (
+    AdmissionRow,
+    AuditRow,
+    GrantAdmissionRow,
+    InviteLinkRow,
+    PhoneLinkRow,
+    RoleGrantRow,
+)
 from bot.identity import MemberKey
 from bot.privacy import mask_phone
+from bot.roles import Invite
 
 __all__ = [
     "AuditEntry",
@@ -367,11 +375,107 @@ class Directory:
             return True
 
     def is_admitted(self, member: MemberKey, place: str) -> bool:
-        """Whether ``member`` is verified and was let into ``place`` before."""
+        """Whether ``member`` is verified and was let into ``place`` before, by the gate or by
+        a role they still hold."""
         query = (
             select(AdmissionRow.id)
             .join(PhoneLinkRow, AdmissionRow.link_id == PhoneLinkRow.id)
             .where(*_is(member), PhoneLinkRow.is_phone_verified, AdmissionRow.place == place)
+        )
+        by_role = (
+            select(GrantAdmissionRow.id)
+            .join(RoleGrantRow, GrantAdmissionRow.grant_id == RoleGrantRow.id)
+            .join(PhoneLinkRow, RoleGrantRow.link_id == PhoneLinkRow.id)
+            .where(
+                *_is(member),
+                PhoneLinkRow.is_phone_verified,
+                RoleGrantRow.revoked_at.is_(None),
+                GrantAdmissionRow.place == place,
+            )
+        )
+        with self._transaction(write=False) as session:
+            return session.scalar(query.union_all(by_role).limit(1)) is not None
+
+    # -- what a role grant opened: admissions and invite links ----------------------------------
+
+    def admit_for_role(self, member: MemberKey, place: str, role: str, *, now: datetime) -> bool:
+        """Remember that ``member``'s grant of ``role`` opens ``place``, until it is revoked;
+        False if they hold no such grant (it was revoked meanwhile)."""
+        _require_aware(now)
+        with self._transaction(write=True) as session:
+            _lock(session.connection(), f"member:{member}")
+            grant = _active_grant(session, member, role)
+            if grant is None:
+                return False
+            known = session.scalar(
+                select(GrantAdmissionRow.id).where(
+                    GrantAdmissionRow.grant_id == grant.id, GrantAdmissionRow.place == place
+                )
+            )
+            if known is None:
+                session.add(GrantAdmissionRow(grant_id=grant.id, place=place, admitted_at=now))
+            return True
+
+    def record_invite(self, member: MemberKey, role: str, invite: Invite, *, now: datetime) -> bool:
+        """Remember a link made for ``member``'s grant of ``role``, so revoking it revokes the
+        link. False if the grant is gone (revoked while the link was made): revoke it now."""
+        _require_aware(now)
+        with self._transaction(write=True) as session:
+            # Links past their expiry admit nobody: nothing to revoke, nothing to keep.
+            session.execute(delete(InviteLinkRow).where(InviteLinkRow.expires_at < now))
+            _lock(session.connection(), f"member:{member}")
+            grant = _active_grant(session, member, role)
+            if grant is None:
+                return False
+            session.add(
+                InviteLinkRow(
+                    grant_id=grant.id,
+                    place=invite.place,
+                    url=invite.url,
+                    created_at=now,
+                    expires_at=invite.expires_at,
+                )
+            )
+            return True
+
+    def invites_to_revoke(
+        self, member: MemberKey, role: str | None = None, *, now: datetime
+    ) -> list[Invite]:
+        """Links made for ``member``'s revoked grants (of ``role``, or of any) that may still
+        let someone in: not expired, and not yet revoked on the platform."""
+        query = _unrevoked_invites(now).where(*_is(member))
+        if role is not None:
+            query = query.where(RoleGrantRow.role == role)
+        with self._transaction(write=False) as session:
+            return [invite for invite, _, _ in _invites(session, query)]
+
+    def pending_revocations(
+        self, *, platform: str | None = None, now: datetime
+    ) -> list[tuple[MemberKey, str, Invite]]:
+        """Every member's links still to revoke (a platform refused earlier), with the role."""
+        query = _unrevoked_invites(now)
+        if platform is not None:
+            query = query.where(PhoneLinkRow.platform == platform)
+        with self._transaction(write=False) as session:
+            return [(member, role, invite) for invite, member, role in _invites(session, query)]
+
+    def invite_revoked(self, url: str, *, now: datetime) -> None:
+        """The platform confirmed that the link ``url`` admits nobody any more."""
+        _require_aware(now)
+        with self._transaction(write=True) as session:
+            session.execute(
+                update(InviteLinkRow)
+                .where(InviteLinkRow.url == url, InviteLinkRow.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+
+    def invite_withdrawn(self, url: str) -> bool:
+        """Whether the link ``url`` was made for a role grant that has since been revoked: a
+        join by it proves nothing about the member."""
+        query = (
+            select(RoleGrantRow.revoked_at)
+            .join(InviteLinkRow, InviteLinkRow.grant_id == RoleGrantRow.id)
+            .where(InviteLinkRow.url == url)
         )
         with self._transaction(write=False) as session:
             return session.scalar(query) is not None
@@ -492,10 +596,15 @@ def _revoke(
 ) -> tuple[str, ...]:
     """Mark ``link``'s active grants of ``role`` (or of every role) revoked, and audit each."""
     revoked: set[str] = set()
+    withdrawn: list[int] = []
     for grant in link.grants:
         if grant.revoked_at is None and role in (None, grant.role):
             grant.revoked_at, grant.revoked_by = now, by
             revoked.add(grant.role)
+            withdrawn.append(grant.id)
+    # The groups these grants opened close with them: a rejoin there is a stranger's.
+    if withdrawn:
+        session.execute(delete(GrantAdmissionRow).where(GrantAdmissionRow.grant_id.in_(withdrawn)))
     for name in sorted(revoked):
         session.add(
             AuditRow(
@@ -507,6 +616,45 @@ def _revoke(
             )
         )
     return tuple(sorted(revoked))
+
+
+_InviteRows = Select[InviteLinkRow, str, str, str, str]
+
+
+def _unrevoked_invites(now: datetime) -> _InviteRows:
+    """Links made for revoked grants that may still admit someone, oldest first."""
+    _require_aware(now)
+    return (
+        select(
+            InviteLinkRow,
+            PhoneLinkRow.platform,
+            PhoneLinkRow.scope,
+            PhoneLinkRow.user_id,
+            RoleGrantRow.role,
+        )
+        .join(RoleGrantRow, InviteLinkRow.grant_id == RoleGrantRow.id)
+        .join(PhoneLinkRow, RoleGrantRow.link_id == PhoneLinkRow.id)
+        .where(
+            RoleGrantRow.revoked_at.is_not(None),
+            InviteLinkRow.revoked_at.is_(None),
+            InviteLinkRow.expires_at > now,
+        )
+        .order_by(InviteLinkRow.id)
+    )
+
+
+def _invites(session: Session, query: _InviteRows) -> list[tuple[Invite, MemberKey, str]]:
+    return [
+        (Invite(row.place, row.url, row.expires_at), MemberKey(platform, scope, user_id), role)
+        for row, platform, scope, user_id, role in session.execute(query)
+    ]
+
+
+def _active_grant(session: Session, member: MemberKey, role: str) -> RoleGrantRow | None:
+    link = _link_row(session, member)
+    if link is None or not link.is_phone_verified:
+        return None
+    return next((g for g in link.grants if g.role == role and g.revoked_at is None), None)
 
 
 def _within(platform: str | None, scope: str | None, verified_only: bool) -> list[Any]:

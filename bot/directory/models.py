@@ -23,6 +23,8 @@ __all__ = [
     "AdmissionRow",
     "AuditRow",
     "Base",
+    "GrantAdmissionRow",
+    "InviteLinkRow",
     "PhoneLinkRow",
     "RoleGrantRow",
     "UTCDateTime",
@@ -133,6 +135,41 @@ class AdmissionRow(Base):
     link_id: Mapped[int] = mapped_column(ForeignKey("phone_links.id", ondelete="CASCADE"))
     place: Mapped[str] = mapped_column(String(128))
     admitted_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class GrantAdmissionRow(Base):
+    """A gated group a role grant opened to the member: they walk in while the grant stands.
+
+    Kept apart from ``AdmissionRow`` (the gate's own, which outlive any role) so that revoking
+    the grant withdraws exactly what it recorded, and another role's opening of the same group
+    stays.
+    """
+
+    __tablename__ = "grant_admissions"
+    __table_args__ = (UniqueConstraint("grant_id", "place"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    grant_id: Mapped[int] = mapped_column(ForeignKey("role_grants.id", ondelete="CASCADE"))
+    place: Mapped[str] = mapped_column(String(128))
+    admitted_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class InviteLinkRow(Base):
+    """An invite link the platform made for a role grant, so revoking the grant revokes it."""
+
+    __tablename__ = "invite_links"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    grant_id: Mapped[int] = mapped_column(
+        ForeignKey("role_grants.id", ondelete="CASCADE"), index=True
+    )
+    place: Mapped[str] = mapped_column(String(128))
+    url: Mapped[str] = mapped_column(String(256), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: After this the platform admits nobody by it, so it needs no revoking (and is pruned).
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    #: When the platform confirmed the revocation; None while it may still admit someone.
+    revoked_at: Mapped[datetime | None]
 
 
 class AuditRow(Base):

@@ -307,6 +307,155 @@ async def test_when_the_bot_lacks_a_right_the_reply_names_the_problem_and_it_is_
         assert not [m for m in telegram.messages_in(ada) if "Join Helpers" in m.text]
 
 
+# --- Unused invite links of a revoked role ---------------------------------------------------
+
+
+async def invites_for(telegram: TelegramEmulator, user: int, role: str, count: int) -> list[str]:
+    """The invite links the bot sent ``user`` for ``role``, once ``count`` of them came."""
+
+    def sent() -> list[str] | None:
+        links = [
+            m.text.splitlines()[-1]
+            for m in telegram.messages_in(user)
+            if m.text.startswith(f"You now have the role {role}. Join ")
+        ]
+        return links if len(links) >= count else None
+
+    links = await telegram.wait_for(sent)
+    assert links is not None
+    return links
+
+
+def revoked(telegram: TelegramEmulator, *chats: int) -> dict[str, bool]:
+    """Every invite link made in ``chats``: whether Telegram has it revoked."""
+    links = [link for chat in chats for link in telegram.invite_links(chat)]
+    return {link["invite_link"]: link["is_revoked"] for link in links}
+
+
+async def moderate(telegram: TelegramEmulator, moderator: int, chat: int, command: str) -> str:
+    """A moderator's command about Ada, and the bot's answer to it."""
+    seen = len(telegram.messages_in(chat))
+    telegram.send_text(moderator, command, chat_id=chat)
+    answer = await next_message(telegram, chat, "Ada @ada", after=seen)
+    return answer.text
+
+
+def two_chat_role(*chats: int) -> dict[str, Any]:
+    return {"helper": {"telegram": {"chats": list(chats)}}}
+
+
+async def test_revoking_a_role_revokes_its_unused_invite_links_in_every_chat(
+    run_bot: RunBot, telegram: TelegramEmulator
+) -> None:
+    club = telegram.add_group("Club")
+    helpers, mentors = telegram.add_group("Helpers"), telegram.add_group("Mentors")
+    grace, ada = telegram.add_user("Grace"), telegram.add_user("Ada", username="ada")
+    telegram.add_admin(club, grace)
+    async with run_bot(two_chat_role(helpers, mentors), telegram_gate_mode="restrict") as app:
+        ada_key = await verified(app, telegram, ada, name="Ada", phone=ADA_PHONE, handle="ada")
+        await moderate(telegram, grace, club, "/grant @ada helper")
+        links = await invites_for(telegram, ada, "helper", 2)
+
+        answer = await moderate(telegram, grace, club, "/revoke @ada helper")
+
+        assert answer == f"Took the role helper from Ada @ada ({ada})."
+        assert revoked(telegram, helpers, mentors) == dict.fromkeys(links, True)
+        calls = telegram.calls_to("revokeChatInviteLink")
+        assert sorted((c.params["chat_id"], c.params["invite_link"]) for c in calls) == sorted(
+            zip((helpers, mentors), links, strict=True)
+        )
+        for link in links:
+            with pytest.raises(AssertionError, match="was revoked"):
+                telegram.join_by_link(ada, link)
+        assert telegram.member_status(helpers, ada) == "left"
+        assert telegram.member_status(mentors, ada) == "left"
+        assert not app.directory.is_admitted(ada_key, str(helpers))
+        assert not app.directory.is_admitted(ada_key, str(mentors))
+
+
+async def test_a_join_by_a_revoked_roles_link_that_got_through_is_held_like_a_strangers(
+    run_bot: RunBot, telegram: TelegramEmulator
+) -> None:
+    club = telegram.add_group("Club")
+    helpers, mentors = telegram.add_group("Helpers"), telegram.add_group("Mentors")
+    grace, ada = telegram.add_user("Grace"), telegram.add_user("Ada", username="ada")
+    telegram.add_admin(club, grace)
+    async with run_bot(two_chat_role(helpers, mentors), telegram_gate_mode="restrict") as app:
+        ada_key = await verified(app, telegram, ada, name="Ada", phone=ADA_PHONE, handle="ada")
+        await moderate(telegram, grace, club, "/grant @ada helper")
+        links = await invites_for(telegram, ada, "helper", 2)
+        # Telegram fails both revocations, so the links still work there.
+        telegram.inject("revokeChatInviteLink", 500, times=2)
+
+        answer = await moderate(telegram, grace, club, "/revoke @ada helper")
+        telegram.join_by_link(ada, links[0])
+
+        assert f"{helpers}: the bot could not reach the platform." in answer
+        assert "`verifybot roles sync`" in answer
+        await telegram.wait_for(lambda: telegram.member_status(helpers, ada) == "restricted")
+        assert telegram.permissions(helpers, ada) == dict.fromkeys(
+            telegram.permissions(helpers, ada) or {}, False
+        )
+        assert not app.directory.is_admitted(ada_key, str(helpers))
+        [failed] = audit(app, "role_undo_failed", str(ada_key))
+        assert [step[0] for step in failed.details["steps"]] == ["revoke_link", "revoke_link"]
+
+
+async def test_unlinking_a_member_revokes_the_unused_invite_links_of_every_role(
+    run_bot: RunBot, telegram: TelegramEmulator
+) -> None:
+    helpers, mentors = telegram.add_group("Helpers"), telegram.add_group("Mentors")
+    root, ada = telegram.add_user("Root"), telegram.add_user("Ada", username="ada")
+    async with run_bot(
+        two_chat_role(helpers, mentors), telegram_admin_ids=str(root), telegram_gate_mode="restrict"
+    ) as app:
+        ada_key = await verified(app, telegram, ada, name="Ada", phone=ADA_PHONE, handle="ada")
+        telegram.send_text(root, "/grant @ada helper")
+        await next_message(telegram, root, "Gave Ada")
+        links = await invites_for(telegram, ada, "helper", 2)
+
+        telegram.send_text(root, "/unlink @ada")
+        ask = await next_message(telegram, root, "Remove Ada @ada")
+        telegram.press(root, ask, callback_data(ask)[0])
+        done = f"Ada @ada ({ada}) is no longer verified, and their roles are gone."
+        await telegram.wait_for(lambda: telegram.messages_in(root)[-1].text == done)
+
+        assert revoked(telegram, helpers, mentors) == dict.fromkeys(links, True)
+        for link in links:
+            with pytest.raises(AssertionError, match="was revoked"):
+                telegram.join_by_link(ada, link)
+        assert app.directory.find_verified(ada_key) is None
+
+
+async def test_revoking_one_role_leaves_the_links_of_a_role_that_opens_the_same_chat_working(
+    run_bot: RunBot, telegram: TelegramEmulator
+) -> None:
+    club = telegram.add_group("Club")
+    helpers, mentors = telegram.add_group("Helpers"), telegram.add_group("Mentors")
+    grace, ada = telegram.add_user("Grace"), telegram.add_user("Ada", username="ada")
+    telegram.add_admin(club, grace)
+    telegram.add_admin(helpers, grace)
+    roles = {"member": {"telegram": {"chats": [helpers]}}, **two_chat_role(helpers, mentors)}
+    async with run_bot(roles, telegram_gate_mode="restrict") as app:
+        await verified(app, telegram, ada, name="Ada", phone=ADA_PHONE, handle="ada")
+        await moderate(telegram, grace, club, "/grant @ada member")
+        [kept] = await invites_for(telegram, ada, "member", 1)
+        await moderate(telegram, grace, club, "/grant @ada helper")
+        helper_links = await invites_for(telegram, ada, "helper", 2)
+
+        await moderate(telegram, grace, club, "/revoke @ada helper")
+
+        assert revoked(telegram, helpers, mentors) == {
+            kept: False,
+            **dict.fromkeys(helper_links, True),
+        }
+        telegram.join_by_link(ada, kept)
+        # A later command in the same chat is handled after the join: the gate has decided.
+        answer = await moderate(telegram, grace, helpers, "/roles @ada")
+        assert answer == f"Ada @ada ({ada}) has: member."
+        assert telegram.member_status(helpers, ada) == "member"  # walked in, not held
+
+
 # --- Verification, AUTO_ROLES and the log chat ------------------------------------------------
 
 
@@ -412,6 +561,39 @@ async def test_standalone_roles_act_on_telegram_outside_the_running_bot(
     with pytest.raises(ConfigError, match="TELEGRAM_BOT_TOKEN is not set"):
         async with standalone(make_settings(), Catalogue.load()):
             pass
+
+
+async def test_standalone_roles_revoke_a_link_and_name_what_stops_them(
+    make_settings: Callable[..., Any], telegram: TelegramEmulator
+) -> None:
+    from datetime import timedelta
+
+    from adapters.telegram_roles import standalone
+    from bot.roles import Invite
+    from bot.texts import Catalogue
+
+    helpers = telegram.add_group("Helpers")
+    weak = telegram.add_group("Weak", bot_rights={"can_restrict_members": True})
+    ada = telegram.add_user("Ada")
+    settings = make_settings(
+        telegram_bot_token=telegram.token, telegram_api_base_url=telegram.base_url
+    )
+    day = datetime.now(UTC) + timedelta(days=1)
+
+    async with standalone(settings, Catalogue.load()) as roles:
+        made = await roles.bot.create_chat_invite_link(helpers, member_limit=1)
+        link = Invite(str(helpers), made.invite_link, day)
+        revoked = await roles.revoke_invite(key_of(telegram, ada), link)
+        unknown = Invite(str(helpers), "https://t.me/+never-made", day)
+        forgotten = await roles.revoke_invite(key_of(telegram, ada), unknown)
+        refused = await roles.revoke_invite(key_of(telegram, ada), Invite(str(weak), "x", day))
+        elsewhere = await roles.revoke_invite(MemberKey("telegram", "42", str(ada)), link)
+
+    assert (revoked.action, revoked.target, revoked.ok) == ("revoke_link", str(helpers), True)
+    assert telegram.invite_links(helpers)[0]["is_revoked"] is True
+    assert forgotten.ok  # a link Telegram does not know admits nobody: nothing left to do
+    assert (refused.ok, refused.problem) == (False, "not_enough_rights")
+    assert (elsewhere.ok, elsewhere.problem) == (False, "not_connected")
 
 
 # --- Admin commands ---------------------------------------------------------------------------

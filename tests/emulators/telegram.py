@@ -98,6 +98,7 @@ or where this emulator deliberately differs from the live server:
   "message caption is too long". ``SentMessage.document`` keeps the bytes and the filename.
 * ``join_by_link()`` lets a user join through an invite link the bot created, honouring
   ``expire_date`` and ``member_limit`` as a client would (AssertionError otherwise).
+  revokeChatInviteLink marks the link ``is_revoked`` (it no longer admits) and returns it.
 * Private chats: a user who never wrote to the bot gets 403 "bot can't initiate conversation
   with a user", unless they have a pending join request made less than 5 minutes ago (the
   ``user_chat_id`` rule); a user who blocked the bot gets 403 "bot was blocked by the user"
@@ -2234,6 +2235,24 @@ def _create_chat_invite_link(emu: TelegramEmulator, p: _Params) -> Any:
             if p.get(key) is not None:
                 link[key] = p.get(key)
         group.invite_links.append(link)
+        return dict(link)
+
+
+@_method("revokeChatInviteLink", "chat_id", "invite_link")
+def _revoke_chat_invite_link(emu: TelegramEmulator, p: _Params) -> Any:
+    """Revokes a link the bot created in that chat; it no longer admits anyone. Revoking it
+    again answers the same revoked link. A link that is not one of this chat's answers
+    INVITE_HASH_EXPIRED, the server's word for a link it does not know (tdlib relays it)."""
+    url: str = p.get("invite_link")
+    with emu._lock:
+        group = emu._group_for(p.get("chat_id"))
+        emu._require_right(
+            group, "can_invite_users", "not enough rights to manage chat invite link"
+        )
+        link = next((link for link in group.invite_links if link["invite_link"] == url), None)
+        if link is None:
+            raise _bad("INVITE_HASH_EXPIRED")
+        link["is_revoked"] = True
         return dict(link)
 
 

@@ -591,6 +591,31 @@ async def test_a_single_use_invite_link_admits_one_member(emu: TelegramEmulator,
     assert emu.invite_links(group)[0]["member_limit"] == 1
 
 
+async def test_a_revoked_invite_link_admits_nobody(emu: TelegramEmulator, bot: Bot) -> None:
+    group, other = emu.add_group(), emu.add_group()
+    ada = emu.add_user("Ada")
+    link = await bot.create_chat_invite_link(group, name="verifybot helper", member_limit=1)
+
+    revoked = await bot.revoke_chat_invite_link(group, link.invite_link)
+
+    assert (revoked.invite_link, revoked.is_revoked, revoked.name) == (
+        link.invite_link,
+        True,
+        "verifybot helper",
+    )
+    assert emu.invite_links(group)[0]["is_revoked"] is True
+    with pytest.raises(AssertionError, match="was revoked"):
+        emu.join_by_link(ada, link.invite_link)
+    assert emu.member_status(group, ada) == "left"
+    again = await bot.revoke_chat_invite_link(group, link.invite_link)
+    assert again.is_revoked is True
+    with pytest.raises(BadRequest, match=r"(?i)INVITE_HASH_EXPIRED"):
+        await bot.revoke_chat_invite_link(other, link.invite_link)  # not that chat's link
+    weak = emu.add_group(bot_rights={"can_restrict_members": True})
+    with pytest.raises(BadRequest, match=r"(?i)not enough rights to manage chat invite link"):
+        await bot.revoke_chat_invite_link(weak, link.invite_link)
+
+
 async def test_promote_a_member_set_a_title_then_demote(emu: TelegramEmulator, bot: Bot) -> None:
     group = emu.add_group()
     ada = emu.add_user("Ada")

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.script import ScriptDirectory
@@ -24,8 +25,9 @@ from bot.directory import (
 )
 from bot.directory.directory import alembic_config
 from bot.directory.engine import BEGIN_MODE
-from bot.directory.models import PhoneLinkRow, RoleGrantRow
+from bot.directory.models import GrantAdmissionRow, InviteLinkRow, PhoneLinkRow, RoleGrantRow
 from bot.identity import MemberKey
+from bot.roles import Invite
 
 T0 = datetime(2025, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
 PHONE = "+447700900123"
@@ -87,7 +89,7 @@ def test_upgrade_reaches_head_and_is_idempotent(database_url: str) -> None:
         assert directory.revision() is None
         directory.upgrade()
         head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-        assert head == directory.revision() == "0003"
+        assert head == directory.revision() == "0004"
         directory.upgrade()
         assert directory.revision() == head
         tables = set(inspect(directory.engine).get_table_names())
@@ -328,6 +330,102 @@ def test_roles_are_granted_revoked_and_shown_on_the_link(directory: Directory) -
         "role_granted",
         "verified",
     ]
+
+
+# -- what a role grant opened ---------------------------------------------------------------
+
+
+def test_a_roles_admission_lasts_while_the_role_is_held_and_another_roles_stays(
+    directory: Directory,
+) -> None:
+    assert directory.admit_for_role(ALICE, "-1001", "helper", now=T0) is False  # not verified
+    record(directory, ALICE)
+    assert directory.admit_for_role(ALICE, "-1001", "helper", now=T0) is False  # no grant
+    for role in ("helper", "member"):
+        directory.grant_role(ALICE, role, granted_by="mod", now=T0)
+    assert directory.admit_for_role(ALICE, "-1001", "helper", now=T0) is True
+    assert directory.admit_for_role(ALICE, "-1001", "helper", now=T0) is True  # once
+    assert directory.admit_for_role(ALICE, "-1002", "helper", now=T0) is True
+    assert directory.admit_for_role(ALICE, "-1001", "member", now=T0) is True
+    directory.admit(ALICE, "-1003", now=T0)  # the gate's own admission, after verifying
+    assert directory.is_admitted(BOB, "-1001") is False
+
+    directory.revoke_role(ALICE, "helper", revoked_by="mod", now=T0)
+
+    assert directory.is_admitted(ALICE, "-1002") is False  # only helper opened it
+    assert directory.is_admitted(ALICE, "-1001") is True  # member still opens it
+    assert directory.admit_for_role(ALICE, "-1002", "helper", now=T0) is False
+    directory.revoke_role(ALICE, "member", revoked_by="mod", now=T0)
+    assert directory.is_admitted(ALICE, "-1001") is False
+    assert directory.is_admitted(ALICE, "-1003") is True  # no role recorded it
+    with directory.engine.connect() as connection:
+        assert connection.execute(select(GrantAdmissionRow.id)).all() == []
+
+
+def test_the_links_of_a_revoked_grant_are_to_revoke_until_the_platform_confirms(
+    directory: Directory,
+) -> None:
+    record(directory, ALICE)
+    directory.grant_role(ALICE, "helper", granted_by="mod", now=T0)
+    directory.grant_role(ALICE, "member", granted_by="mod", now=T0)
+    day = T0 + timedelta(days=1)
+    helps = Invite("-1001", "https://t.me/+a", day)
+    mentors = Invite("-1002", "https://t.me/+b", day)
+    brief = Invite("-1002", "https://t.me/+brief", T0 + timedelta(hours=1))
+    kept = Invite("-1001", "https://t.me/+kept", day)
+    for role, invite in (("helper", helps), ("helper", mentors), ("helper", brief)):
+        assert directory.record_invite(ALICE, role, invite, now=T0) is True
+    assert directory.record_invite(ALICE, "member", kept, now=T0) is True
+    assert directory.invites_to_revoke(ALICE, now=T0) == []  # every grant stands
+    assert directory.invite_withdrawn(helps.url) is False
+
+    directory.revoke_role(ALICE, "helper", revoked_by="mod", now=T0)
+
+    later = T0 + timedelta(hours=2)  # the brief link has expired: it admits nobody
+    assert directory.invites_to_revoke(ALICE, "helper", now=later) == [helps, mentors]
+    assert directory.invites_to_revoke(ALICE, "member", now=later) == []
+    assert directory.invites_to_revoke(BOB, now=later) == []
+    assert directory.invite_withdrawn(helps.url) is True
+    assert directory.invite_withdrawn(kept.url) is False
+    assert directory.invite_withdrawn("https://t.me/+unknown") is False
+    directory.invite_revoked(helps.url, now=later)
+    assert directory.invites_to_revoke(ALICE, now=later) == [mentors]
+    # A link made while the grant was being revoked is not recorded: it must go at once.
+    late = Invite("-1001", "https://t.me/+late", day)
+    assert directory.record_invite(ALICE, "helper", late, now=later) is False
+
+    assert directory.unverify(ALICE, actor="admin:7", now=later) == ("member",)
+    assert directory.invites_to_revoke(ALICE, now=later) == [mentors, kept]
+
+
+def test_a_new_link_prunes_the_expired_ones(directory: Directory) -> None:
+    record(directory, ALICE)
+    directory.grant_role(ALICE, "helper", granted_by="mod", now=T0)
+    old = Invite("-1001", "https://t.me/+old", T0 + timedelta(hours=1))
+    new = Invite("-1001", "https://t.me/+new", T0 + timedelta(days=2))
+    directory.record_invite(ALICE, "helper", old, now=T0)
+    directory.record_invite(ALICE, "helper", new, now=T0 + timedelta(days=1))
+    with directory.engine.connect() as connection:
+        urls = connection.execute(select(InviteLinkRow.url)).scalars().all()
+    assert urls == [new.url]
+
+
+def test_migration_0004_downgrades_and_upgrades_again(directory: Directory) -> None:
+    from alembic import command
+
+    def run(step: Callable[[Any, str], None], target: str) -> None:
+        with directory.engine.begin() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            step(config, target)
+
+    run(command.downgrade, "0003")
+    assert directory.revision() == "0003"
+    tables = set(inspect(directory.engine).get_table_names())
+    assert not {"grant_admissions", "invite_links"} & tables
+    run(command.upgrade, "head")
+    assert directory.revision() == "0004"
+    assert {"grant_admissions", "invite_links"} <= set(inspect(directory.engine).get_table_names())
 
 
 def test_deleting_a_link_deletes_its_grants(directory: Directory) -> None:

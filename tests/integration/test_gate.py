@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from bot.directory import Directory
 from bot.gate import GRACE, Gate, Gatekeeper, Hold, Lapsed, sweep_lapsed
 from bot.identity import MemberKey
+from bot.roles import Invite
 
 ADA = MemberKey("telegram", "42", "1001")
 BOB = MemberKey("telegram", "42", "1002")
@@ -196,6 +197,43 @@ async def test_admit_anywhere_lets_in_any_verified_member(
     assert await gatekeeper.arrive(ADA, "-1002", "restrict") is None
     assert directory.is_admitted(ADA, "-1002")
     assert await gatekeeper.arrive(BOB, "-1002", "restrict") is not None
+
+
+async def test_a_role_opens_a_group_while_it_is_held_and_ends_the_hold_there(
+    redis: Redis, key_prefix: str, directory: Directory
+) -> None:
+    gatekeeper = keeper(redis, key_prefix, directory, Clock())
+    await gatekeeper.arrive(ADA, "-1001", "restrict")
+    verify(directory, ADA)
+    directory.grant_role(ADA, "helper", granted_by="mod", now=datetime.now(UTC))
+
+    assert [h.place for h in await gatekeeper.admit(ADA, "-1001", role="helper")] == ["-1001"]
+    assert await gatekeeper.arrive(ADA, "-1001", "restrict") is None  # walks back in
+    directory.revoke_role(ADA, "helper", revoked_by="mod", now=datetime.now(UTC))
+    assert await gatekeeper.arrive(ADA, "-1001", "restrict") is not None  # a stranger again
+    assert await gatekeeper.admit(ADA, "-1001", role="helper") == []  # revoked: opens nothing
+
+
+@pytest.mark.parametrize("admit_anywhere", [False, True])
+async def test_a_join_by_a_revoked_roles_link_is_a_strangers(
+    redis: Redis, key_prefix: str, directory: Directory, admit_anywhere: bool
+) -> None:
+    gatekeeper = keeper(redis, key_prefix, directory, Clock(), admit_anywhere=admit_anywhere)
+    now = datetime.now(UTC)
+    verify(directory, ADA)
+    directory.admit(ADA, "-1001", now=now)  # let in once before, as older versions recorded
+    directory.grant_role(ADA, "helper", granted_by="mod", now=now)
+    link = Invite("-1001", "https://t.me/+helper", now + timedelta(days=1))
+    directory.record_invite(ADA, "helper", link, now=now)
+    assert await gatekeeper.arrive(ADA, "-1001", "restrict", invite=link.url) is None
+
+    directory.revoke_role(ADA, "helper", revoked_by="mod", now=now)
+
+    hold = await gatekeeper.arrive(ADA, "-1001", "restrict", invite=link.url)
+    assert hold is not None and hold.member == ADA
+    assert await gatekeeper.arrive(ADA, "-1001", "restrict") is None  # no link: as before
+    unknown = "https://t.me/+made-by-a-human"
+    assert await gatekeeper.arrive(ADA, "-1001", "restrict", invite=unknown) is None
 
 
 async def test_a_lapsed_hold_says_whether_the_member_verified_meanwhile(

@@ -7,9 +7,9 @@ end to end against their emulators in tests/e2e.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -17,7 +17,7 @@ from bot.directory import Directory
 from bot.flow import Reply
 from bot.identity import Member, MemberKey
 from bot.moderation import AUTO, Actor, Moderation, Rank
-from bot.roles import PlatformStep, Role, RoleBook, SlackRole, TelegramRole
+from bot.roles import Invite, PlatformStep, Role, RoleBook, SlackRole, TelegramRole
 from bot.store import Store
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -33,15 +33,33 @@ BOOK = RoleBook({"helper": HELPER, "verified": VERIFIED}, auto=("verified",))
 
 @dataclass
 class RecordingPlatform:
-    """Remembers what it was asked to do; ``refuse`` makes every step fail with that problem."""
+    """Remembers what it was asked to do; ``refuse`` makes every step fail with that problem.
+
+    With ``invites``, applying a role makes an invite link in each of its chats (named after
+    the member, role and chat); ``while_applying`` runs in the middle of an apply.
+    """
 
     platform: str = "telegram"
     done: list[tuple[str, MemberKey, str]] = field(default_factory=list)
     refuse: str | None = None
     kept: list[tuple[str, ...]] = field(default_factory=list)
+    invites: bool = False
+    while_applying: Callable[[], None] | None = None
 
     async def apply(self, member: MemberKey, role: Role) -> list[PlatformStep]:
+        if self.while_applying is not None:
+            self.while_applying()
+        if self.invites:
+            self.done.append(("apply", member, role.name))
+            return [
+                PlatformStep("invite_link", str(chat), True, invite=invite_for(member, role, chat))
+                for chat in role.telegram.chats
+            ]
         return self._steps("apply", member, role)
+
+    async def revoke_invite(self, member: MemberKey, invite: Invite) -> PlatformStep:
+        self.done.append(("revoke_invite", member, invite.url))
+        return PlatformStep("revoke_link", invite.place, self.refuse is None, self.refuse)
 
     async def undo(
         self, member: MemberKey, role: Role, kept: Sequence[Role] = ()
@@ -53,6 +71,11 @@ class RecordingPlatform:
         self.done.append((verb, member, role.name))
         ok = self.refuse is None
         return [PlatformStep(verb, str(chat), ok, self.refuse) for chat in role.telegram.chats]
+
+
+def invite_for(member: MemberKey, role: Role, chat: int) -> Invite:
+    url = f"https://t.me/+{member.user_id}-{role.name}{chat}"
+    return Invite(str(chat), url, NOW + timedelta(days=1))
 
 
 @dataclass
@@ -361,3 +384,100 @@ async def test_a_deep_link_back_to_a_group_is_not_news_for_the_log(
     await desk.member_verified(Member(ALICE), fresh=False)
     assert log.lines == []
     assert platform.done == [("apply", ALICE, "verified")]  # auto roles are still ensured
+
+
+# -- invite links a grant made -----------------------------------------------------------------
+
+
+async def test_revoking_revokes_the_links_the_grant_made_before_removing_the_member(
+    desk: Moderation, directory: Directory, platform: RecordingPlatform
+) -> None:
+    verify(directory, ALICE)
+    platform.invites = True
+    await desk.grant(MOD, ALICE, "helper")
+    await desk.grant(MOD, ALICE, "verified")
+    platform.done.clear()
+
+    result = await desk.revoke(MOD, ALICE, "helper")
+
+    assert keys(result) == ["mod.revoked"]
+    helper_link = invite_for(ALICE, HELPER, -1001).url
+    assert platform.done == [("revoke_invite", ALICE, helper_link), ("undo", ALICE, "helper")]
+    assert directory.invites_to_revoke(ALICE, now=NOW) == []  # confirmed: nothing left
+    assert directory.invite_withdrawn(helper_link) is True
+    assert directory.invite_withdrawn(invite_for(ALICE, VERIFIED, -1002).url) is False
+
+
+async def test_a_refused_revocation_is_reported_audited_and_left_to_revoke(
+    desk: Moderation, directory: Directory, platform: RecordingPlatform
+) -> None:
+    verify(directory, ALICE)
+    platform.invites = True
+    await desk.grant(MOD, ALICE, "helper")
+    platform.refuse = "not_enough_rights"
+
+    result = await desk.revoke(MOD, ALICE, "helper")
+
+    assert keys(result)[:2] == ["mod.revoked", "mod.problem.not_enough_rights"]
+    [failed] = [
+        e for e in directory.audit_trail(subject=str(ALICE)) if e.event == "role_undo_failed"
+    ]
+    assert failed.details["steps"][0] == ["revoke_link", "-1001", "not_enough_rights"]
+    assert directory.invites_to_revoke(ALICE, now=NOW) == [invite_for(ALICE, HELPER, -1001)]
+
+    report = await desk.sync(ADMIN)  # the right is back: sync revokes what was left
+    assert [(member, role, step.action) for member, role, step in report.failed] == [
+        (str(ALICE), "helper", "revoke_link")
+    ]
+    platform.refuse = None
+    platform.done.clear()
+    report = await desk.sync(ADMIN)
+    assert report.failed == ()
+    assert platform.done == [("revoke_invite", ALICE, invite_for(ALICE, HELPER, -1001).url)]
+    assert directory.invites_to_revoke(ALICE, now=NOW) == []
+
+
+async def test_a_link_made_while_its_grant_was_revoked_is_revoked_at_once(
+    desk: Moderation, directory: Directory, platform: RecordingPlatform
+) -> None:
+    verify(directory, ALICE)
+    platform.invites = True
+
+    def revoked_meanwhile() -> None:
+        directory.revoke_role(ALICE, "helper", revoked_by="another moderator", now=NOW)
+
+    platform.while_applying = revoked_meanwhile
+    await desk.grant(MOD, ALICE, "helper")
+
+    late = invite_for(ALICE, HELPER, -1001).url
+    assert platform.done == [("apply", ALICE, "helper"), ("revoke_invite", ALICE, late)]
+
+
+async def test_a_role_gone_from_the_roles_file_still_has_its_links_revoked(
+    desk: Moderation, directory: Directory, platform: RecordingPlatform
+) -> None:
+    verify(directory, ALICE)
+    platform.invites = True
+    await desk.grant(MOD, ALICE, "helper")
+    desk.roles = RoleBook({"verified": VERIFIED})
+    platform.done.clear()
+
+    result = await desk.revoke(MOD, ALICE, "helper")
+
+    assert keys(result) == ["mod.revoked"]
+    assert platform.done == [("revoke_invite", ALICE, invite_for(ALICE, HELPER, -1001).url)]
+
+
+async def test_unlinking_revokes_the_links_of_every_role(
+    desk: Moderation, directory: Directory, platform: RecordingPlatform
+) -> None:
+    verify(directory, ALICE)
+    platform.invites = True
+    await desk.grant(MOD, ALICE, "helper")
+    await desk.grant(MOD, ALICE, "verified")
+    platform.done.clear()
+
+    await desk.unlink(ADMIN, ALICE, confirmed=True)
+
+    revoked = [url for verb, _, url in platform.done if verb == "revoke_invite"]
+    assert revoked == [invite_for(ALICE, HELPER, -1001).url, invite_for(ALICE, VERIFIED, -1002).url]
