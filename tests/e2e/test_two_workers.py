@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 import signal
 import sys
 from collections import Counter
@@ -264,8 +265,19 @@ async def deployment(
         assert "Traceback" not in output, output[-5000:]
         assert '"level": "error"' not in output, output[-5000:]
         assert '"level": "critical"' not in output, output[-5000:]
+        assert private_data_in(output, vonage) == []
     assert balancer.errors == []
     assert {status for _, status in telegram.webhook_deliveries} == {200}
+
+
+def private_data_in(output: str, vonage: VonageEmulator) -> list[str]:
+    """Every number (as typed, and in E.164) and every code sent that appears in ``output``."""
+    typed = [phone_of(index)[0] for index in range(MEMBERS)]
+    found = [number for number in typed if number in output]
+    for delivery in vonage.deliveries:
+        found += [delivery.to] if delivery.to in output else []
+        found += re.findall(rf"\b{delivery.code}\b", output)
+    return found
 
 
 pytestmark = pytest.mark.parametrize(
