@@ -288,6 +288,9 @@ pytestmark = pytest.mark.parametrize(
 async def test_fifty_members_through_two_workers_get_one_code_per_number_and_verify_once(
     deployment: Deployment,
 ) -> None:
+    """Each member: /start, their number twice, the code; some updates redelivered. Exactly
+    one Vonage start and one SMS per number, one reply per update (a redelivery gets none),
+    and one verified link and one ``verified`` audit entry per member in PostgreSQL."""
     telegram, vonage, balancer = deployment.telegram, deployment.vonage, deployment.balancer
     members = [telegram.add_user(f"Member {index}") for index in range(MEMBERS)]
     redelivered: list[int] = []
@@ -363,7 +366,8 @@ async def test_fifty_members_through_two_workers_get_one_code_per_number_and_ver
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 10 defect 3 (helper core): the copy checked second gets 404 and says 'expired'",
+    reason="cross-worker race, akin to issue 10 defect 3 (core): both workers check the code; "
+    "the later check gets 404 and says 'expired', the directory has the member verified",
 )
 async def test_a_right_code_typed_twice_on_two_workers_verifies_and_is_never_called_expired(
     deployment: Deployment,
