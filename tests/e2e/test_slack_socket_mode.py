@@ -63,7 +63,7 @@ async def test_socket_mode_handles_first_deliveries_and_ignores_redeliveries(
                 await h.emu.wait_ack(again)
                 await until(lambda: any(e["event"] == "duplicate_delivery" for e in logs))
             assert len(h.emu.dm_messages(ALICE)) == 1
-            assert "I verify members' phone numbers" in h.emu.dm_messages(ALICE)[0]["text"]
+            assert "send me your mobile phone number" in h.emu.dm_messages(ALICE)[0]["text"]
         finally:
             await handler.close_async()  # type: ignore[no-untyped-call]
 
@@ -160,6 +160,6 @@ async def test_socket_mode_survives_malformed_envelopes_and_acks_unhandled_event
             assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
             everything = json.dumps(logs, default=str) + caplog.text
             assert SECRET_NUMBER not in everything and SECRET_NUMBER[1:] not in everything
-            assert "I verify members' phone numbers" in h.emu.dm_messages(ALICE)[0]["text"]
+            assert "send me your mobile phone number" in h.emu.dm_messages(ALICE)[0]["text"]
         finally:
             await handler.close_async()  # type: ignore[no-untyped-call]
