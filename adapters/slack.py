@@ -38,7 +38,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters._runtime import until_stopped
 from adapters.slack_admin import SlackDesk
-from adapters.slack_inbound import parse_http, socket_frame_problem
+from adapters.slack_inbound import is_ssl_check, parse_http, socket_frame_problem
 from adapters.slack_roles import SlackRoles, mod_log
 from adapters.slack_views import (
     ACTIONS_BY_ID,
@@ -53,6 +53,7 @@ from adapters.slack_views import (
     UNLINK_CANCEL,
     UNLINK_CONFIRM,
     Views,
+    element_state,
     metadata,
     read_metadata,
 )
@@ -338,19 +339,22 @@ class SlackBot:
         # Edits, joins and bots (ourselves included) are not the member typing.
         if event.get("subtype") or event.get("bot_id") or event.get("channel_type") != "im":
             return
-        user_id, text = event.get("user"), event.get("text") or ""
-        if not user_id or not text.strip():
+        user_id, text, channel = event.get("user"), event.get("text"), event.get("channel")
+        if not isinstance(user_id, str) or not isinstance(channel, str):
+            return
+        if not isinstance(text, str) or not text.strip():
             return
         member = await self.member(body["team_id"], user_id)
         outcome = await self.engine.handle(member, Text(text), delivery_id=body.get("event_id"))
         if not outcome.duplicate and outcome.replies:
-            await self.post(event["channel"], *self.views(member).message(outcome.replies))
+            await self.post(channel, *self.views(member).message(outcome.replies))
         await self.after(member, outcome)
 
     async def on_home_opened(self, body: dict[str, Any], event: dict[str, Any]) -> None:
-        if event.get("tab") != "home":
+        user_id = event.get("user")
+        if event.get("tab") != "home" or not isinstance(user_id, str):
             return
-        member = await self.member(body["team_id"], event["user"])
+        member = await self.member(body["team_id"], user_id)
         views = self.views(member)
         link = await self.engine.verification(member.key)
         if link is not None and link.phone_e164 is not None:
@@ -366,8 +370,10 @@ class SlackBot:
         await _call("views.publish", publish)
 
     async def on_team_join(self, body: dict[str, Any], event: dict[str, Any]) -> None:
-        user = event.get("user") or {}
-        if not self.bot.settings.slack_invite_new_members or user.get("is_bot"):
+        user = event.get("user")
+        if not self.bot.settings.slack_invite_new_members or not isinstance(user, dict):
+            return
+        if user.get("is_bot") or not isinstance(user.get("id"), str):
             return
         key = MemberKey(PLATFORM, body["team_id"], user["id"])
         event_id = body.get("event_id")
@@ -386,7 +392,7 @@ class SlackBot:
 
 
 def _input(view: dict[str, Any], block: str) -> str:
-    value = view.get("state", {}).get("values", {}).get(block, {}).get(block, {}).get("value")
+    value = element_state(view, block).get("value")
     return value if isinstance(value, str) else ""
 
 
@@ -463,6 +469,8 @@ def web_app(slack_app: AsyncApp, path: str, signing_secret: str) -> web.Applicat
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             text = None
+        if text is not None and is_ssl_check(text, request.content_type):
+            return web.Response(status=200)
         if (
             text is None
             or not (timestamp.isascii() and timestamp.isdigit())

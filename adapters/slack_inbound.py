@@ -22,12 +22,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qs
 
 from slack_bolt.request.internals import parse_body
 
 #: Interactivity payloads: what each kind must carry beyond ``type`` and ``user.id``.
 _INTERACTIVE_FIELDS: Mapping[str, tuple[str, ...]] = {
-    "block_actions": ("actions",),
+    "block_actions": ("actions", "trigger_id"),
     "view_submission": ("view",),
     "view_closed": ("view",),
     "message_action": ("callback_id", "trigger_id"),
@@ -35,6 +36,20 @@ _INTERACTIVE_FIELDS: Mapping[str, tuple[str, ...]] = {
 }
 #: A slash command's form fields that the listeners read.
 _COMMAND_FIELDS = ("command", "team_id", "user_id", "trigger_id")
+#: Ids bolt reads off every request, and the objects it looks for them in
+#: (``slack_bolt.request.internals.extract_*``): each id is text or an object, or absent.
+_ID_FIELDS = ("user", "channel", "team", "enterprise")
+_ID_HOLDERS = ("event", "message", "previous_message", "item", "assistant_thread")
+
+
+def is_ssl_check(text: str, content_type: str | None) -> bool:
+    """Slack's certificate check of a slash command URL (``ssl_check=1``), which wants only a
+    200 and may come unsigned: bolt answers it before its signature check (Slack's
+    "Implementing slash commands" docs; bolt-js #2899 narrowed it to exactly ``1``). It is
+    answered 200 and goes no further, so a forged one reaches nothing."""
+    if content_type != "application/x-www-form-urlencoded" or "ssl_check=" not in text:
+        return False
+    return parse_qs(text).get("ssl_check") == ["1"]
 
 
 def parse_http(text: str, content_type: str | None) -> dict[str, Any] | str:
@@ -55,8 +70,10 @@ def shape_problem(body: object) -> str | None:
     something Slack sends, as one short word; None when it is."""
     if not isinstance(body, dict):
         return "not_an_object"
-    if "command" in body or "ssl_check" in body:  # a form body: a slash command
-        return None if "ssl_check" in body or _strings(body, _COMMAND_FIELDS) else "bad_command"
+    if not _ids_readable(body):
+        return "bad_ids"
+    if "command" in body:  # a form body: a slash command
+        return None if _strings(body, _COMMAND_FIELDS) else "bad_command"
     kind = body.get("type")
     if not isinstance(kind, str):
         return "no_type"
@@ -73,8 +90,10 @@ def shape_problem(body: object) -> str | None:
     user = body.get("user")
     if not isinstance(user, dict) or not isinstance(user.get("id"), str):
         return "no_user"
-    team = body.get("team")
+    team = body.get("team")  # an object, or null for an org-wide install
     team_id = team.get("id") if isinstance(team, dict) else None
+    if team is not None and not isinstance(team, dict):
+        return "no_team"
     if not isinstance(team_id, str) and not isinstance(user.get("team_id"), str):
         return "no_team"
     if "actions" in fields and not _first_action_ok(body.get("actions")):
@@ -101,6 +120,28 @@ def socket_frame_problem(frame: str) -> tuple[str | None, str | None]:
     return shape_problem(message["payload"]), envelope_id
 
 
+def _ids_readable(body: Mapping[str, Any], depth: int = 0) -> bool:
+    if depth > 3:  # bolt looks two levels down at most (event.message.user)
+        return True
+    if not all(isinstance(body.get(name), str | dict | None) for name in _ID_FIELDS):
+        return False
+    authorizations = body.get("authorizations")
+    if authorizations is not None and not (
+        isinstance(authorizations, list)
+        and all(isinstance(a, dict) and _ids_readable(a, depth + 1) for a in authorizations)
+    ):
+        return False
+    # bolt takes the first; with more than one it logs through a logger its context does
+    # not have yet (KeyError). Our modals never ask for response URLs.
+    urls = body.get("response_urls")
+    if "response_urls" in body and not (
+        isinstance(urls, list) and len(urls) <= 1 and all(isinstance(u, dict) for u in urls)
+    ):
+        return False
+    holders = (body.get(name) for name in _ID_HOLDERS)
+    return all(_ids_readable(h, depth + 1) for h in holders if isinstance(h, dict))
+
+
 def _strings(body: Mapping[str, Any], names: tuple[str, ...]) -> bool:
     return all(isinstance(body.get(name), str) for name in names)
 
@@ -113,4 +154,6 @@ def _first_action_ok(actions: object) -> bool:
 
 
 def _view_ok(view: object) -> bool:
-    return isinstance(view, dict) and _strings(view, ("id", "callback_id"))
+    if not isinstance(view, dict) or not _strings(view, ("id", "callback_id")):
+        return False
+    return isinstance(view.get("private_metadata", ""), str)

@@ -190,3 +190,46 @@ async def test_an_event_no_listener_handles_is_acknowledged(
     assert SECRET_NUMBER not in json.dumps(logs, default=str) + caplog.text
     assert slack.emu.dm_messages(ALICE) == []
     await say_hello(slack)
+
+
+async def test_slacks_certificate_check_is_answered_and_goes_no_further(slack: Harness) -> None:
+    # Slack's ssl_check of a slash command URL may come unsigned; bolt answers it before
+    # its signature check, and so do we. A "check" smuggling a command reaches nothing.
+    check = urlencode({"ssl_check": "1", "token": "deprecated-verification-token"})
+    smuggled = urlencode({"ssl_check": "1", "command": "/verify", "user_id": ALICE})
+    for body in (check, smuggled):
+        async with slack.poster.session.post(
+            slack.poster.url,
+            data=body,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        ) as answer:
+            assert answer.status == 200
+    assert slack.emu.calls_to("views.open") == [] and slack.emu.calls_to("users.info") == []
+
+
+async def test_odd_values_inside_a_well_formed_request_do_not_break_a_listener(
+    slack: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    dm = {"type": "message", "channel": "D0ALICEDM1", "user": ALICE, "channel_type": "im"}
+    events = [
+        {**dm, "text": 4474001234},
+        {**dm, "text": SECRET_NUMBER, "channel": None},
+        {**dm, "text": SECRET_NUMBER, "user": {"id": ALICE}},
+        {"type": "app_home_opened", "tab": "home", "channel": "D0ALICEDM1"},
+        {"type": "team_join", "user": ALICE},
+    ]
+    view = {"id": "V1", "callback_id": PHONE_VIEW, "type": "modal"}
+    odd_state = json.loads(
+        parse_qs(view_submission(TEAM, ALICE, view, {PHONE_INPUT: SECRET_NUMBER}))["payload"][0]
+    )
+    odd_state["view"]["state"] = {"values": {PHONE_INPUT: SECRET_NUMBER}}
+    with capture_logs() as logs:
+        for event in events:
+            assert (await slack.post(event_callback(TEAM, event), json_body=True))[0] == 200
+        status, answer = await slack.post(urlencode({"payload": json.dumps(odd_state)}))
+        assert status == 200 and answer["response_action"] == "errors"
+        await say_hello(slack)
+    assert [e for e in logs if e["log_level"] not in ("debug", "info")] == []
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert len(slack.emu.dm_messages(ALICE)) == 1  # only the answer to the hello
