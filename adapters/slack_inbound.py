@@ -26,7 +26,7 @@ from urllib.parse import parse_qs
 
 from slack_bolt.request.internals import parse_body
 
-#: Interactivity payloads: what each kind must carry beyond ``type`` and ``user.id``.
+#: Interactivity payloads: what each kind must carry beyond ``type``, ``user.id`` and a team.
 _INTERACTIVE_FIELDS: Mapping[str, tuple[str, ...]] = {
     "block_actions": ("actions", "trigger_id"),
     "view_submission": ("view",),
@@ -59,6 +59,8 @@ def parse_http(text: str, content_type: str | None) -> dict[str, Any] | str:
         body: object = parse_body(text, content_type)
     except ValueError:  # json.JSONDecodeError included
         return "not_json"
+    except RecursionError:  # "[[[[…": json gives up at the interpreter's recursion limit
+        return "too_deep"
     if not isinstance(body, dict):
         return "not_an_object"
     problem = shape_problem(body)
@@ -111,6 +113,8 @@ def socket_frame_problem(frame: str) -> tuple[str | None, str | None]:
         message: object = json.loads(frame)
     except ValueError:
         return "not_json", None
+    except RecursionError:
+        return "too_deep", None
     if not isinstance(message, dict):
         return "not_an_object", None
     envelope_id = message.get("envelope_id")

@@ -82,6 +82,7 @@ MALFORMED: list[tuple[str, str, bool]] = [
         False,
     ),
     ("an event callback without an event", _event(None, text=SECRET_NUMBER), True),
+    ("JSON nested too deep for the parser", _event(None)[:-1] + ', "x": ' + "[" * 100_000, True),
     ("an event that is not an object", _event(SECRET_NUMBER), True),
     ("an event without a type", _event({"text": SECRET_NUMBER, "user": ALICE}), True),
     ("a form that is no Slack request", urlencode({"text": SECRET_NUMBER}), False),

@@ -81,6 +81,7 @@ SECRET_NUMBER = "+447400123456"
 MALFORMED_FRAMES: list[tuple[str, str, str | None]] = [
     ("not JSON", "{not json " + SECRET_NUMBER, None),
     ("a JSON array", json.dumps(["events_api", SECRET_NUMBER]), None),
+    ("JSON nested too deep", '{"payload": ' + "[" * 100_000 + SECRET_NUMBER, None),
     (
         "a payload that is an array",
         _envelope("events_api", [SECRET_NUMBER], "env-array"),

@@ -107,6 +107,13 @@ def test_any_json_is_refused_or_safe_for_bolt(value: Any) -> None:
     _accepted_builds_a_bolt_request(urlencode({"payload": json.dumps(value)}), FORM)
 
 
+def test_json_nested_too_deep_for_the_parser_is_refused() -> None:
+    deep = '{"type": "event_callback", "event": ' + "[" * 100_000
+    assert parse_http(deep, JSON) == "too_deep"
+    assert parse_http(urlencode({"payload": deep}), FORM) == "too_deep"
+    assert socket_frame_problem(deep) == ("too_deep", None)
+
+
 def test_only_an_exact_ssl_check_form_is_one() -> None:
     assert is_ssl_check("ssl_check=1&token=x", FORM)
     assert not is_ssl_check("ssl_check=0&token=x", FORM)
