@@ -19,7 +19,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from adapters.slack_views import PHONE_INPUT, PHONE_VIEW
-from tests.e2e.slack_harness import TEAM, Harness, running, until
+from tests.e2e.slack_harness import SECRET, TEAM, Harness, running, until
 from tests.emulators.slack_requests import block_action, event_callback, sign, view_submission
 
 ALICE = "U0ALICE001"
@@ -234,3 +234,16 @@ async def test_odd_values_inside_a_well_formed_request_do_not_break_a_listener(
     assert [e for e in logs if e["log_level"] not in ("debug", "info")] == []
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
     assert len(slack.emu.dm_messages(ALICE)) == 1  # only the answer to the hello
+
+
+async def test_a_malformed_delivery_asks_slack_not_to_send_it_again(slack: Harness) -> None:
+    body = MALFORMED[0][1]
+    ts = str(int(time.time()))
+    headers = {
+        "Content-Type": "application/json",
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": sign(SECRET, ts, body),
+    }
+    async with slack.poster.session.post(slack.poster.url, data=body, headers=headers) as answer:
+        assert answer.status == 400
+        assert answer.headers.get("X-Slack-No-Retry") == "1"
