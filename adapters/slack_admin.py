@@ -20,7 +20,7 @@ import structlog
 from aiohttp import ClientError
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from adapters.slack_views import ROLE_INPUT, Views, escape
+from adapters.slack_views import ROLE_INPUT, Views, element_state, escape
 from bot.identity import MemberKey
 from bot.moderation import Actor, Document, Rank, Result
 
@@ -269,7 +269,6 @@ def _subject(meta: str) -> str | None:
 
 
 def _selected(view: dict[str, Any], block: str) -> str:
-    values = view.get("state", {}).get("values", {})
-    option = values.get(block, {}).get(block, {}).get("selected_option") or {}
-    value = option.get("value")
+    option = element_state(view, block).get("selected_option")
+    value = option.get("value") if isinstance(option, dict) else None
     return value if isinstance(value, str) else ""

@@ -277,6 +277,15 @@ def metadata(locale: str | None, display_name: str | None) -> str:
     return json.dumps({"locale": locale, "name": display_name}, separators=(",", ":"))
 
 
+def element_state(view: dict[str, Any], block: str) -> dict[str, Any]:
+    """What the member entered in the input ``block`` (block_id = action_id = block, as the
+    views here build them), or {} when a submission does not carry it as Slack would."""
+    node: Any = view.get("state")
+    for key in ("values", block, block):
+        node = node.get(key) if isinstance(node, dict) else None
+    return node if isinstance(node, dict) else {}
+
+
 def read_metadata(raw: str | None) -> tuple[str | None, str | None] | None:
     try:
         data = json.loads(raw or "")

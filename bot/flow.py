@@ -541,6 +541,14 @@ def _nothing_to_cancel(conv: Conversation, event: Event, ctx: Context, policy: F
     return Step(conv, (Reply("cancel.nothing"),))
 
 
+def _idle_text(conv: Conversation, event: Text, ctx: Context, policy: FlowPolicy) -> Step:
+    """A first message: a number (even one the policy refuses, which then says why) starts
+    with that number; anything else ("hi", "verify", "verificar", "/start") is a start."""
+    if parse_phone(event.text, policy.phone) is PhoneRefusal.UNPARSEABLE:
+        return _lookup(Purpose.START)(conv, event, ctx, policy)
+    return _phone_given(conv, event, ctx, policy)
+
+
 # await_phone
 
 
@@ -901,6 +909,7 @@ RULES: dict[tuple[State, type], Rule] = {
     (IDLE, LinkLookedUp): _rule(_link_looked_up, PHONE, VERIFIED),
     (IDLE, PhoneGiven): _rule(_phone_given, PHONE),
     (IDLE, ContactShared): _rule(_phone_given, PHONE),
+    (IDLE, Text): _rule(_idle_text, PHONE),
     (IDLE, Cancel): _rule(_nothing_to_cancel),
     # await_phone
     (PHONE, Start): _rule(_await_phone_help),

@@ -105,7 +105,7 @@ async def running(make_settings: Callable[..., Any], **overrides: Any) -> AsyncI
         inbox = Inbox()
         async with open_app(settings, show_code=inbox) as bot:
             runner = web.AppRunner(
-                adapter.web_app(adapter.build_app(bot), settings.slack_events_path)
+                adapter.web_app(adapter.build_app(bot), settings.slack_events_path, SECRET)
             )
             await runner.setup()
             site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -109,42 +109,82 @@ async def test_resend_and_cancel_buttons_update_the_modal(slack: Harness) -> Non
     await until(lambda: "Verification cancelled" in texts(slack.modal()))
 
 
+def said(h: Harness, user: str = ALICE) -> str:
+    return "\n".join(m["text"] for m in dm(h, user))
+
+
+async def say(h: Harness, text: str, user: str = ALICE) -> None:
+    """``user`` types ``text`` in their DM with the bot."""
+    channel = h.emu.dms.setdefault(user, f"D{user[1:]}")
+    event = {
+        "type": "message",
+        "channel": channel,
+        "user": user,
+        "text": text,
+        "ts": f"{time.time():.6f}",
+        "channel_type": "im",
+    }
+    assert (await h.post(event_callback(TEAM, event), json_body=True))[0] == 200
+
+
+async def test_a_number_as_the_first_dm_sends_the_code(slack: Harness) -> None:
+    await say(slack, PHONE)
+    await until(lambda: f"I've sent a 6-digit code to {MASKED}" in said(slack))
+    assert len(slack.inbox.lines) == 1
+    await say(slack, slack.inbox.last_code)
+    await until(lambda: f"You're verified with {MASKED}" in said(slack))
+    assert len(dm(slack)) == 2
+
+
+@pytest.mark.parametrize("typed", ["hello", "verify", "Verificar", "/start"])
+async def test_any_other_first_dm_asks_for_the_number(slack: Harness, typed: str) -> None:
+    await say(slack, typed)
+    await until(lambda: "send me your mobile phone number" in said(slack))
+    assert "I verify members' phone numbers" not in said(slack)  # not the idle help
+    await say(slack, PHONE)
+    await until(lambda: "I've sent a 6-digit code" in said(slack))
+
+
+async def test_a_verified_member_saying_hello_is_told_so(slack: Harness) -> None:
+    await say(slack, PHONE)
+    await until(lambda: "I've sent a 6-digit code" in said(slack))
+    await say(slack, slack.inbox.last_code)
+    await until(lambda: "You're verified" in said(slack))
+    await slack.bot.store.redis.delete(
+        slack.bot.store.conversation_key(MemberKey("slack", TEAM, ALICE))
+    )
+    await say(slack, "hello")  # the conversation is gone; the directory still knows
+    await until(lambda: len(dm(slack)) == 3)
+    assert f"You're already verified with {MASKED}" in dm(slack)[-1]["text"]
+    assert len(slack.inbox.lines) == 1
+
+
 async def test_the_dm_conversation(slack: Harness) -> None:
-    def said() -> str:
-        return "\n".join(m["text"] for m in dm(slack))
-
-    async def say(text: str, event_id: str | None = None) -> None:
-        channel = slack.emu.dms.get(ALICE) or "D0ALICEDM1"
-        event = {
-            "type": "message",
-            "channel": channel,
-            "user": ALICE,
-            "text": text,
-            "ts": f"{time.time():.6f}",
-            "channel_type": "im",
-        }
-        assert (await slack.post(event_callback(TEAM, event, event_id), json_body=True))[0] == 200
-
     slack.emu.dms[ALICE] = "D0ALICEDM1"
-    await say("hello")
-    await until(lambda: "I verify members' phone numbers" in said())
+    await say(slack, "hello")
+    await until(lambda: "send me your mobile phone number" in said(slack))
+    cancel = block_action(
+        TEAM, ALICE, "verifybot.cancel", slack.emu.new_trigger(), channel="D0ALICEDM1"
+    )
+    await slack.post(cancel)
+    await until(lambda: "Verification cancelled" in said(slack))
     verify = dm(slack)[-1]["blocks"][-1]["elements"][0]
     assert verify["action_id"] == "verifybot.start"
     press = block_action(
         TEAM, ALICE, "verifybot.start", slack.emu.new_trigger(), channel="D0ALICEDM1"
     )
     await slack.post(press)
-    await until(lambda: "send me your mobile phone number" in said())
-    await say(PHONE)
-    await until(lambda: "I've sent a 6-digit code" in said())
+    await until(lambda: said(slack).count("send me your mobile phone number") == 2)
+    await say(slack, PHONE)
+    await until(lambda: "I've sent a 6-digit code" in said(slack))
     # The bot's own message echoed back, and an edit, are not the member typing.
     bot_echo = {"type": "message", "channel": "D0ALICEDM1", "bot_id": "B0EMULATED", "text": "x"}
     edit = {"type": "message", "subtype": "message_changed", "channel": "D0ALICEDM1"}
     for event in (bot_echo, edit):
         await slack.post(event_callback(TEAM, event), json_body=True)
-    await say(slack.inbox.last_code)
-    await until(lambda: f"You're verified with {MASKED}" in said())
-    assert len(dm(slack)) == 4
+    await say(slack, slack.inbox.last_code)
+    await until(lambda: f"You're verified with {MASKED}" in said(slack))
+    assert len(dm(slack)) == 5
 
 
 async def test_the_home_tab_shows_the_status_and_opens_the_modal(slack: Harness) -> None:

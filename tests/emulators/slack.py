@@ -399,6 +399,10 @@ class SlackEmulator:
         await self.sockets[-1].ws.send_str(json.dumps(envelope))
         return envelope_id
 
+    async def send_raw(self, frame: str) -> None:
+        """A websocket text frame as it is, for a test of what the client does with junk."""
+        await self.sockets[-1].ws.send_str(frame)
+
     async def wait_ack(self, envelope_id: str, within: float = 5.0) -> dict[str, Any]:
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:

@@ -23,8 +23,9 @@ import aiohttp
 _ids = itertools.count(1)
 
 
-def sign(secret: str, timestamp: str, body: str) -> str:
-    base = f"v0:{timestamp}:{body}".encode()
+def sign(secret: str, timestamp: str, body: str | bytes) -> str:
+    raw = body.encode() if isinstance(body, str) else body
+    base = f"v0:{timestamp}:".encode() + raw
     return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
 
 
@@ -197,7 +198,7 @@ class SignedPoster:
 
     async def post(
         self,
-        body: str,
+        body: str | bytes,
         *,
         json_body: bool = False,
         timestamp: float | None = None,
@@ -215,5 +216,6 @@ class SignedPoster:
         if retry_num is not None:
             headers["X-Slack-Retry-Num"] = str(retry_num)
             headers["X-Slack-Retry-Reason"] = "http_timeout"
-        async with self.session.post(self.url, data=body.encode(), headers=headers) as response:
+        data = body.encode() if isinstance(body, str) else body
+        async with self.session.post(self.url, data=data, headers=headers) as response:
             return response.status, await response.text()

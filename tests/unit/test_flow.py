@@ -139,6 +139,43 @@ def test_a_phone_typed_with_no_conversation_is_taken_as_the_start() -> None:
     assert result.effects == (CountLinks(PHONE),)
 
 
+@pytest.mark.parametrize(
+    "typed", ["+44 7400 123456", "07400 123456", "00 44 7400 123456", "my number: +447400123456"]
+)
+def test_a_number_typed_as_a_first_message_starts_the_verification_with_it(typed: str) -> None:
+    result = run(Conversation(), Text(typed))
+    assert result.conversation.state is State.AWAIT_PHONE
+    assert result.effects == (CountLinks(PHONE),)
+
+
+@pytest.mark.parametrize(
+    ("typed", "key"),
+    [("+1 900 555 0100", "phone.type_not_allowed"), ("+999 1234", "phone.invalid")],
+)
+def test_a_refused_number_as_a_first_message_says_why_and_waits_for_another(
+    typed: str, key: str
+) -> None:
+    result = run(Conversation(), Text(typed))
+    assert result.conversation.state is State.AWAIT_PHONE
+    assert replies(result) == [key]
+    assert commands(result) == []
+
+
+def _start_words() -> list[str]:
+    """What a member may type to ask to start: the Verify button's label in every language
+    of the catalogue, the commands, a greeting."""
+    catalogue = Catalogue.load()
+    labels = {catalogue.text("action.start", language) for language in catalogue.languages}
+    return [*sorted(labels | {label.lower() for label in labels}), "/start", "/verify", "hi"]
+
+
+@pytest.mark.parametrize("typed", _start_words())
+def test_other_text_as_a_first_message_is_a_start(typed: str) -> None:
+    result = run(Conversation(), Text(typed))
+    assert result == run(Conversation(), Start())
+    assert result.effects == (LookupLink(Purpose.START),)
+
+
 # --- await_phone ------------------------------------------------------------------------
 
 
