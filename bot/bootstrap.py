@@ -68,6 +68,8 @@ def flow_policy(settings: Settings) -> FlowPolicy:
         code_validity=float(settings.code_validity_seconds),
         resend_cooldown=float(settings.resend_cooldown_seconds),
         start_lease=settings.vonage_start_lease,
+        # A check is sent once; after a lost answer, one look-up (legacy search) follows.
+        check_lease=float(2 * settings.vonage_timeout_seconds + 15),
         max_accounts_per_phone=settings.max_accounts_per_phone,
     )
 

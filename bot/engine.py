@@ -4,10 +4,14 @@ It loads the member's conversation, runs ``flow.step``, carries out the effects 
 the ports (store, directory, verifier), feeds their answers back into ``step`` and saves
 the result, atomically. Adapters never touch Redis, Vonage or the database themselves.
 
+State is durable before the outside world hears of it: before a turn's first call to
+Vonage or the directory's write, a conversation that changed is committed (compare-and-set
+on its version), so a second worker sees the lease and a conflict is simply replayed.
+
 Round trips to Redis per message: one to load (with the duplicate guard), one to save;
 a phone number costs one more, to take from the SMS limits and the number's claim under a
-lease before Vonage is called. Releasing a claim rides on the save. A message that changes
-nothing is not saved.
+lease before Vonage is called, and so does a code, to save the check's lease. Releasing a
+claim rides on the save. A message that changes nothing is not saved.
 """
 
 from __future__ import annotations
@@ -259,6 +263,8 @@ class Engine:
                 self.directory.count_links, command.phone, excluding=key
             )
             return LinksCounted(count)
+        if not turn.external:
+            await self._make_durable(turn)
         turn.external = True
         if isinstance(command, StartVerification):
             started = await self.verifier.start(command.phone, locale=turn.member.locale)
@@ -303,6 +309,25 @@ class Engine:
             return PhoneBusy(turn.ctx.now + result.wait)
         turn.version, turn.saved, turn.hits = result.version, turn.conversation, []
         return Reserved()
+
+    async def _make_durable(self, turn: _Turn) -> None:
+        """Commit what changed before the first external call of the turn: another worker
+        then sees it (a check's lease, say), and a conflict is replayed, as nothing outside
+        Redis has happened yet. A reserved SMS is committed already: no extra round trip."""
+        if turn.conversation == turn.saved and not turn.hits:
+            return
+        result = await self.store.commit(
+            turn.member.key,
+            turn.conversation,
+            version=turn.version,
+            now=turn.ctx.now,
+            hits=turn.hits,
+        )
+        if isinstance(result, Conflict):
+            raise _Replay
+        if not isinstance(result, Committed):  # only counted hits here: nothing can refuse
+            raise RuntimeError(f"unexpected commit result {result!r}")  # pragma: no cover
+        turn.version, turn.saved, turn.hits = result.version, turn.conversation, []
 
     async def _audit_sms(self, turn: _Turn, event: str, phone: str | None) -> None:
         """A code went out: the audit log is where ``/stats`` counts members and SMS."""
@@ -358,6 +383,9 @@ class Engine:
             return
         if not turn.external:
             raise _Replay
+        if turn.verified is not None:
+            await self._verification_stands(turn, release)
+            return
         # Another message from this member moved the conversation while we talked to
         # Vonage or the DB. Theirs stands; tell the member where things are now.
         log.warning("conversation_changed_concurrently", member=str(turn.member.key))
@@ -368,3 +396,23 @@ class Engine:
         turn.conversation = snapshot.conversation
         turn.replies = [e for e in status.effects if isinstance(e, Reply)] or [Reply("help.stale")]
         turn.cancels = []
+
+    async def _verification_stands(self, turn: _Turn, release: Claim | None) -> None:
+        """The directory, the source of truth, recorded the member while another message
+        moved the conversation: write the verified conversation over whatever is there."""
+        log.warning("verified_over_concurrent_change", member=str(turn.member.key))
+        for _ in range(_ATTEMPTS):
+            snapshot = await self.store.load(turn.member.key, now=turn.ctx.now)
+            result = await self.store.commit(
+                turn.member.key,
+                turn.conversation,
+                version=snapshot.version,
+                now=turn.ctx.now,
+                hits=turn.hits,
+                claim=release,
+            )
+            if isinstance(result, Committed):
+                turn.version, turn.saved = result.version, turn.conversation
+                return
+        # The caller still says "verified": the directory has it; only Redis is stale.
+        raise RuntimeError("conversation kept changing under a verification")

@@ -45,6 +45,9 @@ class Conversation:
     #: A check's answer was lost: Vonage may have accepted the code, so a "not found" next
     #: time cannot be called an expiry.
     check_in_doubt: bool = False
+    #: A short lease while one worker checks a code with Vonage; other copies of the code
+    #: answer "checking…" and call nothing. Saved before Vonage is called.
+    checking_until: float | None = None
     verified_at: float | None = None
     #: Where the member came from (a Telegram deep link names the group that asked).
     origin: str | None = None
@@ -308,6 +311,7 @@ class Reply:
 CODE_REPLIES = frozenset(
     {
         "code.sending",
+        "code.checking",
         "code.sent",
         "code.format",
         "code.wrong",
@@ -436,6 +440,8 @@ class FlowPolicy:
     max_wrong_codes: int = 3
     resend_cooldown: float = 30.0
     start_lease: float = 45.0
+    #: Outlasts one check at Vonage (and, after a lost answer, the look-up of what it did).
+    check_lease: float = 45.0
     max_accounts_per_phone: int = 1
 
 
@@ -473,10 +479,15 @@ def step(conversation: Conversation, event: Event, ctx: Context, policy: FlowPol
 
 
 def _lapse(conv: Conversation, ctx: Context) -> tuple[Conversation, tuple[Effect, ...]]:
-    """Apply the clock: a code past its validity is expired without asking Vonage."""
+    """Apply the clock: a code past its validity is expired without asking Vonage, unless a
+    check of it is still out. A check whose lease lapsed (its worker died) may have been
+    accepted: nobody knows, so the code is in doubt."""
     if conv.state is State.STARTING and (conv.lease_until or 0) <= ctx.now:
         return _await_phone(conv), ()
+    if conv.checking_until is not None and conv.checking_until <= ctx.now:
+        conv = replace(conv, checking_until=None, check_in_doubt=True)
     lapsed = (conv.code_expires_at or 0) <= ctx.now and not conv.code_accepted
+    lapsed = lapsed and not _checking(conv, ctx)
     if conv.state is State.AWAIT_CODE and lapsed:
         return _await_phone(conv), (_ended_reply(conv),)
     return conv, ()
@@ -683,7 +694,31 @@ def _code_given(
     if blocked is not None and blocked > ctx.now:
         wait = Duration(_seconds_until(blocked, ctx))
         return Step(conv, (Reply("limit.wrong_codes", {"wait": wait}, _CODE_ACTIONS),))
-    return Step(conv, (CheckCode(_request_id(conv), code),))
+    # One check per member at a time: the lease is saved before Vonage is called.
+    checking = replace(conv, checking_until=ctx.now + policy.check_lease)
+    return Step(checking, (CheckCode(_request_id(conv), code),))
+
+
+def _checking(conv: Conversation, ctx: Context) -> bool:
+    return conv.checking_until is not None and conv.checking_until > ctx.now
+
+
+def _unless_checking(handler: Handler) -> Handler:
+    """While a check of this member's code is out, their messages hear "checking…" and call
+    nothing: a second check of a right code would be told the request is gone, and a
+    cancel or a change of number must not end a request the check may be completing."""
+
+    def guarded(conv: Conversation, event: Event, ctx: Context, policy: FlowPolicy) -> Step:
+        if _checking(conv, ctx):
+            return Step(conv, (Reply("code.checking"),))
+        return handler(conv, event, ctx, policy)
+
+    return guarded
+
+
+def _checked(conv: Conversation) -> Conversation:
+    """The check answered: the lease is over."""
+    return replace(conv, checking_until=None)
 
 
 def _ascii_digits(text: str) -> str:
@@ -694,7 +729,7 @@ def _ascii_digits(text: str) -> str:
 def _code_accepted(conv: Conversation, event: Event, ctx: Context, policy: FlowPolicy) -> Step:
     phone = _phone(conv)
     return Step(
-        replace(conv, code_accepted=True),
+        replace(_checked(conv), code_accepted=True),
         (ReleaseClaim(phone), RecordVerified(phone, conv.country)),
     )
 
@@ -705,7 +740,7 @@ def _code_rejected(conv: Conversation, event: Event, ctx: Context, policy: FlowP
     if left <= 0:
         return Step(_await_phone(conv), (CountWrongCode(), Reply("code.too_many")))
     # A live request answered: whatever the lost check was, it did not complete it.
-    conv = replace(conv, wrong_codes=wrong, check_in_doubt=False)
+    conv = replace(_checked(conv), wrong_codes=wrong, check_in_doubt=False)
     return Step(conv, (CountWrongCode(), _code_reply("code.wrong", conv, ctx, tries_left=left)))
 
 
@@ -726,12 +761,13 @@ def _too_many(conv: Conversation, event: Event, ctx: Context, policy: FlowPolicy
 
 
 def _check_failed(conv: Conversation, event: CheckFailed, ctx: Context, policy: FlowPolicy) -> Step:
+    conv = _checked(conv)
     return Step(conv, (Reply(f"failure.{event.failure.value}", actions=_CODE_ACTIONS),))
 
 
 def _check_lost(conv: Conversation, event: CheckLost, ctx: Context, policy: FlowPolicy) -> Step:
     # Keep the request; never guess. The next check's answer decides.
-    conv = replace(conv, check_in_doubt=True)
+    conv = replace(_checked(conv), check_in_doubt=True)
     return Step(conv, (_code_reply("code.lost", conv, ctx),))
 
 
@@ -816,7 +852,7 @@ HELP_BY_STATE: dict[State, Handler] = {
     State.IDLE: _idle_help,
     State.AWAIT_PHONE: _await_phone_help,
     State.STARTING: _sending,
-    State.AWAIT_CODE: _await_code_help,
+    State.AWAIT_CODE: _unless_checking(_await_code_help),
     State.VERIFIED: _already_verified,
 }
 
@@ -925,9 +961,10 @@ RULES: dict[tuple[State, type], Rule] = {
     (STARTING, PhoneBusy): _rule(_phone_busy, PHONE),
     (STARTING, VerificationStarted): _rule(_started, CODE),
     (STARTING, StartFailed): _rule(_start_failed, PHONE),
-    # await_code
-    (CODE, Text): _rule(_code_given),
-    (CODE, CodeGiven): _rule(_code_given),
+    # await_code: a code to check takes a lease; while it lasts, the member hears
+    # "checking…" whatever they send. Every answer to the check ends the lease.
+    (CODE, Text): _rule(_unless_checking(_code_given)),
+    (CODE, CodeGiven): _rule(_unless_checking(_code_given)),
     (CODE, CodeAccepted): _rule(_code_accepted),
     (CODE, CodeRejected): _rule(_code_rejected, PHONE),
     (CODE, CodeExpired): _rule(_code_expired, PHONE),
@@ -937,16 +974,16 @@ RULES: dict[tuple[State, type], Rule] = {
     (CODE, Recorded): _rule(_recorded, VERIFIED),
     (CODE, RecordFailed): _rule(_record_failed),
     (CODE, PhoneTaken): _rule(_phone_taken, PHONE),
-    (CODE, Resend): _rule(_resend),
+    (CODE, Resend): _rule(_unless_checking(_resend)),
     (CODE, Reserved): _rule(_reserved),
     (CODE, Limited): _rule(_limited),
     (CODE, PhoneBusy): _rule(_phone_busy, PHONE),
     (CODE, Resent): _rule(_resent),
     (CODE, ResendFailed): _rule(_resend_failed),
-    (CODE, Status): _rule(_code_status),
-    (CODE, Start): _rule(_code_status),
-    (CODE, ChangeNumber): _rule(_change_number, PHONE),
-    (CODE, Cancel): _rule(_cancel, IDLE),
+    (CODE, Status): _rule(_unless_checking(_code_status)),
+    (CODE, Start): _rule(_unless_checking(_code_status)),
+    (CODE, ChangeNumber): _rule(_unless_checking(_change_number), PHONE),
+    (CODE, Cancel): _rule(_unless_checking(_cancel), IDLE),
     # verified: starting again checks the directory (the source of truth) and says so, and
     # a deep link from a group tells the adapter that group may let the member in.
     (VERIFIED, Start): _rule(_lookup(Purpose.START)),

@@ -448,6 +448,69 @@ def test_a_code_past_its_validity_is_expired_without_asking_vonage() -> None:
     assert replies(result)[0] == "code.expired"
 
 
+# One check per member at a time: a second worker with a copy of the code must not ask
+# Vonage again (a right code's second check finds the request gone).
+
+CHECKING = replace(AWAIT_CODE, checking_until=NOW + 20)
+
+
+def test_a_code_to_check_takes_a_lease_that_the_engine_saves_before_asking_vonage() -> None:
+    result = run(AWAIT_CODE, Text("123456"))
+    assert result.conversation == replace(AWAIT_CODE, checking_until=NOW + POLICY.check_lease)
+    assert result.effects == (CheckCode("req-1", "123456"),)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        Text("123456"), CodeGiven("123456"), Text("hello"), Help(), Status(), Start(),
+        Resend(), ChangeNumber(), Cancel(), PhoneGiven("+447400999999"),
+    ],
+)  # fmt: skip
+def test_while_a_code_is_checked_every_message_hears_checking_and_calls_nothing(
+    event: flow.Event,
+) -> None:
+    result = run(CHECKING, event)
+    # No check, resend or cancel, and the number's claim is not released under the check.
+    assert result.conversation == CHECKING
+    assert result.effects == (Reply("code.checking"),)
+    assert Reply("code.checking").about_code  # rendered with the anti-scam warning
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        CodeAccepted(), CodeRejected(), CodeExpired(), TooManyAttempts(),
+        CheckFailed(Failure.UNAVAILABLE), CheckLost(),
+    ],
+)  # fmt: skip
+def test_every_answer_to_the_check_ends_its_lease(answer: flow.Event) -> None:
+    result = run(CHECKING, answer)
+    assert result.conversation.checking_until is None
+    assert result.effects  # answered as without a lease
+    assert replies(result) != ["code.checking"]
+
+
+def test_a_check_whose_lease_lapsed_may_have_been_accepted_so_the_code_is_in_doubt() -> None:
+    # Its worker died mid-check: nobody knows what Vonage did with the code.
+    late = Context(now=NOW + 21)
+    retyped = run(CHECKING, Text("123456"), late)
+    assert commands(retyped) == [CheckCode("req-1", "123456")]
+    assert retyped.conversation.check_in_doubt
+    assert retyped.conversation.checking_until == NOW + 21 + POLICY.check_lease
+    assert replies(run(retyped.conversation, CodeExpired(), late)) == ["code.lost_ended"]
+    # Past the code's validity too: ended, but never called expired.
+    ended = run(CHECKING, Text("123456"), Context(now=NOW + 241))
+    assert replies(ended)[0] == "code.lost_ended" and commands(ended) == []
+
+
+def test_a_code_does_not_expire_while_vonage_is_checking_it() -> None:
+    checking = replace(CHECKING, code_expires_at=NOW - 1)
+    assert run(checking, Text("123456")).effects == (Reply("code.checking"),)
+    accepted = run(checking, CodeAccepted())
+    assert commands(accepted) == [RecordVerified(PHONE, "GB")]
+
+
 def test_a_member_over_the_daily_wrong_code_limit_is_told_when_to_come_back() -> None:
     ctx = Context(now=NOW, wrong_codes_blocked_until=NOW + 3600)
     result = run(AWAIT_CODE, Text("123456"), ctx)
@@ -552,6 +615,7 @@ EVENTS = st.one_of(
     st.builds(LinkLookedUp, st.sampled_from(list(Purpose)), st.none() | st.just(PHONE)),
     st.builds(LinksCounted, st.integers(0, 3)),
     st.sampled_from([Reserved(), CodeAccepted(), CodeRejected(), CodeExpired(), TooManyAttempts()]),
+    st.just(CheckLost()),
     st.sampled_from([Resent(), Recorded(), RecordFailed(), PhoneTaken()]),
     st.builds(Limited, st.floats(NOW, NOW + 86400)),
     st.builds(VerificationStarted, st.text(min_size=1, max_size=36)),
@@ -563,11 +627,14 @@ CATALOGUE = Catalogue.load()
 
 
 @settings(max_examples=1500, deadline=None)
-@given(state=st.sampled_from(list(State)), event=EVENTS, elapsed=st.floats(0, 1000))
+@given(
+    conv=st.sampled_from([*CONVERSATIONS.values(), CHECKING, IN_DOUBT]),
+    event=EVENTS,
+    elapsed=st.floats(0, 1000),
+)
 def test_every_event_in_every_state_is_answered_and_stays_on_the_table(
-    state: State, event: flow.Event, elapsed: float
+    conv: Conversation, event: flow.Event, elapsed: float
 ) -> None:
-    conv = CONVERSATIONS[state]
     ctx = Context(now=NOW + elapsed)
     result = step(conv, event, ctx, POLICY)
     # The lapse of a lease or a code may move the conversation first; then the row applies.
