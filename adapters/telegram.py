@@ -459,12 +459,16 @@ class TelegramChat:
             return
         await self.show(chat.id, outcome, member.locale)
         if outcome.verified is not None:
-            await self.verified(member, fresh=outcome.verified.fresh)
+            await self.verified(
+                member, fresh=outcome.verified.fresh, origin=outcome.verified.origin
+            )
 
-    async def verified(self, member: Member, *, fresh: bool = True) -> None:
-        """The member verified (``fresh``) or came back by a deep link: let them into held
-        groups, and tell the moderators' desk (the log, AUTO_ROLES)."""
-        await self.gate.member_verified(member)
+    async def verified(
+        self, member: Member, *, fresh: bool = True, origin: str | None = None
+    ) -> None:
+        """The member verified (``fresh``) or came back by a deep link (to group ``origin``):
+        let them into held groups, and tell the moderators' desk (the log, AUTO_ROLES)."""
+        await self.gate.member_verified(member, origin=origin)
         await self.moderation.member_verified(member, fresh=fresh)
 
     async def show(self, chat_id: int | str, outcome: Outcome, locale: str | None) -> None:

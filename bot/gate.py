@@ -270,12 +270,31 @@ class Gatekeeper:
         await self.gate.hold(hold, now=now)
         return hold
 
-    async def verified(self, member: MemberKey) -> list[Hold]:
-        """The member verified: release every hold on them and remember the admissions."""
+    async def verified(self, member: MemberKey, *, origin: str | None = None) -> list[Hold]:
+        """The member verified: release every hold on them and remember the admissions.
+
+        ``origin`` is the place whose link they verified through. It is admitted even when
+        no hold is there yet, because their join may still be queued: when it comes, they
+        walk in instead of being held after verifying (a forged link gains nothing, as a
+        verified member who joins is let in by tapping the same link).
+        """
+        if origin is not None:
+            await asyncio.to_thread(self.directory.admit, member, origin, now=self._now())
         holds = await self.gate.release(member)
         for hold in holds:
-            await asyncio.to_thread(self.directory.admit, member, hold.place, now=self._now())
+            if hold.place != origin:
+                await asyncio.to_thread(self.directory.admit, member, hold.place, now=self._now())
         return holds
+
+    async def still_held(self, hold: Hold) -> bool:
+        """Asked right after the platform held the member: False if they may walk in by now
+        (they verified, or were admitted, while the hold was being applied), with the hold
+        released, so the adapter lifts it at once. A verification always records the
+        admission before its own lift is sent, so whichever lift comes last is the member's."""
+        if not await self._walks_in(hold.member, hold.place):
+            return True
+        await self.gate.release(hold.member, hold.place)
+        return False
 
     async def admit(self, member: MemberKey, place: str) -> list[Hold]:
         """Something else (a role) opened ``place`` to verified ``member``: remember it, so a
