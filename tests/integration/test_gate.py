@@ -302,3 +302,35 @@ async def test_a_hold_written_just_after_the_member_verified_is_released(
     assert await gatekeeper.gate.release(ADA) == []
     assert await gatekeeper.gate.claim_due(now=NOW + 3600) == []
 
+
+async def test_the_sweeper_removes_a_batch_side_by_side_and_takes_the_next_at_once(
+    redis: Redis, key_prefix: str, directory: Directory
+) -> None:
+    clock = Clock()
+    gatekeeper = keeper(redis, key_prefix, directory, clock, timeout=1)
+    members = [MemberKey("telegram", "42", str(2000 + n)) for n in range(12)]
+    for member in members:
+        await gatekeeper.arrive(member, "-1001", "restrict")
+    clock.now += 2
+    seen: list[MemberKey] = []
+    in_flight: list[int] = [0, 0]  # now, most at once
+
+    async def act(lapsed: Lapsed) -> None:
+        in_flight[0] += 1
+        in_flight[1] = max(in_flight)
+        await asyncio.sleep(0.05)  # a removal is a few platform calls
+        in_flight[0] -= 1
+        seen.append(lapsed.hold.member)
+
+    # Batches of 5: an hour between sweeps, so only "a full batch is followed at once" can
+    # finish the 12 while the test waits.
+    task = asyncio.create_task(sweep_lapsed(gatekeeper, act, interval=3600, batch=5))
+    try:
+        for _ in range(500):
+            if len(seen) == len(members):
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+    assert sorted(seen, key=str) == sorted(members, key=str)
+    assert in_flight[1] == 5
