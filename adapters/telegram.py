@@ -50,6 +50,7 @@ from adapters import telegram_admin
 from adapters._runtime import until_stopped
 from adapters.telegram_admin import ModeratorDesk
 from adapters.telegram_gate import GroupGate
+from adapters.telegram_http import AiohttpRequest
 from adapters.telegram_roles import TelegramRoles, mod_log
 from bot.engine import Outcome
 from bot.flow import (
@@ -178,6 +179,7 @@ def build_application(app: App) -> AnyApplication:
         .token(settings.telegram_bot_token.get_secret_value())
         .base_url(settings.telegram_api_base_url)
         .base_file_url(file_url_for(settings.telegram_api_base_url))
+        .request(AiohttpRequest())
         .concurrent_updates(InOrderPerMember(per_chat=settings.telegram_group_concurrency))
         # Paces sends (30/s overall, 20/min per group) and waits out a 429 twice.
         .rate_limiter(PaceMessages(max_retries=2))
