@@ -232,7 +232,8 @@ class PaceMessages(AIORateLimiter):
 
     PTB counts every call that names a group, so a wave of 50 joins would queue 50
     restrictions behind the group's message budget and leave newcomers free to post for
-    minutes. Admin actions and deletions still share the overall 30/s and the 429 retries.
+    minutes. Admin actions and deletions are not messages: they skip both paces (Telegram's
+    30/s is for messages too) and keep the 429 retries.
     """
 
     async def process_request(
