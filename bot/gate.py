@@ -286,16 +286,6 @@ class Gatekeeper:
                 await asyncio.to_thread(self.directory.admit, member, hold.place, now=self._now())
         return holds
 
-    async def still_held(self, hold: Hold) -> bool:
-        """Asked right after the platform held the member: False if they may walk in by now
-        (they verified, or were admitted, while the hold was being applied), with the hold
-        released, so the adapter lifts it at once. A verification always records the
-        admission before its own lift is sent, so whichever lift comes last is the member's."""
-        if not await self._walks_in(hold.member, hold.place):
-            return True
-        await self.gate.release(hold.member, hold.place)
-        return False
-
     async def admit(self, member: MemberKey, place: str) -> list[Hold]:
         """Something else (a role) opened ``place`` to verified ``member``: remember it, so a
         rejoin walks in, and end their hold there."""
@@ -305,6 +295,16 @@ class Gatekeeper:
     async def leave(self, member: MemberKey, place: str) -> list[Hold]:
         """The member left ``place`` (or was removed by someone else): forget their hold."""
         return await self.gate.release(member, place)
+
+    async def still_held(self, hold: Hold) -> bool:
+        """Asked right after the platform held the member: False if they may walk in by now
+        (they verified, or were admitted, while the hold was being applied), with the hold
+        released, so the adapter lifts it at once. A verification always records the
+        admission before its own lift is sent, so whichever lift comes last is the member's."""
+        if not await self._walks_in(hold.member, hold.place):
+            return True
+        await self.gate.release(hold.member, hold.place)
+        return False
 
     async def lapsed(self, *, limit: int = 50) -> list[Lapsed]:
         """Holds past their deadline, each claimed by one worker only.
