@@ -51,6 +51,7 @@ from adapters._runtime import until_stopped
 from adapters.telegram_admin import ModeratorDesk
 from adapters.telegram_commands import command_word
 from adapters.telegram_gate import GroupGate
+from adapters.telegram_http import AiohttpRequest
 from adapters.telegram_roles import TelegramRoles, mod_log
 from bot.engine import Outcome
 from bot.flow import (
@@ -86,7 +87,8 @@ ALLOWED_UPDATES = [
     "my_chat_member",
     "chat_join_request",
 ]
-#: Updates handled at once, and updates waiting their member's turn before PTB holds more.
+#: Updates handled at once (at least twice one group's share, so that a raid in one group
+#: leaves room for everyone else), and updates waiting their turn before PTB holds more.
 CONCURRENT_UPDATES = 64
 QUEUED_UPDATES = 1024
 
@@ -178,7 +180,8 @@ def build_application(app: App) -> AnyApplication:
         .token(settings.telegram_bot_token.get_secret_value())
         .base_url(settings.telegram_api_base_url)
         .base_file_url(file_url_for(settings.telegram_api_base_url))
-        .concurrent_updates(InOrderPerChat(CONCURRENT_UPDATES))
+        .request(AiohttpRequest())
+        .concurrent_updates(InOrderPerMember(per_chat=settings.telegram_group_concurrency))
         # Paces sends (30/s overall, 20/min per group) and waits out a 429 twice.
         .rate_limiter(PaceMessages(max_retries=2))
         .build()
@@ -230,7 +233,8 @@ class PaceMessages(AIORateLimiter):
 
     PTB counts every call that names a group, so a wave of 50 joins would queue 50
     restrictions behind the group's message budget and leave newcomers free to post for
-    minutes. Admin actions and deletions still share the overall 30/s and the 429 retries.
+    minutes. Admin actions and deletions are not messages: they skip both paces (Telegram's
+    30/s is for messages too) and keep the 429 retries.
     """
 
     async def process_request(
@@ -249,41 +253,64 @@ class PaceMessages(AIORateLimiter):
         )
 
 
-class InOrderPerChat(BaseUpdateProcessor):
-    """Concurrent across chats, in order within one.
+class InOrderPerMember(BaseUpdateProcessor):
+    """A member's updates in order; different members' at once, up to ``per_chat`` per chat.
 
     The core keeps a member's conversation consistent whatever the order, but a number typed
-    right after /start must be read after it. Waiting for the chat's turn happens before taking
-    one of the ``running`` slots, so one chatty member cannot starve everyone else.
+    right after /start must be read after it. Nothing else needs an order: the gate's Redis
+    scripts make each member's hold atomic, so a raid's joins, leaves and service messages
+    are handled side by side, and each newcomer is muted within a round trip or two instead
+    of waiting behind everyone who joined before them. Waiting for the member's turn, then a
+    slot of their chat, happens before taking one of the ``running`` slots, so one chatty
+    member or one besieged group cannot starve everyone else.
     """
 
-    def __init__(self, running: int) -> None:
+    def __init__(self, *, per_chat: int, running: int = CONCURRENT_UPDATES) -> None:
         super().__init__(QUEUED_UPDATES)
-        self._running = asyncio.Semaphore(running)
-        self._turns: dict[int, asyncio.Lock] = {}
-        self._waiting: Counter[int] = Counter()
+        self._per_chat = per_chat
+        self._running = asyncio.Semaphore(max(running, 2 * per_chat))
+        self._turns: dict[tuple[int, int], asyncio.Lock] = {}
+        self._slots: dict[int, asyncio.Semaphore] = {}
+        self._waiting: Counter[tuple[int, int]] = Counter()
+        self._in_chat: Counter[int] = Counter()
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
-        chat = update.effective_chat if isinstance(update, Update) else None
-        if chat is None:
+        key = _ordering_key(update)
+        if key is None:
             async with self._running:
                 await coroutine
             return
-        turn = self._turns.setdefault(chat.id, asyncio.Lock())
-        self._waiting[chat.id] += 1
+        chat = key[0]
+        turn = self._turns.setdefault(key, asyncio.Lock())
+        slots = self._slots.setdefault(chat, asyncio.Semaphore(self._per_chat))
+        self._waiting[key] += 1
+        self._in_chat[chat] += 1
         try:
-            async with turn, self._running:
+            async with turn, slots, self._running:
                 await coroutine
         finally:
-            self._waiting[chat.id] -= 1
-            if not self._waiting[chat.id]:
-                del self._waiting[chat.id], self._turns[chat.id]
+            self._waiting[key] -= 1
+            if not self._waiting[key]:
+                del self._waiting[key], self._turns[key]
+            self._in_chat[chat] -= 1
+            if not self._in_chat[chat]:
+                del self._in_chat[chat], self._slots[chat]
 
     async def initialize(self) -> None:
         pass
 
     async def shutdown(self) -> None:
         pass
+
+
+def _ordering_key(update: object) -> tuple[int, int] | None:
+    """(chat, member) for an update: the member a change of membership is about, otherwise
+    whoever sent it. In a private chat both are the member."""
+    if not isinstance(update, Update) or update.effective_chat is None:
+        return None
+    change = update.chat_member or update.my_chat_member
+    user = change.new_chat_member.user if change is not None else update.effective_user
+    return update.effective_chat.id, user.id if user is not None else 0
 
 
 def member_for(user: User, bot_id: int) -> Member:
@@ -437,12 +464,16 @@ class TelegramChat:
             return
         await self.show(chat.id, outcome, member.locale)
         if outcome.verified is not None:
-            await self.verified(member, fresh=outcome.verified.fresh)
+            await self.verified(
+                member, fresh=outcome.verified.fresh, origin=outcome.verified.origin
+            )
 
-    async def verified(self, member: Member, *, fresh: bool = True) -> None:
-        """The member verified (``fresh``) or came back by a deep link: let them into held
-        groups, and tell the moderators' desk (the log, AUTO_ROLES)."""
-        await self.gate.member_verified(member)
+    async def verified(
+        self, member: Member, *, fresh: bool = True, origin: str | None = None
+    ) -> None:
+        """The member verified (``fresh``) or came back by a deep link (to group ``origin``):
+        let them into held groups, and tell the moderators' desk (the log, AUTO_ROLES)."""
+        await self.gate.member_verified(member, origin=origin)
         await self.moderation.member_verified(member, fresh=fresh)
 
     async def show(self, chat_id: int | str, outcome: Outcome, locale: str | None) -> None:

@@ -127,6 +127,13 @@ class GroupGate:
             )
             await self._forget(member, place)
             return
+        if not await self.gatekeeper.still_held(hold):
+            # They verified while the restriction was on its way, and its lift may have
+            # landed first: a join never outlasts a verification.
+            log.info("gate_verified_while_held", place=place)
+            await self._lift(hold)
+            await self._clear_welcome(hold)
+            return
         if await self.gatekeeper.gate.welcome_due(place, interval=WELCOME_INTERVAL):
             text = self.chat.text(
                 "gate.welcome", member.locale, name=user.full_name, group=change.chat.title or ""
@@ -158,7 +165,9 @@ class GroupGate:
         outcome = await self.engine.handle(member, Start(origin=place))
         await self.chat.show(reach, outcome, member.locale)
         if outcome.verified is not None:
-            await self.chat.verified(member, fresh=outcome.verified.fresh)
+            await self.chat.verified(
+                member, fresh=outcome.verified.fresh, origin=outcome.verified.origin
+            )
 
     async def on_group_verify(
         self, update: TelegramUpdate, context: ContextTypes.DEFAULT_TYPE
@@ -179,9 +188,10 @@ class GroupGate:
 
     # -- departures ----------------------------------------------------------------------------
 
-    async def member_verified(self, member: Member) -> None:
-        """Let the member into every group holding them, and tell them so."""
-        for hold in await self.gatekeeper.verified(member.key):
+    async def member_verified(self, member: Member, *, origin: str | None = None) -> None:
+        """Let the member into every group holding them, and tell them so; the group they
+        came from (``origin``) lets them in even if their join is still to be handled."""
+        for hold in await self.gatekeeper.verified(member.key, origin=origin):
             await self._let_in(hold, member.locale)
 
     async def admit(self, member: MemberKey, chat: int, role: str) -> None:
@@ -218,6 +228,15 @@ class GroupGate:
         return asyncio.create_task(sweep_lapsed(self.gatekeeper, self.on_lapsed, interval=interval))
 
     async def _let_in(self, hold: Hold, locale: str | None) -> None:
+        done = await self._lift(hold)
+        log.info("gate_let_in", place=hold.place, kind=hold.kind, ok=done)
+        await self._clear_welcome(hold)
+        user_id = int(hold.member.user_id)
+        reach = int(hold.reach) if hold.reach else user_id
+        await self.chat.send(reach, self.chat.text("gate.unlocked", locale, group=hold.title or ""))
+
+    async def _lift(self, hold: Hold) -> bool:
+        """Approve the member's request, or lift their restriction."""
         place, user_id = int(hold.place), int(hold.member.user_id)
         if hold.kind == JOIN_REQUEST:
             done = await self.chat.call(self.bot.approve_chat_join_request(place, user_id))
@@ -230,10 +249,7 @@ class GroupGate:
                     use_independent_chat_permissions=True,
                 )
             )
-        log.info("gate_let_in", place=hold.place, kind=hold.kind, ok=bool(done))
-        await self._clear_welcome(hold)
-        reach = int(hold.reach) if hold.reach else user_id
-        await self.chat.send(reach, self.chat.text("gate.unlocked", locale, group=hold.title or ""))
+        return bool(done)
 
     async def _forget(self, member: Member, place: str) -> None:
         for hold in await self.gatekeeper.leave(member.key, place):

@@ -2,7 +2,7 @@
 
 What it measures
     ``adapters.telegram.serve`` exactly as ``verifybot run telegram`` runs it (PTB 22 long
-    polling, the rate limiter, the per-chat ordering, the engine), against the Bot API
+    polling, the rate limiter, the per-member ordering, the engine), against the Bot API
     emulator from ``tests/emulators`` on 127.0.0.1, with the sandbox verifier, SQLite and a
     real Redis. Each member sends ``/start``, a distinct UK mobile number and the code; a
     verification counts when "You're verified" has been sent. Members run one after another

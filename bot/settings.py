@@ -141,6 +141,8 @@ class Settings(BaseSettings):
     telegram_gate_mode: Literal["restrict", "join_request", "off"] = "restrict"
     telegram_verify_timeout: Seconds = 0
     telegram_admit_verified: Literal["group", "anywhere"] = "group"
+    #: Updates of one group handled at once (a raid's joins are muted side by side).
+    telegram_group_concurrency: int = Field(32, ge=1, le=1000)
     telegram_webhook_url: str | None = None
     telegram_webhook_secret: SecretStr | None = None
 

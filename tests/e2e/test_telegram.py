@@ -232,6 +232,26 @@ async def test_a_chats_updates_are_handled_in_order_even_when_they_arrive_togeth
             assert "I verify members" not in telegram.messages_in(member)[0].text
 
 
+async def test_a_members_updates_in_a_group_are_handled_in_order_beside_other_members(
+    run_bot: RunBot, telegram: TelegramEmulator
+) -> None:
+    group = telegram.add_group("Club")
+    members = [telegram.add_user(f"M{n}") for n in range(8)]
+    async with run_bot(telegram_gate_mode="restrict") as app:
+        for member in members:  # one getUpdates batch, members interleaved in one group
+            telegram.join(member, group)
+            telegram.leave(member, group)
+
+        # Each leave is handled after that member's join, so no hold is left behind, and
+        # the welcome goes once the last member it served has left.
+        await telegram.wait_for(lambda: len(telegram.calls_to("restrictChatMember")) == 8)
+        welcomes = telegram.messages_in
+        await telegram.wait_for(lambda: welcomes(group) and all(m.deleted for m in welcomes(group)))
+        for member in members:
+            key = MemberKey("telegram", str(telegram.bot_id), str(member))
+            assert await app.gatekeeper.gate.release(key) == []
+
+
 async def test_commands_are_registered_for_members_and_admins_in_every_language(
     run_bot: RunBot, telegram: TelegramEmulator
 ) -> None:

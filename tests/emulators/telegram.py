@@ -109,6 +109,19 @@ or where this emulator deliberately differs from the live server:
   and response timeout expired or query ID is invalid".
 * ``press()`` refuses (AssertionError) a button that is not on the message, and simulated users
   must be group members to write in a group: tests cannot simulate what a client cannot do.
+* Latency: ``answer_delay`` (seconds, 0 by default) is the round trip of every call, and
+  ``answer_delays`` overrides it per method (canonical name). Half of it passes before the call
+  takes effect and half after, as a request and its answer each cross the network once; the
+  moment a call took effect is ``RecordedCall.applied_at``.
+* Each group's message budget: Telegram's Bots FAQ ("My bot is hitting limits, how do I avoid
+  this?", core.telegram.org/bots/faq) says a bot "will not be able to send more than 20
+  messages per minute to the same group". It is kept as a bucket of ``group_messages_per_minute``
+  (20; None turns it off) that refills evenly over the minute, the reading aiolimiter and PTB's
+  AIORateLimiter make of it: a send* (not sendChatAction), copy or forward to a group beyond
+  it answers 429 "Too Many Requests: retry after N" with ``parameters.retry_after`` N, the
+  seconds until the bucket has room. Deletions and admin actions are not messages and do not
+  count. Joins post their "joined" service message (``new_chat_members``) next to the
+  ``chat_member`` update, as groups without hidden join messages do.
 """
 
 from __future__ import annotations
@@ -119,6 +132,7 @@ import email.parser
 import email.policy
 import html
 import json
+import math
 import re
 import threading
 import time
@@ -445,6 +459,7 @@ class RecordedCall:
     status: int = 0  # HTTP status answered; 0 while in progress
     at: float = 0.0  # time.time() on arrival
     response: Any = None  # the JSON answered
+    applied_at: float = 0.0  # time.time() when it took effect; 0 when it was refused
 
 
 @dataclass(frozen=True)
@@ -656,6 +671,10 @@ class TelegramEmulator:
         self._faults: list[_Fault] = []
         self._server: _Server | None = None
         self._threads: list[threading.Thread] = []
+        self.answer_delay = 0.0
+        self.answer_delays: dict[str, float] = {}
+        self.group_messages_per_minute: int | None = 20
+        self._group_budgets: dict[int, tuple[float, float]] = {}  # chat -> (used, when)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -1135,6 +1154,10 @@ class TelegramEmulator:
         call.params = {k: (v.filename if isinstance(v, _Upload) else v) for k, v in params.items()}
         with self._lock:
             self.calls.append(call)
+            delay = self.answer_delays.get(
+                self.spec.canonical_method(requested) or requested, self.answer_delay
+            )
+        time.sleep(delay / 2)  # the request on its way
         try:
             if error is not None:
                 raise error
@@ -1154,6 +1177,7 @@ class TelegramEmulator:
             body = {"ok": False, "error_code": 500, "description": f"emulator bug: {exc!r}"}
         with self._lock:
             call.status, call.response = status, body
+        time.sleep(delay / 2)  # the answer on its way back
         return status, body
 
     def _run(self, call: RecordedCall, params: dict[str, Any], uploads: dict[str, _Upload]) -> Any:
@@ -1186,11 +1210,32 @@ class TelegramEmulator:
         handler, declared = _HANDLERS[name]
         errors: list[str] = []
         try:
-            return handler(self, _Params(name, values, declared, errors))
+            self._spend_group_budget(name, values.get("chat_id"))
+            result = handler(self, _Params(name, values, declared, errors))
+            call.applied_at = time.time()
+            return result
         finally:
             if errors:
                 with self._lock:
                     self.internal_errors.extend(errors)
+
+    def _spend_group_budget(self, method: str, chat_id: Any) -> None:
+        """Count a message to a group against its budget, or refuse it with a 429."""
+        per_minute = self.group_messages_per_minute
+        is_message = method.startswith(("send", "copyMessage", "forwardMessage"))
+        if per_minute is None or not is_message or method == "sendChatAction":
+            return
+        with self._lock:
+            if chat_id not in self._groups:
+                return
+            rate, now = per_minute / 60.0, time.monotonic()
+            used, when = self._group_budgets.get(chat_id, (0.0, now))
+            used = max(0.0, used - (now - when) * rate)
+            if used + 1 > per_minute:
+                wait = max(1, math.ceil((used + 1 - per_minute) / rate))
+                self._group_budgets[chat_id] = (used, now)
+                raise _Reply(429, _fault_text(429, wait), wait)
+            self._group_budgets[chat_id] = (used + 1, now)
 
     def _validate(
         self, name: str, params: dict[str, Any], uploads: dict[str, _Upload]

@@ -908,3 +908,70 @@ def test_wait_until_reports_recent_calls_on_timeout(emu: TelegramEmulator) -> No
     _raw(emu, "getMe")
     with pytest.raises(AssertionError, match="getMe 200"):
         emu.wait_until(lambda: False, timeout=0.05)
+
+
+# -- latency and Telegram's per-group message budget ------------------------------------------
+
+
+async def test_every_call_takes_the_answer_delay_and_takes_effect_halfway(
+    emu: TelegramEmulator, bot: Bot
+) -> None:
+    group, user = emu.add_group(), emu.add_user()
+    emu.join(user, group)
+    emu.answer_delay = 0.2
+    emu.answer_delays["getMe"] = 0.0
+
+    started = time.time()
+    await bot.restrict_chat_member(group, user, ChatPermissions.no_permissions())
+    answered = time.time()
+    await bot.get_me()
+
+    call = emu.calls_to("restrictChatMember")[-1]
+    assert answered - started >= 0.2
+    assert call.at + 0.1 <= call.applied_at <= answered - 0.1
+    assert emu.calls_to("getMe")[-1].applied_at - emu.calls_to("getMe")[-1].at < 0.1
+    emu.inject("sendMessage", 400)
+    with pytest.raises(BadRequest):
+        await bot.send_message(user, "x")
+    assert emu.calls_to("sendMessage")[-1].applied_at == 0.0  # refused: never took effect
+
+
+@pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
+async def test_a_group_gets_20_messages_a_minute_then_429_with_retry_after(
+    emu: TelegramEmulator, bot: Bot
+) -> None:
+    group, other, user = emu.add_group(), emu.add_group(), emu.add_user()
+    emu.send_text(user, "/start")
+    for n in range(20):
+        await bot.send_message(group, f"welcome {n}")
+
+    with pytest.raises(RetryAfter) as caught:
+        await bot.send_message(group, "one too many")
+
+    assert "Retry in 3 seconds" in str(caught.value)  # a message's share of the minute
+    assert emu.calls_to("sendMessage")[-1].response["parameters"] == {"retry_after": 3}
+    await bot.send_message(other, "another group has its own budget")
+    await bot.send_message(user, "a private chat is not a group")
+    await bot.delete_message(group, 1)  # deleting is not sending
+    emu.join(user, group)
+    await bot.restrict_chat_member(group, user, ChatPermissions.no_permissions())
+    assert len(emu.messages_in(group)) == 20
+
+    emu.group_messages_per_minute = None
+    await bot.send_message(group, "no budget")
+
+
+async def test_a_join_posts_its_service_message_beside_the_chat_member_update(
+    emu: TelegramEmulator, bot: Bot
+) -> None:
+    group, user = emu.add_group(), emu.add_user("Ada")
+    await bot.get_updates(allowed_updates=["message", "chat_member"], timeout=0)
+
+    emu.join(user, group)
+
+    updates = await bot.get_updates(timeout=0)
+    kinds = [(u.chat_member is not None, u.message is not None) for u in updates]
+    assert kinds == [(True, False), (False, True)]
+    service = updates[1].message
+    assert service is not None and service.chat.id == group
+    assert [m.id for m in service.new_chat_members] == [user]

@@ -289,3 +289,86 @@ async def test_the_sweeper_acts_on_lapsed_holds_and_survives_a_failing_action(
     finally:
         task.cancel()
     assert sorted(seen, key=str) == [ADA, BOB]
+
+
+# --- A join never undoes a verification ------------------------------------------------------
+
+
+async def test_a_member_who_verified_through_a_groups_link_walks_in_when_their_join_comes(
+    redis: Redis, key_prefix: str, directory: Directory
+) -> None:
+    gatekeeper = keeper(redis, key_prefix, directory, Clock())
+    verify(directory, ADA)
+
+    # Ada verified through -1001's welcome while her join there was still queued.
+    assert await gatekeeper.verified(ADA, origin="-1001") == []
+
+    assert await gatekeeper.arrive(ADA, "-1001", "restrict") is None
+    assert await gatekeeper.arrive(ADA, "-1002", "restrict") is not None  # not another group
+    assert await gatekeeper.arrive(BOB, "-1001", "restrict") is not None  # nor someone else
+
+
+async def test_a_member_held_while_they_verify_is_not_held_after(
+    redis: Redis, key_prefix: str, directory: Directory
+) -> None:
+    gatekeeper = keeper(redis, key_prefix, directory, Clock())
+    ada = await gatekeeper.arrive(ADA, "-1001", "restrict")
+    bob = await gatekeeper.arrive(BOB, "-1001", "restrict")
+    assert ada is not None and bob is not None
+
+    # Ada verifies while her restriction is on its way to the platform.
+    verify(directory, ADA)
+    assert await gatekeeper.verified(ADA) == [ada]
+
+    assert await gatekeeper.still_held(ada) is False
+    assert await gatekeeper.still_held(bob) is True
+    assert await gatekeeper.gate.release(BOB) == [bob]  # Bob's hold stays until then
+
+
+async def test_a_hold_written_just_after_the_member_verified_is_released(
+    redis: Redis, key_prefix: str, directory: Directory
+) -> None:
+    gatekeeper = keeper(redis, key_prefix, directory, Clock())
+    late = Hold("-1001", ADA, "restrict", deadline=NOW + 60)
+    verify(directory, ADA)
+    # The join read "not admitted", then Ada verified through the group's link (nothing to
+    # release yet), then the join wrote its hold.
+    assert await gatekeeper.verified(ADA, origin="-1001") == []
+    await gatekeeper.gate.hold(late, now=NOW)
+
+    assert await gatekeeper.still_held(late) is False
+    assert await gatekeeper.gate.release(ADA) == []
+    assert await gatekeeper.gate.claim_due(now=NOW + 3600) == []
+
+
+async def test_the_sweeper_removes_a_batch_side_by_side_and_takes_the_next_at_once(
+    redis: Redis, key_prefix: str, directory: Directory
+) -> None:
+    clock = Clock()
+    gatekeeper = keeper(redis, key_prefix, directory, clock, timeout=1)
+    members = [MemberKey("telegram", "42", str(2000 + n)) for n in range(12)]
+    for member in members:
+        await gatekeeper.arrive(member, "-1001", "restrict")
+    clock.now += 2
+    seen: list[MemberKey] = []
+    in_flight: list[int] = [0, 0]  # now, most at once
+
+    async def act(lapsed: Lapsed) -> None:
+        in_flight[0] += 1
+        in_flight[1] = max(in_flight)
+        await asyncio.sleep(0.05)  # a removal is a few platform calls
+        in_flight[0] -= 1
+        seen.append(lapsed.hold.member)
+
+    # Batches of 5: an hour between sweeps, so only "a full batch is followed at once" can
+    # finish the 12 while the test waits.
+    task = asyncio.create_task(sweep_lapsed(gatekeeper, act, interval=3600, batch=5))
+    try:
+        for _ in range(500):
+            if len(seen) == len(members):
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+    assert sorted(seen, key=str) == sorted(members, key=str)
+    assert in_flight[1] == 5

@@ -65,6 +65,7 @@ def test_admins_and_auto_roles_are_comma_separated(monkeypatch: pytest.MonkeyPat
         ("TELEGRAM_ADMIN_IDS", "12345, @boss", "@boss: use numeric Telegram user ids"),
         ("SLACK_ADMIN_IDS", "U0123ABCD,alice", "alice: use Slack member ids like U0123ABCD"),
         ("TELEGRAM_LOG_CHAT_ID", "mods", "use a chat id like -1001234567890"),
+        ("TELEGRAM_GROUP_CONCURRENCY", "0", "TELEGRAM_GROUP_CONCURRENCY"),
         ("SLACK_LOG_CHANNEL", "#mods", "use a channel id like C0123ABCD"),
     ],
 )
