@@ -127,7 +127,7 @@ class GroupGate:
             )
             await self._forget(member, place)
             return
-        if not await self.gatekeeper.still_held(hold):
+        if not await self.gatekeeper.still_held(hold, invite=link):
             # They verified while the restriction was on its way, and its lift may have
             # landed first: a join never outlasts a verification.
             log.info("gate_verified_while_held", place=place)

@@ -300,12 +300,13 @@ class Gatekeeper:
         """The member left ``place`` (or was removed by someone else): forget their hold."""
         return await self.gate.release(member, place)
 
-    async def still_held(self, hold: Hold) -> bool:
+    async def still_held(self, hold: Hold, *, invite: str | None = None) -> bool:
         """Asked right after the platform held the member: False if they may walk in by now
         (they verified, or were admitted, while the hold was being applied), with the hold
         released, so the adapter lifts it at once. A verification always records the
-        admission before its own lift is sent, so whichever lift comes last is the member's."""
-        if not await self._walks_in(hold.member, hold.place):
+        admission before its own lift is sent, so whichever lift comes last is the member's.
+        ``invite`` is the link they joined by, judged as ``arrive`` judged it."""
+        if not await self._walks_in(hold.member, hold.place, invite):
             return True
         await self.gate.release(hold.member, hold.place)
         return False

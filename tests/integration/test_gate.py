@@ -231,6 +231,8 @@ async def test_a_join_by_a_revoked_roles_link_is_a_strangers(
 
     hold = await gatekeeper.arrive(ADA, "-1001", "restrict", invite=link.url)
     assert hold is not None and hold.member == ADA
+    # Asked again once the restriction is on, the link still vouches for nothing.
+    assert await gatekeeper.still_held(hold, invite=link.url)
     assert await gatekeeper.arrive(ADA, "-1001", "restrict") is None  # no link: as before
     unknown = "https://t.me/+made-by-a-human"
     assert await gatekeeper.arrive(ADA, "-1001", "restrict", invite=unknown) is None
