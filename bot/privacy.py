@@ -1,5 +1,7 @@
 """Keeping phone numbers and codes out of sight."""
 
+import re
+
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
 
 
@@ -20,3 +22,58 @@ def mask_phone(e164: str) -> str:
         "",
     )
     return f"+{code}•••••{e164[-4:]}"
+
+
+# Text that may hold a number or a code: a phone number, E.164 or loosely written
+# ("+1 415 500 3100", "(415) 555-2671", "00 44 7700 900123"), or a bare digit run (a code).
+# Some digit shapes are kept whole because log lines need them and no member types them
+# as such: UUIDs (Vonage request ids), dates, IPv4 addresses, times (digits joined by ':'),
+# a port after a host name, decimals, Telegram supergroup ids and traceback line numbers.
+# The regex finds the leftmost shape; among shapes starting at the same place the first
+# alternative wins, so the "keep" shapes come first.
+_DIGIT_SHAPES = re.compile(
+    r"""
+    (?P<keep>
+        [0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}
+      | (?<![\w.])\d{4}-\d\d-\d\d(?![\d-])
+      | (?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?(?![\w.])
+      | (?<![\w.])\d+(?::\d+)+(?![\w:])
+      | (?<=[A-Za-z\]]:)\d{1,5}(?![\w.])
+      | (?<![\w.])\d+\.\d+(?![\w.])
+      | (?<![\w+])-100\d{9,10}(?!\w)
+      | (?<=line\ )\d+(?!\w)
+    )
+  | (?P<digits>
+        (?<![\w.+•])\+?\(?\d+(?:(?:[\ .\-/]|\)\ ?)\(?\d+)*(?!\w)
+    )
+    """,
+    re.VERBOSE,
+)
+_SEPARATORS = str.maketrans("", "", " .-/()+")
+MASK = "•••"
+
+
+def _mask_digits(match: re.Match[str]) -> str:
+    if match.group("keep") is not None:
+        return match.group(0)
+    text = match.group(0)
+    digits = text.translate(_SEPARATORS)
+    international = text.startswith("+") or digits.startswith("00")
+    if international and len(digits) >= 7:
+        return mask_phone("+" + digits.removeprefix("00"))
+    if len(digits) >= 11 and not digits.startswith("0"):  # longer than a code: no "+"
+        return mask_phone("+" + digits)
+    if len(digits) >= 6 or (len(digits) >= 4 and digits == text):
+        return MASK  # a code, or a number written without its country code
+    return text
+
+
+def redact(text: str) -> str:
+    """``text`` with every phone-number-shaped and code-shaped digit run masked.
+
+    Used on every log record (``bot.logs``): a number keeps its country code and last four
+    digits, as ``mask_phone`` shows it; a code (a bare run of 4 or more digits, or 6 or more
+    digits in groups) becomes ``•••``. So do other numbers of that size (ids, pids, byte
+    counts) in free text: a log line may lose one, never show a member's code.
+    """
+    return _DIGIT_SHAPES.sub(_mask_digits, text)
