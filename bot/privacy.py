@@ -28,7 +28,8 @@ def mask_phone(e164: str) -> str:
 # ("+1 415 500 3100", "(415) 555-2671", "00 44 7700 900123"), or a bare digit run (a code).
 # Some digit shapes are kept whole because log lines need them and no member types them
 # as such: UUIDs (Vonage request ids), dates, IPv4 addresses, times (digits joined by ':'),
-# a port after a host name, decimals, Telegram supergroup ids and traceback line numbers.
+# a port after a host name or "port=", decimals, Telegram supergroup ids and traceback line
+# numbers.
 # The regex finds the leftmost shape; among shapes starting at the same place the first
 # alternative wins, so the "keep" shapes come first.
 _DIGIT_SHAPES = re.compile(
@@ -36,15 +37,17 @@ _DIGIT_SHAPES = re.compile(
     (?P<keep>
         [0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}
       | (?<![\w.])\d{4}-\d\d-\d\d(?![\d-])
+      | (?<![\w.])\d{1,2}[\ /][A-Z][a-z]{2}[\ /]\d{4}(?!\d)
       | (?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?(?![\w.])
       | (?<![\w.])\d+(?::\d+)+(?![\w:])
       | (?<=[A-Za-z\]]:)\d{1,5}(?![\w.])
+      | (?<=port=)\d{1,5}(?!\w)
       | (?<![\w.])\d+\.\d+(?![\w.])
       | (?<![\w+])-100\d{9,10}(?!\w)
       | (?<=line\ )\d+(?!\w)
     )
   | (?P<digits>
-        (?<![\w.+•])\+?\(?\d+(?:(?:[\ .\-/]|\)\ ?)\(?\d+)*(?!\w)
+        (?<![\w.+•])\+?\(?\d+(?:(?:[\ .\-/]|\)\ ?)\(?\d+)*(?!\w|:\d)
     )
     """,
     re.VERBOSE,

@@ -31,6 +31,7 @@ from bot.privacy import redact
         ("code 983 758", "code •••"),
         ("check?code=1234&x=1", "check?code=•••&x=1"),
         ("update_id=123456789", "update_id=•••"),
+        ("code 983758: accepted", "code •••: accepted"),
     ],
 )
 def test_numbers_and_codes_are_masked(text: str, shown: str) -> None:
@@ -42,6 +43,8 @@ def test_numbers_and_codes_are_masked(text: str, shown: str) -> None:
     [
         "2026-12-03T13:13:13.123456Z",
         "[03/Dec/2026:13:13:13 +0000]",
+        "Date: Thu, 03 Dec 2026 13:30:56 GMT",
+        "connect_tcp host='127.0.0.1' port=8443",
         "listening on 127.0.0.1:8443",
         "http://localhost:8443/telegram",
         "[::1]:8443",
