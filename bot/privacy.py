@@ -27,46 +27,54 @@ def mask_phone(e164: str) -> str:
 # Text that may hold a number or a code: a phone number, E.164 or loosely written
 # ("+1 415 500 3100", "(415) 555-2671", "00 44 7700 900123"), or a bare digit run (a code).
 # Some digit shapes are kept whole because log lines need them and no member types them
-# as such: UUIDs (Vonage request ids), dates, IPv4 addresses, times (digits joined by ':'),
-# a port after a host name or "port=", decimals, Telegram supergroup ids and traceback line
-# numbers.
-# The regex finds the leftmost shape; among shapes starting at the same place the first
-# alternative wins, so the "keep" shapes come first.
+# as such: dates, IPv4 addresses, times (digits joined by ':'), decimals, UUIDs (Vonage
+# request ids), a port after a host name or "port=", traceback line numbers and Telegram
+# supergroup ids. The regex finds the leftmost shape; among shapes starting at the same
+# place the first alternative wins, so the "keep" shapes come first. Every alternative
+# starts at a digit, '+', '(' or '-', and the leading lookahead lets the scan skip all other
+# characters cheaply: this runs on every log record.
 _DIGIT_SHAPES = re.compile(
     r"""
-    (?P<keep>
-        [0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}
-      | (?<![\w.])\d{4}-\d\d-\d\d(?![\d-])
-      | (?<![\w.])\d{1,2}[\ /][A-Z][a-z]{2}[\ /]\d{4}(?!\d)
-      | (?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?(?![\w.])
-      | (?<![\w.])\d+(?::\d+)+(?![\w:])
-      | (?<=[A-Za-z\]]:)\d{1,5}(?![\w.])
-      | (?<=port=)\d{1,5}(?!\w)
-      | (?<![\w.])\d+\.\d+(?![\w.])
-      | (?<![\w+])-100\d{9,10}(?!\w)
-      | (?<=line\ )\d+(?!\w)
-    )
-  | (?P<digits>
-        (?<![\w.+•])\+?\(?\d+(?:(?:[\ .\-/]|\)\ ?)\(?\d+)*(?!\w|:\d)
+    (?=[\d+(\-])
+    (?:
+      (?P<keep>
+          (?<![\w.])
+          (?: \d{4}-\d\d-\d\d(?![\d-])
+            | \d{1,2}[\ /][A-Z][a-z]{2}[\ /]\d{4}(?!\d)
+            | \d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?(?![\w.])
+            | \d+(?::\d+)+(?![\w:])
+            | \d+\.\d+(?![\w.])
+            | \d[0-9a-fA-F]{7}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}(?!\w)
+          )
+        | (?<=[A-Za-z\]]:)\d{1,5}(?![\w.])
+        | (?<=port=)\d{1,5}(?!\w)
+        | (?<=line\ )\d+(?!\w)
+        | (?<![\w+])-100\d{9,10}(?!\w)
+      )
+    | (?P<digits>
+          (?<![\w.+•])
+          (?<![0-9a-fA-F]{4}-)  # the inner groups of a UUID that starts with a letter
+          \+?\(?\d+(?:(?:[\ .\-/]|\)\ ?)\(?\d+)*(?!\w|:\d)
+      )
     )
     """,
     re.VERBOSE,
 )
-_SEPARATORS = str.maketrans("", "", " .-/()+")
+_NON_DIGITS = re.compile(r"\D")
 MASK = "•••"
 
 
 def _mask_digits(match: re.Match[str]) -> str:
-    if match.group("keep") is not None:
-        return match.group(0)
     text = match.group(0)
-    digits = text.translate(_SEPARATORS)
-    international = text.startswith("+") or digits.startswith("00")
+    if match.lastgroup == "keep":
+        return text
+    digits = text if text.isdigit() else _NON_DIGITS.sub("", text)
+    international = text[0] == "+" or digits.startswith("00")
     if international and len(digits) >= 7:
         return mask_phone("+" + digits.removeprefix("00"))
-    if len(digits) >= 11 and not digits.startswith("0"):  # longer than a code: no "+"
+    if len(digits) >= 11 and digits[0] != "0":  # longer than a code: a number without "+"
         return mask_phone("+" + digits)
-    if len(digits) >= 6 or (len(digits) >= 4 and digits == text):
+    if len(digits) >= 6 or (len(digits) >= 4 and digits is text):
         return MASK  # a code, or a number written without its country code
     return text
 

@@ -49,6 +49,7 @@ def test_numbers_and_codes_are_masked(text: str, shown: str) -> None:
         "http://localhost:8443/telegram",
         "[::1]:8443",
         "request c11236f4-0012-4b89-1234-884235197315 done",
+        "request 12345678-abcd-4b89-1234-884235197315 done",
         "took 1234.5 ms, ts 1700000000.000100",
         "HTTP/1.1 200, 3 tries, 42 ms",
         "chat -1001234567890",
