@@ -30,7 +30,7 @@ QUIET_LOGGERS: Mapping[str, int] = {
     "slack_sdk": logging.WARNING,  # API bodies and Socket Mode envelopes
     "slack_bolt": logging.WARNING,  # request bodies
     "aiohttp.access": logging.WARNING,  # request lines with query strings (OAuth codes)
-    "sqlalchemy.engine": logging.WARNING,  # echo: statements and their parameters
+    "sqlalchemy": logging.WARNING,  # engine: statements, their parameters and result rows
     "alembic": logging.WARNING,
     "asyncio": logging.WARNING,
     # The Vonage SDK logs request bodies (the phone and the code) at DEBUG and whole error
@@ -50,10 +50,12 @@ _ID_KEYS = frozenset(
 _TRUSTED_KEYS = frozenset({"timestamp", "level", "logger"})
 
 
-def quiet_third_party_loggers(floor: int = logging.NOTSET) -> None:
-    """Hold each of ``QUIET_LOGGERS`` at its level, or at ``floor`` if that is higher."""
+def quiet_third_party_loggers(floor: int = logging.NOTSET, *, prefix: str = "") -> None:
+    """Hold each of ``QUIET_LOGGERS`` (those whose name starts with ``prefix``) at its
+    level, or at ``floor`` if that is higher."""
     for name, level in QUIET_LOGGERS.items():
-        logging.getLogger(name).setLevel(max(level, floor))
+        if name.startswith(prefix):
+            logging.getLogger(name).setLevel(max(level, floor))
 
 
 def _redact_value(value: Any, *, identifier: bool = False) -> Any:
@@ -66,7 +68,7 @@ def _redact_value(value: Any, *, identifier: bool = False) -> Any:
         masked = _redact_id(text) if identifier else redact(text)
         return value if masked == text else masked
     if isinstance(value, dict):
-        return {k: _redact_value(v) for k, v in value.items()}
+        return {_redact_value(k): _redact_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [_redact_value(v) for v in value]
     return redact(repr(value))  # what the renderers would print for it, masked

@@ -33,9 +33,9 @@ T = TypeVar("T")
 
 
 def quiet_sdk_loggers() -> None:
-    """The SDK logs request bodies (the phone and the code): its loggers are among
-    ``bot.logs.QUIET_LOGGERS``, held quiet even when logging was never configured."""
-    quiet_third_party_loggers(floor=logging.getLogger().level)
+    """The SDK logs request bodies (the phone and the code): its loggers, listed in
+    ``bot.logs.QUIET_LOGGERS``, are held quiet even when logging was never configured."""
+    quiet_third_party_loggers(floor=logging.getLogger().level, prefix="vonage")
 
 
 class SigningAuth(Auth):  # type: ignore[misc]

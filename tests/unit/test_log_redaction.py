@@ -104,7 +104,10 @@ def test_a_third_party_logger_left_at_debug_is_redacted_too(output: io.StringIO)
 
 def test_structured_values_exceptions_and_ids(output: io.StringIO) -> None:
     log = structlog.get_logger("verifybot.test")
-    log.info("typed", text="+44 7400 123456", code=983758, extra={"body": ["868609"]}, port=8443)
+    log.info(
+        "typed", text="+44 7400 123456", code=983758, port=8443,
+        extra={"body": ["868609"], "+14155552671": "by number"},
+    )  # fmt: skip
     log.info("member_seen", member="telegram:bot1:123456789", user=123456789)
     try:
         raise ValueError("bad code 983758 for 447400123456")
@@ -113,7 +116,7 @@ def test_structured_values_exceptions_and_ids(output: io.StringIO) -> None:
     first, second, third = records(output)
     assert first["text"] == "+44•••••3456"
     assert first["code"] == "•••"
-    assert first["extra"] == {"body": ["•••"]}
+    assert first["extra"] == {"body": ["•••"], "+1•••••2671": "by number"}
     assert first["port"] == 8443
     assert (second["member"], second["user"]) == ("telegram:bot1:123456789", 123456789)
     assert third["event"] == "failed for +1•••••2671"
@@ -129,8 +132,6 @@ def test_a_record_below_the_level_is_not_processed(output: io.StringIO) -> None:
 
 
 def test_payload_printing_loggers_are_quiet_at_debug(output: io.StringIO) -> None:
-    assert {"telegram", "httpx", "httpcore", "slack_sdk", "slack_bolt", "aiohttp.access",
-            "sqlalchemy.engine", "vonage"} <= set(QUIET_LOGGERS)  # fmt: skip
     for name in ("telegram.ext.Application", "telegram.Bot", "httpx", "slack_sdk.socket_mode",
                  "slack_bolt.AsyncApp", "aiohttp.access", "sqlalchemy.engine.Engine",
                  "vonage_http_client"):  # fmt: skip
