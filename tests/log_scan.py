@@ -64,8 +64,10 @@ def number_patterns(e164: str) -> list[re.Pattern[str]]:
 
 
 def code_pattern(code: str) -> re.Pattern[str]:
+    # Not after a '.': the microseconds of a Slack ts ("1796305477.983481") are six random
+    # digits, and a test must not fail by chance.
     spaced = r"[ \-]?".join(code)
-    return re.compile(rf"(?<!\d){spaced}(?!\d)")
+    return re.compile(rf"(?<![\d.]){spaced}(?!\d)")
 
 
 _TIMESTAMP = re.compile(r'"timestamp": "[^"]*"|^\S*\d{4}-\d\d-\d\dT[\d:.]+Z?')
