@@ -11,9 +11,13 @@ from collections.abc import Iterator
 
 import pytest
 import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
 
 from bot.logs import QUIET_LOGGERS, configure_logging
 from bot.privacy import redact
+from tests.log_scan import leaks
 
 
 @pytest.mark.parametrize(
@@ -32,6 +36,7 @@ from bot.privacy import redact
         ("check?code=1234&x=1", "check?code=•••&x=1"),
         ("update_id=123456789", "update_id=•••"),
         ("code 983758: accepted", "code •••: accepted"),
+        ("code:1234 and 983758:12", "code:••• and •••:12"),
     ],
 )
 def test_numbers_and_codes_are_masked(text: str, shown: str) -> None:
@@ -47,11 +52,12 @@ def test_numbers_and_codes_are_masked(text: str, shown: str) -> None:
         "connect_tcp host='127.0.0.1' port=8443",
         "listening on 127.0.0.1:8443",
         "http://localhost:8443/telegram",
+        "https://api.nexmo.com:443/v2/verify",
         "[::1]:8443",
         "request c11236f4-0012-4b89-1234-884235197315 done",
         "request 12345678-abcd-4b89-1234-884235197315 done",
         "took 1234.5 ms, ts 1700000000.000100",
-        "HTTP/1.1 200, 3 tries, 42 ms",
+        "HTTP/1.1 200, 3 tries, 42 ms, status:200",
         "chat -1001234567890",
         'File "bot/engine.py", line 1234, in handle',
         "user U0ALICE001, key ab12345678cd",
@@ -136,3 +142,56 @@ def test_payload_printing_loggers_are_quiet_at_debug(output: io.StringIO) -> Non
                  "slack_bolt.AsyncApp", "aiohttp.access", "sqlalchemy.engine.Engine",
                  "vonage_http_client"):  # fmt: skip
         assert not logging.getLogger(name).isEnabledFor(logging.INFO), name
+
+
+# --- As a hostile world writes them --------------------------------------------------------
+
+CALLING_CODES = sorted(COUNTRY_CODE_TO_REGION_CODE)
+AROUND = st.sampled_from(["", "text='", '"text": "', "phone ", "=", "(", "[", "tel:", "\n"])
+AFTER = st.sampled_from(["", "'", '"', ".", ",", ")", " ok", "\n", ":", "-"])
+
+
+@st.composite
+def written_numbers(draw: st.DrawFn) -> tuple[str, str]:
+    """A number in E.164 and as a member or a library might write it."""
+    code = str(draw(st.sampled_from(CALLING_CODES)))
+    national = draw(st.from_regex(r"[1-9][0-9]{6,11}", fullmatch=True))
+    national = national[: 15 - len(code)]
+    sizes = draw(st.lists(st.integers(2, 4), min_size=1, max_size=6))
+    groups, rest = [], national
+    for size in sizes:
+        groups.append(rest[:size])
+        rest = rest[size:]
+    groups = [g for g in [*groups, rest] if g]
+    sep = draw(st.sampled_from([" ", "-", ".", "/", " - "]))
+    spaced = sep.join(groups)
+    style = draw(st.sampled_from(["e164", "bare", "plus", "00", "trunk", "national", "brackets"]))
+    written = {
+        "e164": f"+{code}{national}",
+        "bare": f"{code}{national}",
+        "plus": f"+{code} {spaced}",
+        "00": f"00{code} {spaced}",
+        "trunk": f"0{spaced}",
+        "national": spaced,
+        "brackets": f"({national[:3]}) {national[3:6]}-{national[6:]}",
+    }[style]
+    return f"+{code}{national}", written
+
+
+@given(number=written_numbers(), before=AROUND, after=AFTER)
+@settings(max_examples=400, deadline=None)
+def test_no_written_number_survives(number: tuple[str, str], before: str, after: str) -> None:
+    e164, written = number
+    assert leaks([redact(before + written + after)], [e164], []) == [], written
+
+
+@given(
+    code=st.from_regex(r"[0-9]{4,10}", fullmatch=True),
+    before=AROUND,
+    after=AFTER,
+    spaced=st.booleans(),
+)
+@settings(max_examples=300, deadline=None)
+def test_no_code_survives(code: str, before: str, after: str, spaced: bool) -> None:
+    written = f"{code[:3]} {code[3:]}" if spaced and len(code) >= 6 else code
+    assert leaks([redact(before + written + after)], [], [code]) == [], written
