@@ -8,13 +8,16 @@ No log line shows a full phone number or a code, whatever logger wrote it:
   last, after its message has been formatted with its %-args and its exception rendered:
   number- and code-shaped text is masked there (``bot.privacy.redact``). So a logger left at
   DEBUG by mistake still leaks nothing.
+- A crash that nothing catches (in the main thread or another) is logged, so redacted too.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
 from collections.abc import Mapping
+from types import TracebackType
 from typing import Any, Literal, TextIO
 
 import structlog
@@ -90,6 +93,20 @@ def redact_event(
     }
 
 
+def _log_uncaught(
+    kind: type[BaseException], error: BaseException, trace: TracebackType | None
+) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, error, trace)
+        return
+    logging.getLogger("verifybot").critical("uncaught_exception", exc_info=(kind, error, trace))
+
+
+def _log_uncaught_in_thread(crash: threading.ExceptHookArgs) -> None:
+    if crash.exc_value is not None:
+        _log_uncaught(crash.exc_type, crash.exc_value, crash.exc_traceback)
+
+
 def configure_logging(
     level: str = "INFO", fmt: Literal["console", "json"] = "console", stream: TextIO | None = None
 ) -> None:
@@ -116,6 +133,10 @@ def configure_logging(
             ],
         )
     )
+    # A crash's traceback (an SDK's validation error quotes its input) goes through the
+    # redactor too, instead of straight to stderr.
+    sys.excepthook = _log_uncaught
+    threading.excepthook = _log_uncaught_in_thread
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

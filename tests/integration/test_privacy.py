@@ -8,6 +8,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ NUMBERS = ["+447400123456", "+447400654321", "+14155552671"]
 def log_output() -> Iterator[io.StringIO]:
     root = logging.getLogger()
     saved = (root.handlers[:], root.level)
+    hooks = sys.excepthook, threading.excepthook
     stream = io.StringIO()
     try:
         with loud():
@@ -38,6 +41,7 @@ def log_output() -> Iterator[io.StringIO]:
             yield stream
     finally:
         root.handlers[:], root.level = saved
+        sys.excepthook, threading.excepthook = hooks
         structlog.reset_defaults()
 
 

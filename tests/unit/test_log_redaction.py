@@ -7,6 +7,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -72,12 +74,14 @@ def test_what_operators_need_is_kept(text: str) -> None:
 def output() -> Iterator[io.StringIO]:
     root = logging.getLogger()
     saved = root.handlers[:], root.level
+    hooks = sys.excepthook, threading.excepthook
     stream = io.StringIO()
     configure_logging("DEBUG", "json", stream=stream)
     try:
         yield stream
     finally:
         root.handlers[:], root.level = saved
+        sys.excepthook, threading.excepthook = hooks
         structlog.reset_defaults()
 
 
@@ -195,3 +199,20 @@ def test_no_written_number_survives(number: tuple[str, str], before: str, after:
 def test_no_code_survives(code: str, before: str, after: str, spaced: bool) -> None:
     written = f"{code[:3]} {code[3:]}" if spaced and len(code) >= 6 else code
     assert leaks([redact(before + written + after)], [], [code]) == [], written
+
+
+def test_a_crash_nothing_catches_is_logged_redacted(output: io.StringIO) -> None:
+    def crash() -> None:
+        raise ValueError("input_value='447400123456', code 983758")
+
+    worker = threading.Thread(target=crash)
+    worker.start()
+    worker.join()
+    try:
+        crash()
+    except ValueError as error:
+        sys.excepthook(type(error), error, error.__traceback__)
+    in_thread, in_main = records(output)
+    for record in (in_thread, in_main):
+        assert record["event"] == "uncaught_exception"
+        assert "ValueError: input_value='+44•••••3456', code •••" in str(record["exception"])
