@@ -19,8 +19,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -94,21 +94,25 @@ class Output:
         return [line for path in self.paths for line in path.read_text("utf-8").splitlines()]
 
 
-@contextmanager
-def verifybot(args: Sequence[str], env: dict[str, str], cwd: Path) -> Iterator[Output]:
+@asynccontextmanager
+async def verifybot(
+    args: Sequence[str], env: dict[str, str], cwd: Path
+) -> AsyncIterator[Output]:
     """``verifybot args`` running in the background; interrupted (Ctrl-C) when the block ends."""
-    output = Output(cwd, "-".join(args).replace("/", "_"))
+    output = Output(cwd, "-".join(args))
     with output.paths[0].open("w") as out, output.paths[1].open("w") as err:
-        process = subprocess.Popen(loud_verifybot(*args), env=env, cwd=cwd, stdout=out, stderr=err)
+        process = await asyncio.create_subprocess_exec(
+            *loud_verifybot(*args), env=env, cwd=cwd, stdout=out, stderr=err
+        )
         try:
             yield output
         finally:
             process.send_signal(signal.SIGINT)
             try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
+                await asyncio.wait_for(process.wait(), 30)
+            except TimeoutError:
                 process.kill()
-                process.wait()
+                await process.wait()
     assert process.returncode == 0, output.lines()[-20:]
 
 
@@ -123,36 +127,36 @@ def assert_private(output: Output, numbers: Sequence[str], codes: set[str]) -> l
 # --- Telegram ---------------------------------------------------------------------------------
 
 
-def reply(telegram: TelegramEmulator, chat: int, containing: str, after: int = 0) -> None:
-    telegram.wait_until(
-        lambda: any(containing in m.text for m in telegram.messages_in(chat)[after:]), timeout=30
+async def reply(telegram: TelegramEmulator, chat: int, containing: str) -> None:
+    await telegram.wait_for(
+        lambda: any(containing in m.text for m in telegram.messages_in(chat)), timeout=30
     )
 
 
-def telegram_journeys(telegram: TelegramEmulator, vonage: VonageEmulator) -> None:
+async def telegram_journeys(telegram: TelegramEmulator, vonage: VonageEmulator) -> None:
     ada = telegram.add_user("Ada", language_code="en")
     bob = telegram.add_user("Bob", language_code="en")
     telegram.send_text(ada, "/start")
-    reply(telegram, ada, "phone number")
+    await reply(telegram, ada, "phone number")
     telegram.send_text(ada, "+44 7400 654321")
-    reply(telegram, ada, "I've sent a 6-digit code")
+    await reply(telegram, ada, "I've sent a 6-digit code")
     right = vonage.last_code(ADA[1:])
     telegram.send_text(ada, "000000" if right != "000000" else "111111")
-    reply(telegram, ada, "tries left")
+    await reply(telegram, ada, "tries left")
     telegram.send_text(ada, right)
-    reply(telegram, ada, "You're verified")
+    await reply(telegram, ada, "You're verified")
 
     telegram.send_text(bob, "/verify")
-    reply(telegram, bob, "phone number")
+    await reply(telegram, bob, "phone number")
     telegram.share_contact(bob, BOB[1:], contact_user_id=bob)
-    reply(telegram, bob, "I've sent a 6-digit code")
+    await reply(telegram, bob, "I've sent a 6-digit code")
     code = vonage.last_code(BOB[1:])
     telegram.send_text(bob, f"{code[:3]} {code[3:]}")
-    reply(telegram, bob, "You're verified")
+    await reply(telegram, bob, "You're verified")
 
 
 @pytest.mark.parametrize("mode", ["polling", "webhook"])
-def test_telegram_at_debug_logs_no_number_and_no_code(
+async def test_telegram_at_debug_logs_no_number_and_no_code(
     mode: str, vonage_env: dict[str, str], vonage: VonageEmulator, tmp_path: Path
 ) -> None:
     with TelegramEmulator() as telegram:
@@ -172,10 +176,10 @@ def test_telegram_at_debug_logs_no_number_and_no_code(
                 LISTEN_HOST="127.0.0.1",
                 PORT=str(port),
             )
-        with verifybot(args, env, tmp_path) as output:
+        async with verifybot(args, env, tmp_path) as output:
             ready = "setWebhook" if mode == "webhook" else "getUpdates"
-            telegram.wait_until(lambda: telegram.calls_to(ready), timeout=60)
-            telegram_journeys(telegram, vonage)
+            await telegram.wait_for(lambda: telegram.calls_to(ready), timeout=60)
+            await telegram_journeys(telegram, vonage)
         assert telegram.internal_errors == []
     lines = assert_private(output, [ADA, BOB], {d.code for d in vonage.deliveries})
     assert any("+44•••••4321" in line for line in lines)  # masked, as operators see it
@@ -232,27 +236,6 @@ class SlackMember:
         await self.hears("You're verified")
 
 
-@asynccontextmanager
-async def slack_process(
-    args: Sequence[str], env: dict[str, str], cwd: Path
-) -> AsyncIterator[Output]:
-    output = Output(cwd, "-".join(args))
-    with output.paths[0].open("w") as out, output.paths[1].open("w") as err:
-        process = await asyncio.create_subprocess_exec(
-            *loud_verifybot(*args), env=env, cwd=cwd, stdout=out, stderr=err
-        )
-        try:
-            yield output
-        finally:
-            process.send_signal(signal.SIGINT)
-            try:
-                await asyncio.wait_for(process.wait(), 30)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-    assert process.returncode == 0, output.lines()[-20:]
-
-
 async def listening(port: int) -> bool:
     try:
         _, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -280,7 +263,7 @@ async def test_slack_at_debug_logs_no_number_and_no_code(
             "PORT": str(port),
         }
         args = ["run", "slack", *(["--socket"] if mode == "socket" else [])]
-        async with slack_process(args, env, tmp_path) as output:
+        async with verifybot(args, env, tmp_path) as output:
             if mode == "socket":
                 await emu.wait_connected(within=60)
                 await SlackMember(emu, None).journey(vonage)
