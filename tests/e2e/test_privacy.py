@@ -224,12 +224,12 @@ class SlackMember:
         await until(lambda: any(text in m["text"] for m in self.emu.dm_messages(ALICE)), 30)
 
     async def journey(self, vonage: VonageEmulator) -> None:
-        await self.say("hello")
-        await self.hears("I verify members' phone numbers")
         trigger = self.emu.new_trigger()
         press = block_action(TEAM, ALICE, "verifybot.start", trigger, channel="D0ALICEDM1")
         await self.deliver("interactive", press)
         await self.hears("send me your mobile phone number")
+        await self.say("hello")
+        await self.hears("look like a phone number")
         await self.say("+44 7400 654321")
         await self.hears("I've sent a 6-digit code")
         await self.say(vonage.last_code(ADA[1:]))
