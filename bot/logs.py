@@ -1,16 +1,110 @@
 """Structured logs (structlog), readable in a terminal or as JSON lines.
 
-Log lines carry masked phone numbers and never a code. The Vonage SDK's own loggers,
-which print request bodies, are kept quiet (see ``bot.verifier._sdk``).
+No log line shows a full phone number or a code, whatever logger wrote it:
+
+- Third-party loggers that print payloads (updates, request bodies, query strings) are held
+  at WARNING or above (``QUIET_LOGGERS``), whatever ``LOG_LEVEL`` says.
+- Every record that reaches the handler, ours or a library's, goes through ``redact_event``
+  last, after its message has been formatted with its %-args and its exception rendered:
+  number- and code-shaped text is masked there (``bot.privacy.redact``). So a logger left at
+  DEBUG by mistake still leaks nothing.
+- A crash that nothing catches (in the main thread or another) is logged, so redacted too.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import Literal, TextIO
+import threading
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Literal, TextIO
 
 import structlog
+
+from bot.privacy import redact
+
+# Loggers that print members' data at DEBUG or INFO, and the lowest level they may log at.
+QUIET_LOGGERS: Mapping[str, int] = {
+    "telegram": logging.WARNING,  # PTB: whole updates (getUpdates, "Processing update", webhook)
+    "httpx": logging.WARNING,  # request URLs
+    "httpcore": logging.WARNING,
+    "urllib3": logging.WARNING,
+    "slack_sdk": logging.WARNING,  # API bodies and Socket Mode envelopes
+    "slack_bolt": logging.WARNING,  # request bodies
+    "aiohttp.access": logging.WARNING,  # request lines with query strings (OAuth codes)
+    "sqlalchemy": logging.WARNING,  # engine: statements, their parameters and result rows
+    "alembic": logging.WARNING,
+    "asyncio": logging.WARNING,
+    # The Vonage SDK logs request bodies (the phone and the code) at DEBUG and whole error
+    # bodies at WARNING; the verifiers log every outcome themselves, masked.
+    "vonage": logging.ERROR,
+    "vonage_verify": logging.ERROR,
+    "vonage_http_client": logging.ERROR,
+}
+
+# Keys whose values are identifiers the platforms or this code assign (a Telegram user id
+# is a bare digit run): exempt from the code-shaped rule, still checked for phone numbers.
+_ID_KEYS = frozenset(
+    {"member", "user", "actor", "delivery_id", "request_id", "update_id", "port", "status",
+     "attempt", "wait", "pid"}
+)  # fmt: skip
+# Added by our own processors; a timestamp is never a member's data.
+_TRUSTED_KEYS = frozenset({"timestamp", "level", "logger"})
+
+
+def quiet_third_party_loggers(floor: int = logging.NOTSET, *, prefix: str = "") -> None:
+    """Hold each of ``QUIET_LOGGERS`` (those whose name starts with ``prefix``) at its
+    level, or at ``floor`` if that is higher."""
+    for name, level in QUIET_LOGGERS.items():
+        if name.startswith(prefix):
+            logging.getLogger(name).setLevel(max(level, floor))
+
+
+def _redact_value(value: Any, *, identifier: bool = False) -> Any:
+    if isinstance(value, str):
+        return _redact_id(value) if identifier else redact(value)
+    if isinstance(value, bool) or value is None or isinstance(value, float):
+        return value
+    if isinstance(value, int):
+        text = str(value)
+        masked = _redact_id(text) if identifier else redact(text)
+        return value if masked == text else masked
+    if isinstance(value, dict):
+        return {_redact_value(k): _redact_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_redact_value(v) for v in value]
+    return redact(repr(value))  # what the renderers would print for it, masked
+
+
+def _redact_id(text: str) -> str:
+    # Only the phone rule: a digit run that long and bare is a number, not an id.
+    masked = redact(text)
+    return text if "+" not in masked else masked
+
+
+def redact_event(
+    _logger: Any, _method: str, event_dict: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """Mask number- and code-shaped text in every value of a record about to be rendered."""
+    return {
+        key: value if key in _TRUSTED_KEYS else _redact_value(value, identifier=key in _ID_KEYS)
+        for key, value in event_dict.items()
+    }
+
+
+def _log_uncaught(
+    kind: type[BaseException], error: BaseException, trace: TracebackType | None
+) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, error, trace)
+        return
+    logging.getLogger("verifybot").critical("uncaught_exception", exc_info=(kind, error, trace))
+
+
+def _log_uncaught_in_thread(crash: threading.ExceptHookArgs) -> None:
+    if crash.exc_value is not None:
+        _log_uncaught(crash.exc_type, crash.exc_value, crash.exc_traceback)
 
 
 def configure_logging(
@@ -34,17 +128,23 @@ def configure_logging(
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,
+                redact_event,  # last before rendering: the message, args and traceback are text
                 renderer,
             ],
         )
     )
+    # A crash's traceback (an SDK's validation error quotes its input) goes through the
+    # redactor too, instead of straight to stderr.
+    sys.excepthook = _log_uncaught
+    threading.excepthook = _log_uncaught_in_thread
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("urllib3", "httpx", "httpcore", "alembic", "asyncio"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    quiet_third_party_loggers(floor=root.level)
     structlog.configure(
         processors=[
+            # Records below the level stop here, before any processor (or redaction) runs.
+            structlog.stdlib.filter_by_level,
             *shared,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],

@@ -27,20 +27,18 @@ from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnection
 from vonage import Auth, HttpClientOptions, Vonage
 from vonage_http_client.errors import HttpRequestError
 
+from bot.logs import quiet_third_party_loggers
 from bot.verifier.keys import pkcs8_pem
 
 log = structlog.get_logger("verifybot.vonage")
 
 T = TypeVar("T")
 
-# The SDK logs request bodies (the phone and the code) at DEBUG and whole error bodies at
-# WARNING. We log every outcome ourselves, masked, so its own loggers stay quiet.
-_SDK_LOGGERS = ("vonage", "vonage_verify", "vonage_http_client")
-
 
 def quiet_sdk_loggers() -> None:
-    for name in _SDK_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
+    """The SDK logs request bodies (the phone and the code): its loggers, listed in
+    ``bot.logs.QUIET_LOGGERS``, are held quiet even when logging was never configured."""
+    quiet_third_party_loggers(floor=logging.getLogger().level, prefix="vonage")
 
 
 class SigningAuth(Auth):  # type: ignore[misc]

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,9 +27,11 @@ CODE_LINE = re.compile(r"\[sandbox\] code for \+44•••••0123: (\d+)")
 
 
 class Console:
-    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+    def __init__(
+        self, env: dict[str, str], cwd: Path, command: Sequence[str] = ("-m", "bot")
+    ) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bot", "console", "--user", "newcomer"],
+            [sys.executable, *command, "console", "--user", "newcomer"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
