@@ -16,6 +16,7 @@ Moderators' commands (``/verifybot``, the "Grant a role" shortcut) are in
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -434,6 +435,9 @@ def build_app(bot: App, *, client: AsyncWebClient | None = None) -> AsyncApp:
         process_before_response=False,
         # Unhandled requests go to _on_error, which acknowledges them.
         raise_error_for_unhandled_request=True,
+        # Without a base logger bolt gives each of its loggers the root's level, which
+        # would undo bot.logs' quieting of "slack_bolt" (its DEBUG lines print payloads).
+        logger=logging.getLogger("slack_bolt"),
     )
     app.command(COMMANDS[0])(slack.on_command)
     app.view_submission(PHONE_VIEW)(slack.on_phone_submitted)
