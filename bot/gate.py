@@ -274,13 +274,18 @@ class Gatekeeper:
         """The member verified: release every hold on them and remember the admissions."""
         holds = await self.gate.release(member)
         for hold in holds:
-            await asyncio.to_thread(self.directory.admit, member, hold.place, now=self._now())
+            try:
+                await self.directory.run(self.directory.admit, member, hold.place, now=self._now())
+            except Exception:
+                # The holds are released already: let the member in all the same. Without the
+                # record, a later rejoin is held and asked to verify again, which says so.
+                log.warning("admission_not_recorded", member=str(member), place=hold.place)
         return holds
 
     async def admit(self, member: MemberKey, place: str) -> list[Hold]:
         """Something else (a role) opened ``place`` to verified ``member``: remember it, so a
         rejoin walks in, and end their hold there."""
-        await asyncio.to_thread(self.directory.admit, member, place, now=self._now())
+        await self.directory.run(self.directory.admit, member, place, now=self._now())
         return await self.gate.release(member, place)
 
     async def leave(self, member: MemberKey, place: str) -> list[Hold]:
@@ -297,18 +302,26 @@ class Gatekeeper:
         results = []
         for hold in due:
             # admit() admits only a verified member: one write both checks and records.
-            verified = await asyncio.to_thread(
+            verified = await self.directory.run(
                 self.directory.admit, hold.member, hold.place, now=self._now()
             )
             results.append(Lapsed(hold, verified))
         return results
 
     async def _walks_in(self, member: MemberKey, place: str) -> bool:
-        if self.admit_anywhere:
-            # Any verified member: admit() checks that and records the admission at once.
-            return await asyncio.to_thread(self.directory.admit, member, place, now=self._now())
-        # Only a remembered admission counts, and it is already on record.
-        return await asyncio.to_thread(self.directory.is_admitted, member, place)
+        try:
+            if self.admit_anywhere:
+                # Any verified member: admit() checks that and records the admission at once.
+                return await self.directory.run(
+                    self.directory.admit, member, place, now=self._now()
+                )
+            # Only a remembered admission counts, and it is already on record.
+            return await self.directory.run(self.directory.is_admitted, member, place)
+        except Exception:
+            # Closed, not open: held, the member is asked to verify, and a verified member's
+            # "already verified" releases the hold.
+            log.warning("admission_unknown", member=str(member), place=place)
+            return False
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
