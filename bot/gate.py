@@ -302,9 +302,16 @@ class Gatekeeper:
         results = []
         for hold in due:
             # admit() admits only a verified member: one write both checks and records.
-            verified = await self.directory.run(
-                self.directory.admit, hold.member, hold.place, now=self._now()
-            )
+            try:
+                verified = await self.directory.run(
+                    self.directory.admit, hold.member, hold.place, now=self._now()
+                )
+            except Exception:
+                # Whether they verified is unknown: put the hold back for the next sweep,
+                # rather than remove a member who may have verified or forget the hold.
+                log.warning("lapse_deferred", member=str(hold.member), place=hold.place)
+                await self.gate.hold(hold, now=self.clock())
+                continue
             results.append(Lapsed(hold, verified))
         return results
 

@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 from bot.bootstrap import App, open_app
 from bot.engine import Outcome
 from bot.flow import Start, Text
+from bot.gate import Gate, Gatekeeper
 from bot.identity import Member, MemberKey
 from bot.logs import configure_logging
 from tests.conftest import Inbox
@@ -243,3 +244,26 @@ async def test_the_gate_holds_a_newcomer_it_cannot_look_up_and_lets_in_one_who_v
     # Recording the admission times out, but the member verified: they are let in.
     released = await within(BOUND, bot.gatekeeper.verified(ALICE.key))
     assert [held.place for held in released] == [place]
+
+
+async def test_a_lapsed_hold_waits_for_the_database_to_say_whether_the_member_verified(
+    bot: App, proxy: tuple[PartitionProxy, str]
+) -> None:
+    network, now = proxy[0], [1_000_000.0]
+    gatekeeper = Gatekeeper(
+        Gate(bot.store.redis, prefix=bot.settings.redis_prefix),
+        bot.directory,
+        admit_anywhere=False,
+        timeout=60,
+        clock=lambda: now[0],
+    )
+    await within(HEALED, gatekeeper.arrive(ALICE.key, "-100123", "restrict"))
+    now[0] += 120
+
+    network.partition()
+    # Neither removed (they may have verified) nor forgotten.
+    assert await within(BOUND, gatekeeper.lapsed()) == []
+
+    network.heal()
+    lapsed = await within(HEALED, gatekeeper.lapsed())
+    assert [(item.hold.member, item.verified) for item in lapsed] == [(ALICE.key, False)]
