@@ -102,7 +102,9 @@ def load_catalogue(settings: Settings) -> Catalogue:
 def open_directory(settings: Settings, *, upgrade: bool = True) -> Directory:
     try:
         directory = Directory(
-            settings.database_url, max_accounts_per_phone=settings.max_accounts_per_phone
+            settings.database_url,
+            max_accounts_per_phone=settings.max_accounts_per_phone,
+            timeout=settings.database_timeout_seconds,
         )
     except DirectoryConfigError as exc:
         raise ConfigError(str(exc)) from None

@@ -16,7 +16,6 @@ claim rides on the save. A message that changes nothing is not saved.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
@@ -167,7 +166,7 @@ class Engine:
 
     async def verification(self, key: MemberKey) -> PhoneLink | None:
         """The member's verified phone link, or None: for gates and status displays."""
-        return await asyncio.to_thread(self.directory.find_verified, key)
+        return await self.directory.run(self.directory.find_verified, key)
 
     async def _handle(self, member: Member, event: MemberEvent, delivery_id: str | None) -> Outcome:
         for attempt in range(_ATTEMPTS):
@@ -253,13 +252,13 @@ class Engine:
             claim = Claim(command.phone, self._claim_ttl())
             return await self._reserve(turn, hits, claim)
         if isinstance(command, LookupLink):
-            link = await asyncio.to_thread(self.directory.find_verified, key)
+            link = await self.directory.run(self.directory.find_verified, key)
             if link is None or link.phone_e164 is None:
                 return LinkLookedUp(command.purpose)
             verified_at = link.verified_at.timestamp() if link.verified_at else None
             return LinkLookedUp(command.purpose, link.phone_e164, verified_at)
         if isinstance(command, CountLinks):
-            count = await asyncio.to_thread(
+            count = await self.directory.run(
                 self.directory.count_links, command.phone, excluding=key
             )
             return LinksCounted(count)
@@ -334,7 +333,7 @@ class Engine:
         key = str(turn.member.key)
         details = {"phone_masked": mask_phone(phone)} if phone else {}
         try:
-            await asyncio.to_thread(
+            await self.directory.run(
                 self.directory.audit,
                 event,
                 actor=key,
@@ -348,7 +347,7 @@ class Engine:
     async def _record(self, turn: _Turn, command: RecordVerified) -> Answer:
         # Durable before announced: the member hears "verified" only after this commits.
         try:
-            outcome = await asyncio.to_thread(
+            outcome = await self.directory.run(
                 self.directory.record_verified,
                 turn.member.key,
                 phone_e164=command.phone,

@@ -281,17 +281,25 @@ class Gatekeeper:
         verified member who joins is let in by tapping the same link).
         """
         if origin is not None:
-            await asyncio.to_thread(self.directory.admit, member, origin, now=self._now())
+            await self._record_admission(member, origin)
         holds = await self.gate.release(member)
         for hold in holds:
             if hold.place != origin:
-                await asyncio.to_thread(self.directory.admit, member, hold.place, now=self._now())
+                await self._record_admission(member, hold.place)
         return holds
+
+    async def _record_admission(self, member: MemberKey, place: str) -> None:
+        try:
+            await self.directory.run(self.directory.admit, member, place, now=self._now())
+        except Exception:
+            # The holds are released already: let the member in all the same. Without the
+            # record, a later rejoin is held and asked to verify again, which says so.
+            log.warning("admission_not_recorded", member=str(member), place=place)
 
     async def admit(self, member: MemberKey, place: str, *, role: str) -> list[Hold]:
         """``role`` opened ``place`` to verified ``member``: remember it while they hold the
         role, so a rejoin walks in, and end their hold there (none if the role is gone)."""
-        opened = await asyncio.to_thread(
+        opened = await self.directory.run(
             self.directory.admit_for_role, member, place, role, now=self._now()
         )
         return await self.gate.release(member, place) if opened else []
@@ -321,23 +329,41 @@ class Gatekeeper:
         results = []
         for hold in due:
             # admit() admits only a verified member: one write both checks and records.
-            verified = await asyncio.to_thread(
-                self.directory.admit, hold.member, hold.place, now=self._now()
-            )
+            try:
+                verified = await self.directory.run(
+                    self.directory.admit, hold.member, hold.place, now=self._now()
+                )
+            except Exception:
+                # Whether they verified is unknown: put the hold back for the next sweep,
+                # rather than remove a member who may have verified or forget the hold.
+                log.warning("lapse_deferred", member=str(hold.member), place=hold.place)
+                await self.gate.hold(hold, now=self.clock())
+                continue
             results.append(Lapsed(hold, verified))
         return results
 
     async def _walks_in(self, member: MemberKey, place: str, invite: str | None = None) -> bool:
-        if invite is not None and await asyncio.to_thread(self.directory.invite_withdrawn, invite):
-            # The link of a revoked role (Telegram let it through before the revocation took
-            # effect): it vouches for nothing, and the member is judged as a stranger.
-            log.info("gate_withdrawn_invite", place=place)
+        try:
+            withdrawn = invite is not None and await self.directory.run(
+                self.directory.invite_withdrawn, invite
+            )
+            if withdrawn:
+                # The link of a revoked role (Telegram let it through before the revocation
+                # took effect): it vouches for nothing, and the member is judged a stranger.
+                log.info("gate_withdrawn_invite", place=place)
+                return False
+            if self.admit_anywhere:
+                # Any verified member: admit() checks that and records the admission at once.
+                return await self.directory.run(
+                    self.directory.admit, member, place, now=self._now()
+                )
+            # Only a remembered admission counts, and it is already on record.
+            return await self.directory.run(self.directory.is_admitted, member, place)
+        except Exception:
+            # Closed, not open: held, the member is asked to verify, and a verified member's
+            # "already verified" releases the hold.
+            log.warning("admission_unknown", member=str(member), place=place)
             return False
-        if self.admit_anywhere:
-            # Any verified member: admit() checks that and records the admission at once.
-            return await asyncio.to_thread(self.directory.admit, member, place, now=self._now())
-        # Only a remembered admission counts, and it is already on record.
-        return await asyncio.to_thread(self.directory.is_admitted, member, place)
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)

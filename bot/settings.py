@@ -109,6 +109,7 @@ class Settings(BaseSettings):
     redis_prefix: str = "verifybot:"
     redis_max_connections: int = Field(64, ge=2, le=10_000)
     database_url: str = "sqlite:///./verifybot.db"
+    database_timeout_seconds: float = Field(5.0, ge=0.5, le=60)
     data_dir: Path = Path(".verifybot")
 
     # Phone policy and the conversation

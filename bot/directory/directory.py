@@ -1,21 +1,25 @@
 """The directory: who verified which phone number, their roles, and the audit log.
 
-It is synchronous; the async bot calls it through a thread pool. Every method is one short
-transaction on its own connection, so one ``Directory`` may be shared by many threads.
+It is synchronous; the async bot calls it through ``Directory.run``, on the directory's own
+threads and within its timeout. Every method is one short transaction on its own
+connection, so one ``Directory`` may be shared by many threads.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import enum
+import functools
 import hashlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, ParamSpec, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -23,7 +27,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, Engine, Select, delete, func, or_, select, text, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from bot.directory.engine import BEGIN_MODE, create_directory_engine
+from bot.directory.engine import BEGIN_MODE, POOL_CAPACITY, create_directory_engine
 from bot.directory.models import (
     AdmissionRow,
     AuditRow,
@@ -39,14 +43,23 @@ from bot.roles import Invite
 __all__ = [
     "AuditEntry",
     "Directory",
+    "DirectoryTimeout",
     "GrantOutcome",
     "PhoneLink",
     "RecordOutcome",
     "Stats",
     "alembic_config",
+    "lock_migrations",
 ]
 
 MIGRATIONS: Final = Path(__file__).resolve().parents[1] / "migrations"
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+class DirectoryTimeout(TimeoutError):
+    """The database did not answer within the directory's timeout."""
 
 
 class RecordOutcome(enum.Enum):
@@ -120,32 +133,61 @@ def alembic_config() -> Config:
 class Directory:
     """The SQL source of truth for verified members, over SQLite or PostgreSQL."""
 
-    def __init__(self, url: str, *, max_accounts_per_phone: int = 1) -> None:
+    def __init__(self, url: str, *, max_accounts_per_phone: int = 1, timeout: float = 5.0) -> None:
         if max_accounts_per_phone < 1:
             raise ValueError(
                 f"max_accounts_per_phone must be at least 1, not {max_accounts_per_phone}"
             )
-        self._engine = create_directory_engine(url)
+        if not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds, not {timeout}")
+        self._url = url
+        self._engine = create_directory_engine(url, timeout=timeout)
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
         self._write_gate: contextlib.AbstractContextManager[object] = (
             threading.RLock() if self._engine.dialect.name == "sqlite" else contextlib.nullcontext()
         )
         self._max_accounts_per_phone = max_accounts_per_phone
+        self.timeout = timeout
+        # Its own threads, no more than the pool has connections: a call stuck on a hung
+        # server holds one of these, never one of asyncio's default threads, and a call
+        # that cannot start before its timeout is cancelled, never run late.
+        self._threads = ThreadPoolExecutor(POOL_CAPACITY, thread_name_prefix="directory")
 
     @property
     def engine(self) -> Engine:
         return self._engine
 
+    async def run(self, call: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        """``call(*args, **kwargs)`` (one of this directory's methods) off the event loop.
+
+        Raises :class:`DirectoryTimeout` after ``timeout`` seconds, whatever the call is
+        doing, so a member is answered while a hung connection is still being given up on
+        (the engine's connect, statement and TCP timeouts free its thread later).
+        """
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._threads, functools.partial(call, *args, **kwargs))
+        try:
+            return await asyncio.wait_for(future, self.timeout)
+        except TimeoutError:
+            raise DirectoryTimeout(
+                f"the database did not answer within {self.timeout:g} s"
+            ) from None
+
     # -- schema -------------------------------------------------------------------------------
 
     def upgrade(self) -> None:
-        """Bring the schema to the newest migration, in one transaction; safe to repeat."""
-        with self._engine.begin() as connection:
-            # Two processes starting at once must not both create the tables.
-            _lock(connection, "migrations")
-            config = alembic_config()
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+        """Bring the schema to the newest migration, in one transaction; safe to repeat, and
+        safe to run from several processes at once (see migrations/env.py)."""
+        # Its own engine, without the timeouts: a migration may take long, and may have to
+        # wait for another process's migration to finish.
+        engine = create_directory_engine(self._url, timeout=None)
+        try:
+            with engine.begin() as connection:
+                config = alembic_config()
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+        finally:
+            engine.dispose()
 
     def revision(self) -> str | None:
         """The migration the database is at, or None before the first ``upgrade()``."""
@@ -159,6 +201,7 @@ class Directory:
             session.execute(text("SELECT 1"))
 
     def close(self) -> None:
+        self._threads.shutdown(wait=False, cancel_futures=True)
         self._engine.dispose()
 
     # -- phone links --------------------------------------------------------------------------
@@ -567,6 +610,15 @@ class Directory:
             session.connection(execution_options={BEGIN_MODE: "IMMEDIATE" if write else "DEFERRED"})
             yield session
             session.commit()
+
+
+def lock_migrations(connection: Connection) -> None:
+    """Make a second migrating process wait for the first, until its transaction ends.
+
+    PostgreSQL gets an advisory lock; SQLite's migration transaction is BEGIN IMMEDIATE
+    (engine.py), which already holds the database's one write lock.
+    """
+    _lock(connection, "migrations")
 
 
 def _lock(connection: Connection, *names: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any, Final
@@ -11,7 +12,7 @@ from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import ConnectionPoolEntry
 
-__all__ = ["BEGIN_MODE", "DirectoryConfigError", "create_directory_engine"]
+__all__ = ["BEGIN_MODE", "POOL_CAPACITY", "DirectoryConfigError", "create_directory_engine"]
 
 #: Execution option naming how a SQLite transaction begins: ``"IMMEDIATE"`` (the default) or
 #: ``"DEFERRED"``. PostgreSQL ignores it.
@@ -21,22 +22,68 @@ _BEGIN_STATEMENTS: Final = {"IMMEDIATE": "BEGIN IMMEDIATE", "DEFERRED": "BEGIN"}
 _EXPECTED: Final = "expected sqlite:///path or postgresql://user@host/db"
 _PASSWORD: Final = re.compile(r"(://[^:/@]*:)[^@]*@")
 
+_POOL_SIZE: Final = 5
+_MAX_OVERFLOW: Final = 10
+#: Connections one engine may hold at once (SQLAlchemy's defaults, spelt out): the directory
+#: runs at most this many calls at a time, so no call of its own waits for the pool.
+POOL_CAPACITY: Final = _POOL_SIZE + _MAX_OVERFLOW
+#: How long a migration waits for another process's migration (SQLite's busy timeout).
+_MIGRATION_WAIT_MS: Final = 10 * 60 * 1000
+
 
 class DirectoryConfigError(ValueError):
     """The database URL cannot be used; the message is one sentence fit for an operator."""
 
 
-def create_directory_engine(url: str) -> Engine:
+def create_directory_engine(url: str, *, timeout: float | None = 5.0) -> Engine:
     """Create the engine for ``url``, tuned for the backend it names.
+
+    ``timeout`` bounds, in seconds, each wait on the database: connecting, checking a
+    connection out of the pool, a statement (a lock wait included) and, on SQLite, the write
+    lock. ``None`` is for migrations, which may take long and wait for each other.
 
     Raises :class:`DirectoryConfigError` if ``url`` is not a SQLite or PostgreSQL URL.
     """
     parsed = _parse(url)
+    pool: dict[str, Any] = {"pool_size": _POOL_SIZE, "max_overflow": _MAX_OVERFLOW}
+    if timeout is not None:
+        pool["pool_timeout"] = timeout
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(parsed)
+        busy_ms = _MIGRATION_WAIT_MS if timeout is None else round(timeout * 1000)
+        return _sqlite_engine(parsed, busy_ms=busy_ms, **pool)
+    return create_engine(
+        parsed, pool_pre_ping=True, connect_args=_postgresql_args(parsed, timeout), **pool
+    )
+
+
+def _postgresql_args(url: URL, timeout: float | None) -> dict[str, Any]:
+    """libpq parameters that keep a partitioned or hung server from holding a thread forever.
+
+    A hung TCP connection never reaches the server, so the server's statement_timeout alone
+    cannot end the wait: TCP keepalives find a dead idle connection and tcp_user_timeout
+    drops one whose sent data goes unacknowledged (libpq "Parameter Key Words";
+    tcp_user_timeout is in milliseconds, connect_timeout in whole seconds, at least 2).
+    Anything already in the URL's query wins.
+    """
     # A server that does not answer should fail the start-up, not hang it.
-    connect_args = {} if "connect_timeout" in parsed.query else {"connect_timeout": 10}
-    return create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
+    seconds = 10 if timeout is None else max(2, math.ceil(timeout))
+    args: dict[str, Any] = {
+        "connect_timeout": seconds,
+        "keepalives": 1,
+        "keepalives_idle": 30,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+        "tcp_user_timeout": seconds * 1000,
+    }
+    args = {name: value for name, value in args.items() if name not in url.query}
+    if timeout is not None:
+        ms = round(timeout * 1000)
+        # A stuck client must not keep its row and advisory locks from other workers either.
+        limits = f"-c statement_timeout={ms} -c idle_in_transaction_session_timeout={2 * ms}"
+        given = url.query.get("options")
+        # This replaces the URL's own options, so they go along, last: the last -c wins.
+        args["options"] = f"{limits} {given}" if isinstance(given, str) else limits
+    return args
 
 
 def _parse(url: str) -> URL:
@@ -68,10 +115,10 @@ def _parse(url: str) -> URL:
     )
 
 
-def _sqlite_engine(url: URL) -> Engine:
+def _sqlite_engine(url: URL, *, busy_ms: int, **pool: Any) -> Engine:
     if not url.query.get("uri"):
         Path(str(url.database)).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url)
+    engine = create_engine(url, **pool)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
@@ -80,11 +127,13 @@ def _sqlite_engine(url: URL) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
+            # First: switching a new file to WAL needs a lock that another process opening
+            # it at the same moment may hold.
+            cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
             # WAL lets readers run beside the one writer; NORMAL is durable across a crash of
             # the process (only a power loss can drop the last commits) and much faster.
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA busy_timeout=5000")
             cursor.execute("PRAGMA foreign_keys=ON")
         finally:
             cursor.close()

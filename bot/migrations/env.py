@@ -10,6 +10,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
+from bot.directory.directory import lock_migrations
 from bot.directory.engine import create_directory_engine
 from bot.directory.models import Base
 
@@ -18,6 +19,10 @@ target_metadata = Base.metadata
 
 
 def _run(connection: Connection) -> None:
+    # Two processes migrating at once (two release jobs, a release job and a starting bot):
+    # the second waits here, then reads the version the first committed and does nothing.
+    # The lock lasts until the caller's transaction ends, so it covers the version stamp.
+    lock_migrations(connection)
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
@@ -47,7 +52,7 @@ def _run_online() -> None:
     url = config.get_main_option("sqlalchemy.url")
     if not url:
         raise RuntimeError("set sqlalchemy.url or pass config.attributes['connection']")
-    engine = create_directory_engine(url)
+    engine = create_directory_engine(url, timeout=None)
     try:
         with engine.begin() as connection:
             _run(connection)

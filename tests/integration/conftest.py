@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'directory.db'}"
         return
-    admin: Engine = request.getfixturevalue("postgres_admin")
+    with fresh_postgres_database(request.getfixturevalue("postgres_admin")) as url:
+        yield url
+
+
+@contextmanager
+def fresh_postgres_database(admin: Engine) -> Iterator[str]:
+    """Create an empty database on the test server, yield its URL, and drop it afterwards."""
     name = f"verifybot_t_{secrets.token_hex(8)}"
     with admin.connect() as connection:
         connection.exec_driver_sql(f'CREATE DATABASE "{name}"')

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from alembic.script import ScriptDirectory
-from sqlalchemy import delete, event, inspect, select, text
+from sqlalchemy import Engine, delete, event, inspect, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -28,6 +28,7 @@ from bot.directory.engine import BEGIN_MODE
 from bot.directory.models import GrantAdmissionRow, InviteLinkRow, PhoneLinkRow, RoleGrantRow
 from bot.identity import MemberKey
 from bot.roles import Invite
+from tests.integration.conftest import fresh_postgres_database
 
 T0 = datetime(2025, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
 PHONE = "+447700900123"
@@ -521,6 +522,32 @@ def test_ping_raises_when_the_server_is_unreachable() -> None:
         directory.close()
 
 
+@pytest.mark.postgres
+def test_postgresql_sessions_carry_the_timeouts_and_the_url_still_wins(
+    postgres_admin: Engine,
+) -> None:
+    with fresh_postgres_database(postgres_admin) as url:
+        settings = "statement_timeout", "idle_in_transaction_session_timeout", "application_name"
+        shown = {}
+        for query in ("", "?options=-c%20statement_timeout%3D9s%20-c%20application_name%3Dops"):
+            directory = Directory(url + query, timeout=1.5)
+            try:
+                with directory.engine.connect() as connection:
+                    shown[query] = [
+                        connection.exec_driver_sql(f"SHOW {name}").scalar() for name in settings
+                    ]
+            finally:
+                directory.close()
+        plain, overridden = shown.values()
+        assert plain[:2] == ["1500ms", "3s"]
+        assert overridden == ["9s", "3s", "ops"]
+
+
+def test_a_database_timeout_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="timeout must be a positive number of seconds"):
+        Directory("sqlite:///unused.db", timeout=0)
+
+
 # -- SQLite specifics -----------------------------------------------------------------------
 
 
@@ -543,7 +570,7 @@ def test_sqlite_runs_in_wal_mode_with_the_pragmas(sqlite_directory: Directory) -
     assert pragma == {
         "journal_mode": "wal",
         "synchronous": 1,
-        "busy_timeout": 5000,
+        "busy_timeout": 5000,  # the directory's timeout, 5 s by default
         "foreign_keys": 1,
     }
 

@@ -58,6 +58,8 @@ def test_admins_and_auto_roles_are_comma_separated(monkeypatch: pytest.MonkeyPat
         ("LIMIT_SMS_PER_PHONE", "lots", "LIMIT_SMS_PER_PHONE: 'lots' is not a rate"),
         ("REDIS_URL", "localhost:6379", "REDIS_URL: must start with redis://"),
         ("DATABASE_URL", "mysql://x", "DATABASE_URL: must be sqlite:///path or postgresql://"),
+        ("DATABASE_TIMEOUT_SECONDS", "0", "DATABASE_TIMEOUT_SECONDS: Input should be greater"),
+        ("DATABASE_TIMEOUT_SECONDS", "soon", "DATABASE_TIMEOUT_SECONDS: Input should be a valid"),
         ("CODE_LENGTH", "3", "CODE_LENGTH"),
         ("ALLOWED_NUMBER_TYPES", "MOBILE,FAX", "unknown number type(s) FAX"),
         ("VERIFIER", "twilio", "VERIFIER"),
