@@ -69,7 +69,11 @@ def run_bot(
         async with open_app(make_settings(**values)) as app:
             task = asyncio.create_task(serve(app, webhook=webhook))
             ready = "setWebhook" if webhook else "getUpdates"
-            await telegram.wait_for(lambda: telegram.calls_to(ready) or task.done())
+            # A call is recorded before it takes effect: until the bot's allowed_updates do,
+            # Telegram (and the emulator) drops chat_member updates, e.g. a test's first join.
+            await telegram.wait_for(
+                lambda: (telegram.calls_to(ready) and telegram.allowed_updates) or task.done()
+            )
             if task.done():
                 task.result()  # startup failed: show why
             try:

@@ -377,7 +377,9 @@ async def test_verifying_in_the_dm_gives_auto_roles_too(slack: Harness) -> None:
     await slack.post(start)
     await until(lambda: slack.emu.dm_messages(ALICE))
     await say(PHONE)
-    await until(lambda: slack.inbox.lines)
+    # As a member would: the code is typed once the bot says it was sent (the "SMS" goes out
+    # a moment before the conversation is saved as waiting for it).
+    await until(lambda: any("I've sent" in m["text"] for m in slack.emu.dm_messages(ALICE)))
     await say(slack.inbox.last_code)
     await until(lambda: ALICE in slack.emu.channels["C0VERIFIED"].members)
     assert grants(slack, ALICE) == [("verified", "auto", False)]
