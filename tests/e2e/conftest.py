@@ -13,10 +13,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from adapters.telegram import serve
-from bot.bootstrap import App, open_app
 from tests.conftest import VONAGE_APP_ID
 from tests.emulators.telegram import TelegramEmulator
 from tests.emulators.vonage import VonageEmulator
+from verifybot.bootstrap import App, open_app
 
 
 @pytest.fixture

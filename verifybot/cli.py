@@ -102,7 +102,7 @@ def console(
     credentials are set, and a private embedded Redis unless REDIS_URL is set.
     """
     from adapters.console import ConsoleChat
-    from bot.bootstrap import open_app
+    from verifybot.bootstrap import open_app
 
     with operator_errors():
         settings = settings_for()
@@ -144,7 +144,7 @@ def run(
     Telegram needs TELEGRAM_BOT_TOKEN; Slack needs SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET
     (or SLACK_APP_TOKEN with --socket). The README walks through creating both apps.
     """
-    from bot.bootstrap import open_app
+    from verifybot.bootstrap import open_app
 
     if webhook and platform is not Platform.telegram:
         raise fail("--webhook is for telegram; Slack uses HTTP by default, or --socket")
@@ -173,7 +173,7 @@ def run(
 @app.command()
 def doctor() -> None:
     """Check the settings, Redis, the database, the Vonage credentials and the platform tokens."""
-    from bot.doctor import run_checks
+    from verifybot.doctor import run_checks
 
     try:
         settings = load_settings()
@@ -191,7 +191,7 @@ def doctor() -> None:
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply the database migrations (also done when the bot starts)."""
-    from bot.bootstrap import open_directory, redact_url
+    from verifybot.bootstrap import open_directory, redact_url
 
     with operator_errors():
         settings = settings_for()
@@ -206,7 +206,7 @@ def db_upgrade() -> None:
 def _links(
     settings: Settings, query: Callable[..., list[PhoneLink]], *args: Any, **kw: Any
 ) -> list[PhoneLink]:
-    from bot.bootstrap import open_directory
+    from verifybot.bootstrap import open_directory
 
     directory = open_directory(settings)
     try:
@@ -294,9 +294,9 @@ def with_desk(
     """Run ``work`` with a moderators' desk; ``connect`` reaches the configured platforms."""
     from contextlib import AsyncExitStack
 
-    from bot.bootstrap import admin_ids, load_catalogue, load_roles, open_directory
     from bot.moderation import EveryLog, Moderation, ModLog
     from bot.roles import RolePlatform
+    from verifybot.bootstrap import admin_ids, load_catalogue, load_roles, open_directory
 
     roles, catalogue = load_roles(settings), load_catalogue(settings)
     directory = open_directory(settings)
@@ -328,7 +328,7 @@ def with_desk(
 
 def show(settings: Settings, result: Result) -> None:
     """Print a desk's answer in the default language; a refusal exits 1."""
-    from bot.bootstrap import load_catalogue
+    from verifybot.bootstrap import load_catalogue
 
     catalogue = load_catalogue(settings)
     for reply in result.replies:
@@ -418,7 +418,7 @@ def roles_list(
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
 ) -> None:
     """The roles defined in ROLES_FILE (or ROLES), what each opens, and how many hold it."""
-    from bot.bootstrap import load_roles, open_directory
+    from verifybot.bootstrap import load_roles, open_directory
 
     with operator_errors():
         settings = settings_for(log_level="WARNING")
@@ -488,8 +488,8 @@ def roles_sync(
 
     Use it after fixing the bot's rights or un-archiving a channel. Exits 1 if a step failed.
     """
-    from bot.bootstrap import load_catalogue
     from bot.moderation import SyncReport, problems_of
+    from verifybot.bootstrap import load_catalogue
 
     with operator_errors():
         settings = settings_for(log_level="WARNING")

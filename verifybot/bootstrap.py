@@ -1,4 +1,4 @@
-"""Wiring: the one place that turns settings into real ports and an engine."""
+"""The composition root: the one place that turns settings into real ports and an engine."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from bot.directory import Directory, DirectoryConfigError
-from bot.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from bot.engine import Engine
 from bot.flow import FlowPolicy
 from bot.gate import Gate, Gatekeeper
@@ -25,6 +24,7 @@ from bot.store import Store
 from bot.texts import Catalogue, CatalogueError
 from bot.verifier import build_verifier
 from bot.verifier.base import Verifier
+from verifybot.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 
 log = structlog.get_logger("verifybot")
 
