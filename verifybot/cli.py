@@ -257,14 +257,6 @@ def flow() -> None:
     typer.echo(mermaid(), nl=False)
 
 
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
-
-
 # -- moderation from the command line ------------------------------------------------------------
 
 Scope = Annotated[
@@ -507,3 +499,12 @@ def roles_sync(
         typer.echo(f"applied {report.grants} grant(s), {len(report.failed)} step(s) failed")
         if report.failed:
             raise typer.Exit(1)
+
+
+def main() -> None:
+    app()
+
+
+# Last, so every command above is registered when this module is run as ``python -m``.
+if __name__ == "__main__":  # pragma: no cover
+    main()
