@@ -74,6 +74,17 @@ def flow_policy(settings: Settings) -> FlowPolicy:
     )
 
 
+def limits_from(settings: Settings) -> Limits:
+    return Limits(
+        starts_per_member=settings.limit_starts_per_member,
+        sms_per_phone=settings.limit_sms_per_phone,
+        sms_per_prefix=settings.limit_sms_per_prefix,
+        sms_per_country=settings.limit_sms_per_country,
+        sms_global=settings.limit_sms_global,
+        wrong_codes_per_member=settings.limit_wrong_codes_per_member,
+    )
+
+
 def admin_ids(settings: Settings) -> dict[str, frozenset[str]]:
     return {
         "telegram": frozenset(settings.telegram_admin_ids),
@@ -184,7 +195,7 @@ async def open_app(
                     directory=directory,
                     verifier=verifier,
                     policy=flow_policy(settings),
-                    limits=Limits.from_settings(settings),
+                    limits=limits_from(settings),
                 )
                 if verifier.name == "sandbox":
                     log.warning(
