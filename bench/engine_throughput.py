@@ -83,13 +83,14 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from bot.app import App
 from bot.directory import Directory
 from bot.engine import Outcome
 from bot.flow import Start, State, Text
 from bot.identity import Member, MemberKey
 from bot.logs import configure_logging
 from bot.settings import Settings
-from verifybot.bootstrap import App, open_app
+from verifybot.bootstrap import open_app
 from verifybot.embedded_redis import EmbeddedRedis
 
 CONCURRENCY = (1, 50, 200)

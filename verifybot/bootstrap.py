@@ -3,55 +3,29 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import structlog
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
+from bot.app import App, moderation_desk
 from bot.directory import Directory, DirectoryConfigError
 from bot.engine import Engine
 from bot.flow import FlowPolicy
 from bot.gate import Gate, Gatekeeper
 from bot.limits import Limits
-from bot.moderation import Moderation, ModLog
+from bot.moderation import EveryLog, Moderation, ModLog
 from bot.phone import PhonePolicy
 from bot.roles import RoleBook, RoleBookError, RolePlatform, load_role_book
 from bot.settings import ConfigError, Settings
 from bot.store import Store
 from bot.texts import Catalogue, CatalogueError
 from bot.verifier import build_verifier
-from bot.verifier.base import Verifier
 from verifybot.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 
 log = structlog.get_logger("verifybot")
-
-
-@dataclass(frozen=True)
-class App:
-    settings: Settings
-    engine: Engine
-    catalogue: Catalogue
-    store: Store
-    directory: Directory
-    verifier: Verifier
-    gatekeeper: Gatekeeper
-    roles: RoleBook
-
-    def moderation(
-        self, platforms: Mapping[str, RolePlatform], log: ModLog | None = None
-    ) -> Moderation:
-        """The moderators' desk for an adapter, acting through its ``platforms``."""
-        return Moderation(
-            self.directory,
-            self.roles,
-            platforms,
-            log,
-            store=self.store,
-            admins=admin_ids(self.settings),
-        )
 
 
 def flow_policy(settings: Settings) -> FlowPolicy:
@@ -83,13 +57,6 @@ def limits_from(settings: Settings) -> Limits:
         sms_global=settings.limit_sms_global,
         wrong_codes_per_member=settings.limit_wrong_codes_per_member,
     )
-
-
-def admin_ids(settings: Settings) -> dict[str, frozenset[str]]:
-    return {
-        "telegram": frozenset(settings.telegram_admin_ids),
-        "slack": frozenset(settings.slack_admin_ids),
-    }
 
 
 def load_roles(settings: Settings) -> RoleBook:
@@ -215,3 +182,35 @@ async def open_app(
             directory.close()
     finally:
         await verifier.aclose()
+
+
+@asynccontextmanager
+async def open_desk(settings: Settings, *, connect: bool) -> AsyncIterator[Moderation]:
+    """The moderators' desk outside the running bot, for the command line, with its directory.
+
+    ``connect`` reaches each platform whose bot token is set here; its adapter is imported
+    only then, so a command that needs no platform never loads an SDK.
+    """
+    roles, catalogue = load_roles(settings), load_catalogue(settings)
+    directory = open_directory(settings)
+    try:
+        platforms: dict[str, RolePlatform] = {}
+        logs: list[ModLog] = []
+        async with AsyncExitStack() as stack:
+            if connect and settings.telegram_bot_token is not None:
+                from adapters import telegram_roles
+
+                telegram = await stack.enter_async_context(
+                    telegram_roles.standalone(settings, catalogue)
+                )
+                platforms["telegram"] = telegram
+                logs += filter(None, [telegram_roles.mod_log(telegram, settings, catalogue)])
+            if connect and settings.slack_bot_token is not None:
+                from adapters import slack_roles
+
+                slack = await stack.enter_async_context(slack_roles.standalone(settings, catalogue))
+                platforms["slack"] = slack
+                logs += filter(None, [slack_roles.mod_log(slack, settings, catalogue)])
+            yield moderation_desk(settings, directory, roles, platforms, EveryLog(logs))
+    finally:
+        directory.close()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import importlib
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -284,38 +283,13 @@ def with_desk(
     settings: Settings, work: Callable[[Moderation, Directory], Any], *, connect: bool
 ) -> Any:
     """Run ``work`` with a moderators' desk; ``connect`` reaches the configured platforms."""
-    from contextlib import AsyncExitStack
-
-    from bot.moderation import EveryLog, Moderation, ModLog
-    from bot.roles import RolePlatform
-    from verifybot.bootstrap import admin_ids, load_catalogue, load_roles, open_directory
-
-    roles, catalogue = load_roles(settings), load_catalogue(settings)
-    directory = open_directory(settings)
+    from verifybot.bootstrap import open_desk
 
     async def session() -> Any:
-        platforms: dict[str, RolePlatform] = {}
-        logs: list[ModLog] = []
-        async with AsyncExitStack() as stack:
-            tokens = {"telegram": settings.telegram_bot_token, "slack": settings.slack_bot_token}
-            for name, token in tokens.items():
-                if connect and token is not None:
-                    # adapters/<platform>_roles.py: loaded only for a platform configured here.
-                    adapter = importlib.import_module(f"adapters.{name}_roles")
-                    platforms[name] = await stack.enter_async_context(
-                        adapter.standalone(settings, catalogue)
-                    )
-                    log = adapter.mod_log(platforms[name], settings, catalogue)
-                    logs += [log] if log is not None else []
-            desk = Moderation(
-                directory, roles, platforms, EveryLog(logs), admins=admin_ids(settings)
-            )
-            return await work(desk, directory)
+        async with open_desk(settings, connect=connect) as desk:
+            return await work(desk, desk.directory)
 
-    try:
-        return asyncio.run(session())
-    finally:
-        directory.close()
+    return asyncio.run(session())
 
 
 def show(settings: Settings, result: Result) -> None:

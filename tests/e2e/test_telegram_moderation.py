@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
+from bot.app import App
 from bot.identity import MemberKey
 from tests.e2e.conftest import RunBot
 from tests.e2e.test_telegram import callback_data, next_message
 from tests.emulators.telegram import SentMessage, TelegramEmulator
 from tests.emulators.vonage import VonageEmulator
-from verifybot.bootstrap import App
 
 ADA_PHONE = "+447400123456"
 
