@@ -30,20 +30,22 @@ class App:
     verifier: Verifier
     gatekeeper: Gatekeeper
     roles: RoleBook
+    #: Ids named as admins in the settings, per platform.
+    admins: Mapping[str, frozenset[str]]
 
     def moderation(
         self, platforms: Mapping[str, RolePlatform], log: ModLog | None = None
     ) -> Moderation:
         """The moderators' desk for an adapter, acting through its ``platforms``."""
         return moderation_desk(
-            self.settings, self.directory, self.roles, platforms, log, store=self.store
+            self.directory, self.roles, self.admins, platforms, log, store=self.store
         )
 
 
 def moderation_desk(
-    settings: Settings,
     directory: Directory,
     roles: RoleBook,
+    admins: Mapping[str, frozenset[str]],
     platforms: Mapping[str, RolePlatform],
     log: ModLog | None = None,
     *,
@@ -51,11 +53,4 @@ def moderation_desk(
 ) -> Moderation:
     """How every moderators' desk is built: the running bot's (``App.moderation``) and the
     command line's (``verifybot.bootstrap.open_desk``), which has no store."""
-    return Moderation(directory, roles, platforms, log, store=store, admins=admin_ids(settings))
-
-
-def admin_ids(settings: Settings) -> dict[str, frozenset[str]]:
-    return {
-        "telegram": frozenset(settings.telegram_admin_ids),
-        "slack": frozenset(settings.slack_admin_ids),
-    }
+    return Moderation(directory, roles, platforms, log, store=store, admins=admins)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -22,10 +23,65 @@ from bot.roles import RoleBook, RoleBookError, RolePlatform, load_role_book
 from bot.settings import ConfigError, Settings
 from bot.store import Store
 from bot.texts import Catalogue, CatalogueError
-from bot.verifier import build_verifier
+from bot.verifier import SandboxVerifier, Verifier, VonageLegacyVerifier, VonageVerifier
+from bot.verifier._sdk import SigningAuth, VonageOptions
+from bot.verifier.keys import PrivateKeyError, load_private_key
 from verifybot.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 
 log = structlog.get_logger("verifybot")
+
+
+def _to_operator(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def signing_auth(settings: Settings) -> SigningAuth:
+    if not settings.vonage_application_id:
+        raise ConfigError("VONAGE_APPLICATION_ID is not set")
+    pem = settings.vonage_private_key.get_secret_value() if settings.vonage_private_key else None
+    try:
+        key = load_private_key(pem=pem, path=settings.vonage_private_key_path)
+    except PrivateKeyError as exc:
+        raise ConfigError(str(exc)) from None
+    return SigningAuth(settings.vonage_application_id, key)
+
+
+def build_verifier(
+    settings: Settings, *, show_code: Callable[[str], None] = _to_operator
+) -> Verifier:
+    kind = settings.verifier_kind
+    options = VonageOptions(
+        brand=settings.vonage_brand_name,
+        api_host=settings.vonage_api_host,
+        rest_host=settings.vonage_rest_host,
+        timeout=settings.vonage_timeout_seconds,
+        code_length=settings.code_length,
+        max_workers=settings.vonage_max_concurrency,
+        start_attempts=settings.vonage_start_attempts,
+        retry_wait=settings.vonage_retry_wait_seconds,
+    )
+    if kind == "vonage":
+        return VonageVerifier(
+            signing_auth(settings),
+            options,
+            channel_timeout=settings.vonage_channel_timeout,
+            fallback_channels=settings.vonage_fallback_channels,
+        )
+    if kind == "vonage-legacy":
+        if settings.vonage_api_key is None or settings.vonage_api_secret is None:
+            raise ConfigError("VONAGE_API_KEY and VONAGE_API_SECRET are both needed")
+        try:
+            return VonageLegacyVerifier(
+                api_key=settings.vonage_api_key,
+                api_secret=settings.vonage_api_secret.get_secret_value(),
+                options=options,
+                pin_expiry=settings.code_validity_seconds,
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    return SandboxVerifier(
+        show_code, code_length=settings.code_length, validity=settings.code_validity_seconds
+    )
 
 
 def flow_policy(settings: Settings) -> FlowPolicy:
@@ -57,6 +113,13 @@ def limits_from(settings: Settings) -> Limits:
         sms_global=settings.limit_sms_global,
         wrong_codes_per_member=settings.limit_wrong_codes_per_member,
     )
+
+
+def admin_ids(settings: Settings) -> dict[str, frozenset[str]]:
+    return {
+        "telegram": frozenset(settings.telegram_admin_ids),
+        "slack": frozenset(settings.slack_admin_ids),
+    }
 
 
 def load_roles(settings: Settings) -> RoleBook:
@@ -176,7 +239,15 @@ async def open_app(
                     timeout=settings.telegram_verify_timeout,
                 )
                 yield App(
-                    settings, engine, catalogue, store, directory, verifier, gatekeeper, roles
+                    settings,
+                    engine,
+                    catalogue,
+                    store,
+                    directory,
+                    verifier,
+                    gatekeeper,
+                    roles,
+                    admin_ids(settings),
                 )
         finally:
             directory.close()
@@ -211,6 +282,6 @@ async def open_desk(settings: Settings, *, connect: bool) -> AsyncIterator[Moder
                 slack = await stack.enter_async_context(slack_roles.standalone(settings, catalogue))
                 platforms["slack"] = slack
                 logs += filter(None, [slack_roles.mod_log(slack, settings, catalogue)])
-            yield moderation_desk(settings, directory, roles, platforms, EveryLog(logs))
+            yield moderation_desk(directory, roles, admin_ids(settings), platforms, EveryLog(logs))
     finally:
         directory.close()
