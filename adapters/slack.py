@@ -73,7 +73,7 @@ from bot.privacy import mask_phone
 from bot.settings import ConfigError, Settings
 
 if TYPE_CHECKING:  # the wiring imports every port; an adapter needs only its type
-    from bot.bootstrap import App
+    from bot.app import App
 
 PLATFORM = "slack"
 log = structlog.get_logger("verifybot.slack")

@@ -72,7 +72,7 @@ from bot.identity import Member, MemberKey
 from bot.settings import ConfigError, Settings
 
 if TYPE_CHECKING:  # the wiring imports every port; an adapter needs only its type
-    from bot.bootstrap import App
+    from bot.app import App
 
 log = structlog.get_logger("verifybot.telegram")
 

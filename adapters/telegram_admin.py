@@ -39,7 +39,7 @@ from bot.moderation import Actor, Moderation, Rank, Result
 
 if TYPE_CHECKING:
     from adapters.telegram import TelegramChat
-    from bot.bootstrap import App
+    from bot.app import App
 
 log = structlog.get_logger("verifybot.telegram")
 

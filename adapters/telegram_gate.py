@@ -28,7 +28,7 @@ from bot.identity import Member, MemberKey
 
 if TYPE_CHECKING:
     from adapters.telegram import TelegramChat
-    from bot.bootstrap import App
+    from bot.app import App
 
 log = structlog.get_logger("verifybot.telegram")
 

@@ -1,7 +1,7 @@
 """Messages per second through ``bot.engine.Engine``, and Redis round trips per message.
 
 What it measures
-    The engine exactly as the bot runs it, built by ``bot.bootstrap.open_app``: a real
+    The engine exactly as the bot runs it, built by ``verifybot.bootstrap.open_app``: a real
     Redis, a real SQLite directory (WAL, one file under a temporary directory) and the
     sandbox verifier (no Vonage, no network), with every rate limit off so that thousands
     of verifications in a row are not refused. Three figures:
@@ -83,14 +83,15 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from bot.bootstrap import App, open_app
+from bot.app import App
 from bot.directory import Directory
-from bot.embedded_redis import EmbeddedRedis
 from bot.engine import Outcome
 from bot.flow import Start, State, Text
 from bot.identity import Member, MemberKey
 from bot.logs import configure_logging
 from bot.settings import Settings
+from verifybot.bootstrap import open_app
+from verifybot.embedded_redis import EmbeddedRedis
 
 CONCURRENCY = (1, 50, 200)
 #: Verifications per concurrency level; enough for a few seconds each on 2 cores.

@@ -45,12 +45,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from redis import Redis as SyncRedis
 
 import adapters.telegram as telegram_adapter
-from bot.bootstrap import open_app
-from bot.embedded_redis import EmbeddedRedis
 from bot.logs import configure_logging
 from bot.settings import Settings
 from tests.e2e.raid import raid, restricted_at, restriction_latencies
 from tests.emulators.telegram import TelegramEmulator
+from verifybot.bootstrap import open_app
+from verifybot.embedded_redis import EmbeddedRedis
 
 #: How long to wait, after the raid's last join, for the stragglers to be muted.
 DRAIN = 30.0

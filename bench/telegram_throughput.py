@@ -51,11 +51,11 @@ from redis import Redis as SyncRedis
 from telegram.ext import BaseRateLimiter
 
 import adapters.telegram as telegram_adapter
-from bot.bootstrap import open_app
-from bot.embedded_redis import EmbeddedRedis
 from bot.logs import configure_logging
 from bot.settings import Settings
 from tests.emulators.telegram import TelegramEmulator
+from verifybot.bootstrap import open_app
+from verifybot.embedded_redis import EmbeddedRedis
 
 CODE = re.compile(r"code for (\S+): (\d+)$")
 

@@ -1,4 +1,4 @@
-"""Which rate limits apply to what, from the operator's settings."""
+"""Which rate limits apply to what; the shell's bootstrap fills them from the settings."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from bot.flow import Purpose
 from bot.identity import MemberKey
 from bot.phone import number_prefix
-from bot.settings import Rate, Settings
+from bot.rates import Rate
 from bot.store import Hit, Limit
 
 
@@ -19,17 +19,6 @@ class Limits:
     sms_per_country: tuple[Rate, ...] = ()
     sms_global: tuple[Rate, ...] = ()
     wrong_codes_per_member: tuple[Rate, ...] = ()
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Limits:
-        return cls(
-            starts_per_member=settings.limit_starts_per_member,
-            sms_per_phone=settings.limit_sms_per_phone,
-            sms_per_prefix=settings.limit_sms_per_prefix,
-            sms_per_country=settings.limit_sms_per_country,
-            sms_global=settings.limit_sms_global,
-            wrong_codes_per_member=settings.limit_wrong_codes_per_member,
-        )
 
     def for_sms(
         self, member: MemberKey, phone: str, country: str | None, purpose: Purpose

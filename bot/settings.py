@@ -7,7 +7,6 @@ Values come from the environment and from ``.env`` in the working directory;
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -16,21 +15,11 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.phone import DEFAULT_SMS_TYPES, TYPE_NAMES
+from bot.rates import Rate
 
 
 class ConfigError(Exception):
     """Bad configuration, explained in one line for the operator."""
-
-
-@dataclass(frozen=True, slots=True)
-class Rate:
-    """At most ``count`` events per sliding ``window`` seconds."""
-
-    count: int
-    window: int
-
-    def __str__(self) -> str:
-        return f"{self.count}/{_format_window(self.window)}"
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -49,13 +38,6 @@ def parse_rates(value: str) -> tuple[Rate, ...]:
         count, size, unit = match.groups()
         rates.append(Rate(int(count), int(size or 1) * _UNITS[unit]))
     return tuple(rates)
-
-
-def _format_window(seconds: int) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 def parse_seconds(value: str | int) -> int:

@@ -31,7 +31,7 @@ from redis.asyncio import Redis
 
 from bot.flow import Conversation, State
 from bot.identity import MemberKey
-from bot.settings import Rate
+from bot.rates import Rate
 
 _LOAD = """
 local now = tonumber(ARGV[1])

@@ -44,10 +44,11 @@ def run(*command: str) -> int:
 
 
 def test(pytest_args: list[str]) -> int:
-    linted = [p for p in ("bot", "adapters", "tests", "bench", "scripts") if (ROOT / p).is_dir()]
+    packages = ("bot", "adapters", "verifybot", "tests", "bench", "scripts")
+    linted = [p for p in packages if (ROOT / p).is_dir()]
     steps = [
         ("ruff", [str(BIN / "ruff"), "check", *linted]),
-        ("ruff format", [str(BIN / "ruff"), "format", "--check", "bot", "adapters"]),
+        ("ruff format", [str(BIN / "ruff"), "format", "--check", "bot", "adapters", "verifybot"]),
         ("mypy", [str(BIN / "mypy")]),
         ("pytest", [str(BIN / "pytest"), *pytest_args]),
     ]

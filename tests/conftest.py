@@ -14,9 +14,9 @@ import pytest
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
-from bot.embedded_redis import EmbeddedRedis
 from bot.settings import Settings
 from bot.store import Store
+from verifybot.embedded_redis import EmbeddedRedis
 
 
 def unconfigured_environment(**values: str) -> dict[str, str]:

@@ -11,10 +11,10 @@ from typing import Any
 
 import phonenumbers
 
-# What a subprocess runs instead of ``python -m bot``: the same CLI, with every logger at DEBUG
+# What a subprocess runs instead of ``python -m verifybot``: the same CLI, every logger at DEBUG
 # whatever the code asks for (``LOG_LEVEL=DEBUG`` plus the quieted libraries turned back up).
 LOUD_VERIFYBOT = (
-    "import tests.log_scan as s; s.every_logger_at_debug(); from bot.cli import main; main()"
+    "import tests.log_scan as s; s.every_logger_at_debug(); from verifybot.cli import main; main()"
 )
 
 

@@ -13,10 +13,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from adapters.telegram import serve
-from bot.bootstrap import App, open_app
+from bot.app import App
 from tests.conftest import VONAGE_APP_ID
 from tests.emulators.telegram import TelegramEmulator
 from tests.emulators.vonage import VonageEmulator
+from verifybot.bootstrap import open_app
 
 
 @pytest.fixture

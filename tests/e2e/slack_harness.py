@@ -15,11 +15,12 @@ import aiohttp
 from aiohttp import web
 
 from adapters import slack as adapter
-from bot.bootstrap import App, open_app
+from bot.app import App
 from tests.conftest import Inbox
 from tests.emulators.slack import SlackEmulator
 from tests.emulators.slack_requests import SignedPoster
 from tests.emulators.specs import require_spec
+from verifybot.bootstrap import open_app
 
 TEAM = "T0EMULATED"
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"

@@ -1,4 +1,4 @@
-"""The console chat, driven as a newcomer would: ``python -m bot console`` in a terminal,
+"""The console chat, driven as a newcomer would: ``python -m verifybot console`` in a terminal,
 typing on stdin, reading the bot on stdout and the sandbox's "SMS" on stderr.
 
 Every run also scans the JSON log lines for the code and the full phone number.
@@ -28,7 +28,7 @@ CODE_LINE = re.compile(r"\[sandbox\] code for \+44•••••0123: (\d+)")
 
 class Console:
     def __init__(
-        self, env: dict[str, str], cwd: Path, command: Sequence[str] = ("-m", "bot")
+        self, env: dict[str, str], cwd: Path, command: Sequence[str] = ("-m", "verifybot")
     ) -> None:
         self.process = subprocess.Popen(
             [sys.executable, *command, "console", "--user", "newcomer"],
@@ -208,7 +208,7 @@ def test_replies_follow_the_members_language(console_env: dict[str, str], tmp_pa
 def test_bad_configuration_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
     env = {**clean_environment(), "ALLOWED_COUNTRIES": "GB,Narnia"}
     result = subprocess.run(
-        [sys.executable, "-m", "bot", "console"],
+        [sys.executable, "-m", "verifybot", "console"],
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert result.returncode == 2

@@ -322,7 +322,7 @@ async def test_slack_refusals_are_one_log_line_and_no_crash(slack: Harness) -> N
 
 
 async def test_doctor_asks_slack_which_workspace_the_token_is_for(slack: Harness) -> None:
-    from bot.doctor import check_platforms
+    from verifybot.doctor import check_platforms
 
     settings = slack.bot.settings
     [telegram, ok] = await check_platforms(settings)

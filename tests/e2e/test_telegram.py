@@ -528,7 +528,7 @@ async def test_verifybot_run_telegram_serves_members_and_stops_cleanly_on_sigter
         DATA_DIR=str(tmp_path / "data"),
     )
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "run", "telegram",
+        sys.executable, "-m", "verifybot", "run", "telegram",
         env=env, cwd=tmp_path,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
@@ -549,7 +549,7 @@ async def test_verifybot_run_telegram_serves_members_and_stops_cleanly_on_sigter
 async def test_doctor_asks_telegram_who_the_bot_is(
     make_settings: Callable[..., Any], telegram: TelegramEmulator
 ) -> None:
-    from bot.doctor import check_platforms
+    from verifybot.doctor import check_platforms
 
     good = make_settings(telegram_bot_token=telegram.token, telegram_api_base_url=telegram.base_url)
     wrong = make_settings(telegram_bot_token="999:WRONG", telegram_api_base_url=telegram.base_url)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from bot.bootstrap import App
+from bot.app import App
 from bot.identity import MemberKey
 from tests.e2e.conftest import RunBot
 from tests.e2e.test_telegram import callback_data, next_message
@@ -799,7 +799,7 @@ async def test_the_command_line_grants_and_unlinks_on_telegram_and_tells_the_log
 
     async def verifybot(*args: str) -> tuple[int | None, str]:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", *args, env=env, cwd=tmp_path,
+            sys.executable, "-m", "verifybot", *args, env=env, cwd=tmp_path,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
         out, _ = await asyncio.wait_for(process.communicate(), timeout=120)

@@ -152,7 +152,7 @@ async def workers(envs: list[dict[str, str]], cwd: Path) -> AsyncIterator[list[W
         for worker, env in zip(started, envs, strict=True):
             with worker.log.open("wb") as log:
                 worker.process = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "bot", "run", "telegram", "--webhook",
+                    sys.executable, "-m", "verifybot", "run", "telegram", "--webhook",
                     env=env, cwd=cwd, stdout=log, stderr=log,
                 )  # fmt: skip
         yield started

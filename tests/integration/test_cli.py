@@ -26,7 +26,7 @@ environment = unconfigured_environment
 
 def verifybot(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "bot", *args],
+        [sys.executable, "-m", "verifybot", *args],
         env=env, cwd=cwd, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
 

@@ -132,7 +132,7 @@ def test_unlink_asks_first_then_removes_verification_and_roles(
 ) -> None:
     verifybot("roles", "grant", "telegram", "1001", "helper", env=env, cwd=tmp_path)
     kept = subprocess.run(
-        [sys.executable, "-m", "bot", "users", "unlink", "telegram", "1001"],
+        [sys.executable, "-m", "verifybot", "users", "unlink", "telegram", "1001"],
         input="n\n", env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60,
         check=False,
     )  # fmt: skip

@@ -17,7 +17,7 @@ from tests.conftest import unconfigured_environment
 
 def test_run_slack_without_a_bot_token_exits_2_with_one_line(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "bot", "run", "slack"],
+        [sys.executable, "-m", "verifybot", "run", "slack"],
         env=unconfigured_environment(), cwd=tmp_path, capture_output=True, text=True,
         timeout=60, check=False,
     )  # fmt: skip

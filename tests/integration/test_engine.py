@@ -12,7 +12,7 @@ import pytest
 from redis.asyncio import Redis
 from sqlalchemy.exc import OperationalError
 
-from bot.bootstrap import App, open_app
+from bot.app import App
 from bot.engine import Engine, Outcome
 from bot.flow import (
     Cancel,
@@ -28,6 +28,7 @@ from bot.flow import (
 from bot.identity import Member, MemberKey
 from bot.verifier.sandbox import SandboxVerifier
 from tests.conftest import Inbox
+from verifybot.bootstrap import open_app
 
 ALICE = Member(MemberKey("telegram", "bot1", "1001"), display_name="Alice", locale="en")
 BOB = Member(MemberKey("telegram", "bot1", "1002"), display_name="Bob")

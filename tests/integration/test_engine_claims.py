@@ -19,12 +19,13 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from structlog.testing import capture_logs
 
-from bot.bootstrap import App, open_app
+from bot.app import App
 from bot.engine import Outcome
 from bot.flow import ChangeNumber, Duration, Start, State, Text
 from bot.identity import Member, MemberKey
 from tests.conftest import VONAGE_API_KEY, VONAGE_API_SECRET, VONAGE_APP_ID, Inbox
 from tests.emulators.vonage import VonageEmulator
+from verifybot.bootstrap import open_app
 
 PHONE = "+1 206 555 0142"
 DIGITS = "12065550142"

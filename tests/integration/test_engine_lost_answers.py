@@ -17,12 +17,13 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from bot.bootstrap import App, open_app
+from bot.app import App
 from bot.engine import Outcome
 from bot.flow import PhoneGiven, State, Text
 from bot.identity import Member, MemberKey
 from tests.conftest import VONAGE_API_KEY, VONAGE_API_SECRET, VONAGE_APP_ID
 from tests.emulators.vonage import RecordedCall, VonageEmulator
+from verifybot.bootstrap import open_app
 
 PHONE = "+447400123456"
 DIGITS = PHONE.removeprefix("+")

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.bootstrap import App, open_app
+from bot.app import App
 from bot.flow import (
     Cancel,
     ChangeNumber,
@@ -27,6 +27,7 @@ from bot.flow import (
 )
 from bot.identity import Member, MemberKey
 from bot.privacy import mask_phone
+from verifybot.bootstrap import open_app
 
 SMS_PER_PHONE = 3
 _members = itertools.count()

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from bot.bootstrap import open_app
-from bot.embedded_redis import EmbeddedRedis
 from bot.flow import PhoneGiven, Start, State, Text
 from bot.identity import Member, MemberKey
 from tests.conftest import Inbox
+from verifybot.bootstrap import open_app
+from verifybot.embedded_redis import EmbeddedRedis
 
 ALICE = Member(MemberKey("telegram", "bot1", "5001"), display_name="Alice")
 PHONE = "+447400123456"

@@ -18,13 +18,13 @@ import pytest
 import structlog
 from cryptography.hazmat.primitives import serialization
 
-from bot.bootstrap import open_app
 from bot.flow import ChangeNumber, Resend, Start, Text
 from bot.identity import Member, MemberKey
 from bot.logs import configure_logging
 from tests.conftest import VONAGE_API_KEY, VONAGE_API_SECRET, VONAGE_APP_ID
 from tests.emulators.vonage import VonageEmulator
 from tests.log_scan import leaks, loud
+from verifybot.bootstrap import open_app
 
 NUMBERS = ["+447400123456", "+447400654321", "+14155552671"]
 

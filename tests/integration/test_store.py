@@ -8,7 +8,7 @@ from redis.asyncio import Redis
 
 from bot.flow import Conversation, State
 from bot.identity import MemberKey
-from bot.settings import Rate
+from bot.rates import Rate
 from bot.store import (
     Claim,
     ClaimHeld,

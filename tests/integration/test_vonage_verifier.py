@@ -27,11 +27,11 @@ from bot.flow import (
     VerificationStarted,
 )
 from bot.settings import ConfigError, Settings
-from bot.verifier import build_verifier
 from bot.verifier._sdk import SigningAuth
 from bot.verifier.base import Verifier
 from tests.conftest import VONAGE_API_KEY, VONAGE_API_SECRET, VONAGE_APP_ID
 from tests.emulators.vonage import VonageEmulator
+from verifybot.bootstrap import build_verifier
 
 PHONE = "+447400123456"
 DIGITS = PHONE.removeprefix("+")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.settings import ConfigError, Rate, load_settings, parse_rates
+from bot.rates import Rate
+from bot.settings import ConfigError, load_settings, parse_rates
 
 
 def settings(**values: object):  # type: ignore[no-untyped-def]

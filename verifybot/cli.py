@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import importlib
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -102,7 +101,7 @@ def console(
     credentials are set, and a private embedded Redis unless REDIS_URL is set.
     """
     from adapters.console import ConsoleChat
-    from bot.bootstrap import open_app
+    from verifybot.bootstrap import open_app
 
     with operator_errors():
         settings = settings_for()
@@ -144,7 +143,7 @@ def run(
     Telegram needs TELEGRAM_BOT_TOKEN; Slack needs SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET
     (or SLACK_APP_TOKEN with --socket). The README walks through creating both apps.
     """
-    from bot.bootstrap import open_app
+    from verifybot.bootstrap import open_app
 
     if webhook and platform is not Platform.telegram:
         raise fail("--webhook is for telegram; Slack uses HTTP by default, or --socket")
@@ -173,7 +172,7 @@ def run(
 @app.command()
 def doctor() -> None:
     """Check the settings, Redis, the database, the Vonage credentials and the platform tokens."""
-    from bot.doctor import run_checks
+    from verifybot.doctor import run_checks
 
     try:
         settings = load_settings()
@@ -191,7 +190,7 @@ def doctor() -> None:
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply the database migrations (also done when the bot starts)."""
-    from bot.bootstrap import open_directory, redact_url
+    from verifybot.bootstrap import open_directory, redact_url
 
     with operator_errors():
         settings = settings_for()
@@ -206,7 +205,7 @@ def db_upgrade() -> None:
 def _links(
     settings: Settings, query: Callable[..., list[PhoneLink]], *args: Any, **kw: Any
 ) -> list[PhoneLink]:
-    from bot.bootstrap import open_directory
+    from verifybot.bootstrap import open_directory
 
     directory = open_directory(settings)
     try:
@@ -257,14 +256,6 @@ def flow() -> None:
     typer.echo(mermaid(), nl=False)
 
 
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
-
-
 # -- moderation from the command line ------------------------------------------------------------
 
 Scope = Annotated[
@@ -292,43 +283,18 @@ def with_desk(
     settings: Settings, work: Callable[[Moderation, Directory], Any], *, connect: bool
 ) -> Any:
     """Run ``work`` with a moderators' desk; ``connect`` reaches the configured platforms."""
-    from contextlib import AsyncExitStack
-
-    from bot.bootstrap import admin_ids, load_catalogue, load_roles, open_directory
-    from bot.moderation import EveryLog, Moderation, ModLog
-    from bot.roles import RolePlatform
-
-    roles, catalogue = load_roles(settings), load_catalogue(settings)
-    directory = open_directory(settings)
+    from verifybot.bootstrap import open_desk
 
     async def session() -> Any:
-        platforms: dict[str, RolePlatform] = {}
-        logs: list[ModLog] = []
-        async with AsyncExitStack() as stack:
-            tokens = {"telegram": settings.telegram_bot_token, "slack": settings.slack_bot_token}
-            for name, token in tokens.items():
-                if connect and token is not None:
-                    # adapters/<platform>_roles.py: loaded only for a platform configured here.
-                    adapter = importlib.import_module(f"adapters.{name}_roles")
-                    platforms[name] = await stack.enter_async_context(
-                        adapter.standalone(settings, catalogue)
-                    )
-                    log = adapter.mod_log(platforms[name], settings, catalogue)
-                    logs += [log] if log is not None else []
-            desk = Moderation(
-                directory, roles, platforms, EveryLog(logs), admins=admin_ids(settings)
-            )
-            return await work(desk, directory)
+        async with open_desk(settings, connect=connect) as desk:
+            return await work(desk, desk.directory)
 
-    try:
-        return asyncio.run(session())
-    finally:
-        directory.close()
+    return asyncio.run(session())
 
 
 def show(settings: Settings, result: Result) -> None:
     """Print a desk's answer in the default language; a refusal exits 1."""
-    from bot.bootstrap import load_catalogue
+    from verifybot.bootstrap import load_catalogue
 
     catalogue = load_catalogue(settings)
     for reply in result.replies:
@@ -418,7 +384,7 @@ def roles_list(
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
 ) -> None:
     """The roles defined in ROLES_FILE (or ROLES), what each opens, and how many hold it."""
-    from bot.bootstrap import load_roles, open_directory
+    from verifybot.bootstrap import load_roles, open_directory
 
     with operator_errors():
         settings = settings_for(log_level="WARNING")
@@ -488,8 +454,8 @@ def roles_sync(
 
     Use it after fixing the bot's rights or un-archiving a channel. Exits 1 if a step failed.
     """
-    from bot.bootstrap import load_catalogue
     from bot.moderation import SyncReport, problems_of
+    from verifybot.bootstrap import load_catalogue
 
     with operator_errors():
         settings = settings_for(log_level="WARNING")
@@ -507,3 +473,12 @@ def roles_sync(
         typer.echo(f"applied {report.grants} grant(s), {len(report.failed)} step(s) failed")
         if report.failed:
             raise typer.Exit(1)
+
+
+def main() -> None:
+    app()
+
+
+# Last, so every command above is registered when this module is run as ``python -m``.
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -10,11 +10,16 @@ from dataclasses import dataclass
 
 from alembic.script import ScriptDirectory
 
-from bot.bootstrap import load_catalogue, open_directory, open_redis, redact_url
 from bot.directory.directory import alembic_config
-from bot.embedded_redis import redis_server_binary
 from bot.settings import ConfigError, Settings
-from bot.verifier import signing_auth
+from verifybot.bootstrap import (
+    load_catalogue,
+    open_directory,
+    open_redis,
+    redact_url,
+    signing_auth,
+)
+from verifybot.embedded_redis import redis_server_binary
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 

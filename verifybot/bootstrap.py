@@ -1,57 +1,87 @@
-"""Wiring: the one place that turns settings into real ports and an engine."""
+"""The composition root: the one place that turns settings into real ports and an engine."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import structlog
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
+from bot.app import App, moderation_desk
 from bot.directory import Directory, DirectoryConfigError
-from bot.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from bot.engine import Engine
 from bot.flow import FlowPolicy
 from bot.gate import Gate, Gatekeeper
 from bot.limits import Limits
-from bot.moderation import Moderation, ModLog
+from bot.moderation import EveryLog, Moderation, ModLog
 from bot.phone import PhonePolicy
 from bot.roles import RoleBook, RoleBookError, RolePlatform, load_role_book
 from bot.settings import ConfigError, Settings
 from bot.store import Store
 from bot.texts import Catalogue, CatalogueError
-from bot.verifier import build_verifier
-from bot.verifier.base import Verifier
+from bot.verifier import SandboxVerifier, Verifier, VonageLegacyVerifier, VonageVerifier
+from bot.verifier._sdk import SigningAuth, VonageOptions
+from bot.verifier.keys import PrivateKeyError, load_private_key
+from verifybot.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 
 log = structlog.get_logger("verifybot")
 
 
-@dataclass(frozen=True)
-class App:
-    settings: Settings
-    engine: Engine
-    catalogue: Catalogue
-    store: Store
-    directory: Directory
-    verifier: Verifier
-    gatekeeper: Gatekeeper
-    roles: RoleBook
+def _to_operator(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
-    def moderation(
-        self, platforms: Mapping[str, RolePlatform], log: ModLog | None = None
-    ) -> Moderation:
-        """The moderators' desk for an adapter, acting through its ``platforms``."""
-        return Moderation(
-            self.directory,
-            self.roles,
-            platforms,
-            log,
-            store=self.store,
-            admins=admin_ids(self.settings),
+
+def signing_auth(settings: Settings) -> SigningAuth:
+    if not settings.vonage_application_id:
+        raise ConfigError("VONAGE_APPLICATION_ID is not set")
+    pem = settings.vonage_private_key.get_secret_value() if settings.vonage_private_key else None
+    try:
+        key = load_private_key(pem=pem, path=settings.vonage_private_key_path)
+    except PrivateKeyError as exc:
+        raise ConfigError(str(exc)) from None
+    return SigningAuth(settings.vonage_application_id, key)
+
+
+def build_verifier(
+    settings: Settings, *, show_code: Callable[[str], None] = _to_operator
+) -> Verifier:
+    kind = settings.verifier_kind
+    options = VonageOptions(
+        brand=settings.vonage_brand_name,
+        api_host=settings.vonage_api_host,
+        rest_host=settings.vonage_rest_host,
+        timeout=settings.vonage_timeout_seconds,
+        code_length=settings.code_length,
+        max_workers=settings.vonage_max_concurrency,
+        start_attempts=settings.vonage_start_attempts,
+        retry_wait=settings.vonage_retry_wait_seconds,
+    )
+    if kind == "vonage":
+        return VonageVerifier(
+            signing_auth(settings),
+            options,
+            channel_timeout=settings.vonage_channel_timeout,
+            fallback_channels=settings.vonage_fallback_channels,
         )
+    if kind == "vonage-legacy":
+        if settings.vonage_api_key is None or settings.vonage_api_secret is None:
+            raise ConfigError("VONAGE_API_KEY and VONAGE_API_SECRET are both needed")
+        try:
+            return VonageLegacyVerifier(
+                api_key=settings.vonage_api_key,
+                api_secret=settings.vonage_api_secret.get_secret_value(),
+                options=options,
+                pin_expiry=settings.code_validity_seconds,
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    return SandboxVerifier(
+        show_code, code_length=settings.code_length, validity=settings.code_validity_seconds
+    )
 
 
 def flow_policy(settings: Settings) -> FlowPolicy:
@@ -71,6 +101,17 @@ def flow_policy(settings: Settings) -> FlowPolicy:
         # A check is sent once; after a lost answer, one look-up (legacy search) follows.
         check_lease=float(2 * settings.vonage_timeout_seconds + 15),
         max_accounts_per_phone=settings.max_accounts_per_phone,
+    )
+
+
+def limits_from(settings: Settings) -> Limits:
+    return Limits(
+        starts_per_member=settings.limit_starts_per_member,
+        sms_per_phone=settings.limit_sms_per_phone,
+        sms_per_prefix=settings.limit_sms_per_prefix,
+        sms_per_country=settings.limit_sms_per_country,
+        sms_global=settings.limit_sms_global,
+        wrong_codes_per_member=settings.limit_wrong_codes_per_member,
     )
 
 
@@ -186,7 +227,7 @@ async def open_app(
                     directory=directory,
                     verifier=verifier,
                     policy=flow_policy(settings),
-                    limits=Limits.from_settings(settings),
+                    limits=limits_from(settings),
                 )
                 if verifier.name == "sandbox":
                     log.warning(
@@ -200,9 +241,49 @@ async def open_app(
                     timeout=settings.telegram_verify_timeout,
                 )
                 yield App(
-                    settings, engine, catalogue, store, directory, verifier, gatekeeper, roles
+                    settings,
+                    engine,
+                    catalogue,
+                    store,
+                    directory,
+                    verifier,
+                    gatekeeper,
+                    roles,
+                    admin_ids(settings),
                 )
         finally:
             directory.close()
     finally:
         await verifier.aclose()
+
+
+@asynccontextmanager
+async def open_desk(settings: Settings, *, connect: bool) -> AsyncIterator[Moderation]:
+    """The moderators' desk outside the running bot, for the command line, with its directory.
+
+    ``connect`` reaches each platform whose bot token is set here; its adapter is imported
+    only then, so a command that needs no platform never loads an SDK.
+    """
+    roles, catalogue = load_roles(settings), load_catalogue(settings)
+    directory = open_directory(settings)
+    try:
+        platforms: dict[str, RolePlatform] = {}
+        logs: list[ModLog] = []
+        async with AsyncExitStack() as stack:
+            if connect and settings.telegram_bot_token is not None:
+                from adapters import telegram_roles
+
+                telegram = await stack.enter_async_context(
+                    telegram_roles.standalone(settings, catalogue)
+                )
+                platforms["telegram"] = telegram
+                logs += filter(None, [telegram_roles.mod_log(telegram, settings, catalogue)])
+            if connect and settings.slack_bot_token is not None:
+                from adapters import slack_roles
+
+                slack = await stack.enter_async_context(slack_roles.standalone(settings, catalogue))
+                platforms["slack"] = slack
+                logs += filter(None, [slack_roles.mod_log(slack, settings, catalogue)])
+            yield moderation_desk(directory, roles, admin_ids(settings), platforms, EveryLog(logs))
+    finally:
+        directory.close()

@@ -1,0 +1,56 @@
+"""The running bot's parts, as the shell's bootstrap opens them: what an adapter is given.
+
+It lives in the core so that adapters depend on the core only, never on the shell that
+builds them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from bot.directory import Directory
+from bot.engine import Engine
+from bot.gate import Gatekeeper
+from bot.moderation import Moderation, ModLog
+from bot.roles import RoleBook, RolePlatform
+from bot.settings import Settings
+from bot.store import Store
+from bot.texts import Catalogue
+from bot.verifier.base import Verifier
+
+
+@dataclass(frozen=True)
+class App:
+    settings: Settings
+    engine: Engine
+    catalogue: Catalogue
+    store: Store
+    directory: Directory
+    verifier: Verifier
+    gatekeeper: Gatekeeper
+    roles: RoleBook
+    #: Ids named as admins in the settings, per platform.
+    admins: Mapping[str, frozenset[str]]
+
+    def moderation(
+        self, platforms: Mapping[str, RolePlatform], log: ModLog | None = None
+    ) -> Moderation:
+        """The moderators' desk for an adapter, acting through its ``platforms``."""
+        return moderation_desk(
+            self.directory, self.roles, self.admins, platforms, log, store=self.store
+        )
+
+
+def moderation_desk(
+    directory: Directory,
+    roles: RoleBook,
+    admins: Mapping[str, frozenset[str]],
+    platforms: Mapping[str, RolePlatform],
+    log: ModLog | None = None,
+    *,
+    store: Store | None = None,
+) -> Moderation:
+    """How every moderators' desk is built: the running bot's (``App.moderation``) and the
+    command line's (``verifybot.bootstrap.open_desk``), which has no store."""
+    return Moderation(directory, roles, platforms, log, store=store, admins=admins)

@@ -1,0 +1,23 @@
+"""A rate limit's value: at most so many events per sliding window."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """At most ``count`` events per sliding ``window`` seconds."""
+
+    count: int
+    window: int
+
+    def __str__(self) -> str:
+        return f"{self.count}/{_format_window(self.window)}"
+
+
+def _format_window(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

@@ -1,0 +1,1 @@
+"""The shell: the composition root (bootstrap), the command line (cli) and doctor."""

@@ -1,0 +1,3 @@
+from verifybot.cli import main
+
+main()
