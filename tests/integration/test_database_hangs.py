@@ -20,7 +20,7 @@ import structlog
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
-from bot.bootstrap import App, open_app
+from bot.app import App
 from bot.engine import Outcome
 from bot.flow import Start, Text
 from bot.gate import Gate, Gatekeeper
@@ -28,6 +28,7 @@ from bot.identity import Member, MemberKey
 from bot.logs import configure_logging
 from tests.conftest import Inbox
 from tests.integration.conftest import fresh_postgres_database
+from verifybot.bootstrap import open_app
 
 pytestmark = pytest.mark.postgres
 
