@@ -30,7 +30,7 @@ from typing import Any
 import structlog
 from redis.asyncio import Redis
 
-from bot.directory import Directory
+from bot.directory import AsyncDirectory, Directory
 from bot.identity import MemberKey
 
 log = structlog.get_logger("verifybot.gate")
@@ -247,7 +247,7 @@ class Gatekeeper:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.gate = gate
-        self.directory = directory
+        self.directory = AsyncDirectory.bounded(directory)
         self.admit_anywhere = admit_anywhere
         self.timeout = timeout
         self.clock = clock
@@ -290,7 +290,7 @@ class Gatekeeper:
 
     async def _record_admission(self, member: MemberKey, place: str) -> None:
         try:
-            await self.directory.run(self.directory.admit, member, place, now=self._now())
+            await self.directory.admit(member, place, now=self._now())
         except Exception:
             # The holds are released already: let the member in all the same. Without the
             # record, a later rejoin is held and asked to verify again, which says so.
@@ -299,9 +299,7 @@ class Gatekeeper:
     async def admit(self, member: MemberKey, place: str, *, role: str) -> list[Hold]:
         """``role`` opened ``place`` to verified ``member``: remember it while they hold the
         role, so a rejoin walks in, and end their hold there (none if the role is gone)."""
-        opened = await self.directory.run(
-            self.directory.admit_for_role, member, place, role, now=self._now()
-        )
+        opened = await self.directory.admit_for_role(member, place, role, now=self._now())
         return await self.gate.release(member, place) if opened else []
 
     async def leave(self, member: MemberKey, place: str) -> list[Hold]:
@@ -330,9 +328,7 @@ class Gatekeeper:
         for hold in due:
             # admit() admits only a verified member: one write both checks and records.
             try:
-                verified = await self.directory.run(
-                    self.directory.admit, hold.member, hold.place, now=self._now()
-                )
+                verified = await self.directory.admit(hold.member, hold.place, now=self._now())
             except Exception:
                 # Whether they verified is unknown: put the hold back for the next sweep,
                 # rather than remove a member who may have verified or forget the hold.
@@ -344,9 +340,7 @@ class Gatekeeper:
 
     async def _walks_in(self, member: MemberKey, place: str, invite: str | None = None) -> bool:
         try:
-            withdrawn = invite is not None and await self.directory.run(
-                self.directory.invite_withdrawn, invite
-            )
+            withdrawn = invite is not None and await self.directory.invite_withdrawn(invite)
             if withdrawn:
                 # The link of a revoked role (Telegram let it through before the revocation
                 # took effect): it vouches for nothing, and the member is judged a stranger.
@@ -354,11 +348,9 @@ class Gatekeeper:
                 return False
             if self.admit_anywhere:
                 # Any verified member: admit() checks that and records the admission at once.
-                return await self.directory.run(
-                    self.directory.admit, member, place, now=self._now()
-                )
+                return await self.directory.admit(member, place, now=self._now())
             # Only a remembered admission counts, and it is already on record.
-            return await self.directory.run(self.directory.is_admitted, member, place)
+            return await self.directory.is_admitted(member, place)
         except Exception:
             # Closed, not open: held, the member is asked to verify, and a verified member's
             # "already verified" releases the hold.
