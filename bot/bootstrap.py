@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -164,7 +165,10 @@ async def open_redis(settings: Settings) -> AsyncIterator[Redis]:
 
 @asynccontextmanager
 async def open_app(
-    settings: Settings, *, show_code: Callable[[str], None] | None = None
+    settings: Settings,
+    *,
+    show_code: Callable[[str], None] | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> AsyncIterator[App]:
     """Everything the bot needs, opened in order of what fails most plainly first."""
     catalogue = load_catalogue(settings)
@@ -187,6 +191,7 @@ async def open_app(
                     verifier=verifier,
                     policy=flow_policy(settings),
                     limits=Limits.from_settings(settings),
+                    clock=clock,
                 )
                 if verifier.name == "sandbox":
                     log.warning(
@@ -198,6 +203,7 @@ async def open_app(
                     directory,
                     admit_anywhere=settings.telegram_admit_verified == "anywhere",
                     timeout=settings.telegram_verify_timeout,
+                    clock=clock,
                 )
                 yield App(
                     settings, engine, catalogue, store, directory, verifier, gatekeeper, roles
