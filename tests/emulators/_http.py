@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 #: Seconds a kept-alive connection may sit idle before the server closes it.
 IDLE_TIMEOUT = 30.0
@@ -36,7 +36,7 @@ class TrackedServer(ThreadingHTTPServer):
             self._conn_threads.add(thread)
         thread.start()
 
-    def _serve_connection(self, raw: socket.socket, client_address: Any) -> None:
+    def _serve_connection(self: Self, raw: socket.socket, client_address: Any) -> None:
         conn = raw
         with self._guard:
             self._connections.add(raw)

@@ -1083,7 +1083,7 @@ class TelegramEmulator:
         with self._lock:
             return list(self._allowed)
 
-    async def wait_for(self, predicate: Callable[[], T], timeout: float = 5.0) -> T:  # noqa: ASYNC109
+    async def wait_for(self, predicate: Callable[[], T | None], timeout: float = 5.0) -> T:  # noqa: ASYNC109
         """Poll ``predicate`` (every 10 ms, yielding to the event loop) until it is truthy."""
         deadline = time.monotonic() + timeout
         while True:
@@ -1094,7 +1094,7 @@ class TelegramEmulator:
                 raise AssertionError(self._timeout_message(predicate, timeout))
             await asyncio.sleep(0.01)
 
-    def wait_until(self, predicate: Callable[[], T], timeout: float = 5.0) -> T:
+    def wait_until(self, predicate: Callable[[], T | None], timeout: float = 5.0) -> T:
         """``wait_for`` for threaded tests."""
         deadline = time.monotonic() + timeout
         while True:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -19,6 +19,7 @@ from bot.flow import (
     Cancel,
     ChangeNumber,
     CodeGiven,
+    Duration,
     PhoneGiven,
     Resend,
     Start,
@@ -70,7 +71,7 @@ class CommandCounter:
 
     def __init__(self, redis: Redis) -> None:
         self.count = 0
-        original = redis.execute_command
+        original: Callable[..., Awaitable[Any]] = redis.execute_command
 
         async def counting(*args: Any, **kwargs: Any) -> Any:
             self.count += 1
@@ -243,7 +244,8 @@ async def test_starts_per_member_are_limited(open_bot: Callable[..., Any], inbox
         await bot.engine.handle(ALICE, ChangeNumber())
         limited = await bot.engine.handle(ALICE, Text("+44 7400 654321"))
         assert keys(limited) == ["limit.sms"]
-        assert 3500 < limited.replies[0].params["wait"].seconds <= 3600  # type: ignore[union-attr]
+        wait = limited.replies[0].params["wait"]
+        assert isinstance(wait, Duration) and 3500 < wait.seconds <= 3600
         assert len(inbox.lines) == 1
 
 
