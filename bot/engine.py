@@ -1,4 +1,8 @@
-"""The one entry point adapters call: ``await engine.handle(member, event)``.
+"""What adapters call for a member's message: ``await engine.handle(member, event)``.
+
+(Besides it, adapters read through the engine: ``verification`` for gates and status
+displays, ``first_delivery`` to drop a redelivered update that is not a message, and
+``conversation`` for a display of where the member stands.)
 
 It loads the member's conversation, runs ``flow.step``, carries out the effects through
 the ports (store, directory, verifier), feeds their answers back into ``step`` and saves
