@@ -62,6 +62,24 @@ class TrackedServer(ThreadingHTTPServer):
                 self._connections.discard(conn)
                 self._conn_threads.discard(threading.current_thread())
 
+    def serve_in_background(self, name: str) -> threading.Thread:
+        """Start serving on a daemon thread (the emulators' start)."""
+        thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.02}, name=name, daemon=True
+        )
+        thread.start()
+        return thread
+
+    def stop_serving(self, *threads: threading.Thread, timeout: float = 5.0) -> None:
+        """The emulators' stop: no new requests, kept-alive connections closed (which unblocks
+        handlers waiting on them), then wait for the connections' threads and ``threads``."""
+        self.shutdown()
+        self.close_connections()
+        self.server_close()
+        self.join_connections(timeout)
+        for thread in threads:
+            thread.join(timeout)
+
     def close_connections(self) -> None:
         with self._guard:
             connections = list(self._connections)
