@@ -30,7 +30,9 @@ NOW = datetime(2026, 11, 25, 18, 0, tzinfo=UTC)
 
 def fill(directory: Directory, members: int) -> None:
     """Bulk rows, as years of use would leave them (the ORM per row would take minutes)."""
-    links, audit, grants = [], [], []
+    links: list[dict[str, Any]] = []
+    audit: list[dict[str, Any]] = []
+    grants: list[dict[str, Any]] = []
     for n in range(members):
         at = NOW - timedelta(minutes=n)
         subject = f"telegram:42:{100000 + n}"

@@ -130,17 +130,20 @@ async def _run(
     concurrency: int, members: int, limiter: bool, redis_url: str, prefix: str
 ) -> dict[str, Any]:
     codes = Codes()
+    no_limits: dict[str, Any] = {
+        name: "off" for name in Settings.model_fields if name.startswith("limit_")
+    }
     with tempfile.TemporaryDirectory() as tmp, TelegramEmulator() as emu:
         settings = Settings(
-            _env_file=None,  # type: ignore[call-arg]
-            telegram_bot_token=emu.token,  # type: ignore[arg-type]
+            _env_file=None,
+            telegram_bot_token=emu.token,
             telegram_api_base_url=emu.base_url,
             redis_url=redis_url,
             redis_prefix=prefix,
             database_url=f"sqlite:///{tmp}/bench.db",
             data_dir=Path(tmp) / "data",
             telegram_gate_mode="off",
-            **{name: "off" for name in Settings.model_fields if name.startswith("limit_")},
+            **no_limits,
         )
         users = [emu.add_user(f"M{i}") for i in range(members)]
         warmup = [emu.add_user(f"W{i}") for i in range(3)]

@@ -6,21 +6,14 @@ from collections import defaultdict
 
 from bot.flow import RULES, State
 
-#: Transitions made by the clock rather than by an event (see ``flow._lapse``).
-CLOCK_EDGES = (
-    (State.STARTING, State.AWAIT_PHONE, "lease lapses"),
-    (State.AWAIT_CODE, State.AWAIT_PHONE, "code expires"),
-)
-
 
 def mermaid() -> str:
+    """One arrow per change of state, labelled with the events (clock ticks included)."""
     edges: dict[tuple[State, State], list[str]] = defaultdict(list)
     for (state, event_type), rule in RULES.items():
         for target in sorted(rule.leads_to, key=list(State).index):
             if target is not state:
                 edges[(state, target)].append(event_type.__name__)
-    for source, target, label in CLOCK_EDGES:
-        edges[(source, target)].append(label)
     lines = ["stateDiagram-v2", f"    [*] --> {State.IDLE.value}"]
     for (source, target), labels in edges.items():
         lines.append(f"    {source.value} --> {target.value}: {', '.join(labels)}")

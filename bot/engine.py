@@ -1,4 +1,8 @@
-"""The one entry point adapters call: ``await engine.handle(member, event)``.
+"""What adapters call for a member's message: ``await engine.handle(member, event)``.
+
+(Besides it, adapters read through the engine: ``verification`` for gates and status
+displays, ``first_delivery`` to drop a redelivered update that is not a message, and
+``conversation`` for a display of where the member stands.)
 
 It loads the member's conversation, runs ``flow.step``, carries out the effects through
 the ports (store, directory, verifier), feeds their answers back into ``step`` and saves
@@ -24,7 +28,7 @@ from datetime import UTC, datetime
 
 import structlog
 
-from bot.directory import Directory, PhoneLink, RecordOutcome
+from bot.directory import AsyncDirectory, Directory, PhoneLink, RecordOutcome
 from bot.flow import (
     Answer,
     CancelVerification,
@@ -124,7 +128,7 @@ class Engine:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
-        self.directory = directory
+        self.directory = AsyncDirectory.bounded(directory)
         self.verifier = verifier
         self.policy = policy
         self.limits = limits
@@ -166,7 +170,7 @@ class Engine:
 
     async def verification(self, key: MemberKey) -> PhoneLink | None:
         """The member's verified phone link, or None: for gates and status displays."""
-        return await self.directory.run(self.directory.find_verified, key)
+        return await self.directory.find_verified(key)
 
     async def _handle(self, member: Member, event: MemberEvent, delivery_id: str | None) -> Outcome:
         for attempt in range(_ATTEMPTS):
@@ -252,15 +256,13 @@ class Engine:
             claim = Claim(command.phone, self._claim_ttl())
             return await self._reserve(turn, hits, claim)
         if isinstance(command, LookupLink):
-            link = await self.directory.run(self.directory.find_verified, key)
+            link = await self.directory.find_verified(key)
             if link is None or link.phone_e164 is None:
                 return LinkLookedUp(command.purpose)
             verified_at = link.verified_at.timestamp() if link.verified_at else None
             return LinkLookedUp(command.purpose, link.phone_e164, verified_at)
         if isinstance(command, CountLinks):
-            count = await self.directory.run(
-                self.directory.count_links, command.phone, excluding=key
-            )
+            count = await self.directory.count_links(command.phone, excluding=key)
             return LinksCounted(count)
         if not turn.external:
             await self._make_durable(turn)
@@ -333,8 +335,7 @@ class Engine:
         key = str(turn.member.key)
         details = {"phone_masked": mask_phone(phone)} if phone else {}
         try:
-            await self.directory.run(
-                self.directory.audit,
+            await self.directory.audit(
                 event,
                 actor=key,
                 subject=key,
@@ -347,8 +348,7 @@ class Engine:
     async def _record(self, turn: _Turn, command: RecordVerified) -> Answer:
         # Durable before announced: the member hears "verified" only after this commits.
         try:
-            outcome = await self.directory.run(
-                self.directory.record_verified,
+            outcome = await self.directory.record_verified(
                 turn.member.key,
                 phone_e164=command.phone,
                 country=command.country,

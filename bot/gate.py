@@ -30,8 +30,9 @@ from typing import Any
 import structlog
 from redis.asyncio import Redis
 
-from bot.directory import Directory
+from bot.directory import AsyncDirectory, Directory
 from bot.identity import MemberKey
+from bot.keys import Keys
 
 log = structlog.get_logger("verifybot.gate")
 
@@ -148,20 +149,13 @@ class Hold:
 class Gate:
     def __init__(self, redis: Redis, *, prefix: str, hold_ttl: int = DEFAULT_HOLD_TTL) -> None:
         self.redis = redis
-        self.prefix = f"{prefix}gate:"
+        self.keys = Keys(prefix)
         self.hold_ttl = hold_ttl
         self._hold = redis.register_script(_HOLD)
         self._release = redis.register_script(_RELEASE)
         self._claim_due = redis.register_script(_CLAIM_DUE)
         self._swap_notice = redis.register_script(_SWAP_NOTICE)
         self._uncover = redis.register_script(_UNCOVER)
-
-    def _of(self, member: MemberKey) -> str:
-        return f"{self.prefix}of:{member}"
-
-    @property
-    def _due(self) -> str:
-        return f"{self.prefix}due"
 
     async def hold(self, hold: Hold, *, now: float) -> None:
         """Hold a member at a place, replacing any earlier hold there, and count them in to
@@ -171,10 +165,10 @@ class Gate:
             ttl = max(1, int(hold.deadline - now)) + GRACE
         await self._hold(
             keys=[
-                f"{self.prefix}hold:{hold.field}",
-                self._of(hold.member),
-                self._due,
-                f"{self.prefix}covered:{hold.place}",
+                self.keys.gate_hold(hold.field),
+                self.keys.gate_of(hold.member),
+                self.keys.gate_due,
+                self.keys.gate_covered(hold.place),
             ],
             args=[
                 hold.to_json(),
@@ -189,34 +183,35 @@ class Gate:
     async def release(self, member: MemberKey, place: str | None = None) -> list[Hold]:
         """Take away the member's holds (at ``place``, or everywhere) and return them."""
         raw = await self._release(
-            keys=[self._of(member), self._due],
-            args=[f"{self.prefix}hold:", str(member), place or ""],
+            keys=[self.keys.gate_of(member), self.keys.gate_due],
+            args=[self.keys.gate_holds, str(member), place or ""],
         )
         return [Hold.from_json(item) for item in raw]
 
     async def claim_due(self, *, now: float, limit: int = 50) -> list[Hold]:
         """Take away the holds whose deadline has passed; each is returned to one caller only."""
         raw = await self._claim_due(
-            keys=[self._due], args=[f"{self.prefix}hold:", f"{self.prefix}of:", repr(now), limit]
+            keys=[self.keys.gate_due],
+            args=[self.keys.gate_holds, self.keys.gate_of_prefix, repr(now), limit],
         )
         return [Hold.from_json(item) for item in raw]
 
     async def welcome_due(self, place: str, *, interval: float) -> bool:
         """True if no welcome was posted at ``place`` in the last ``interval`` seconds."""
-        key = f"{self.prefix}welcomed:{place}"
+        key = self.keys.gate_welcomed(place)
         return bool(await self.redis.set(key, 1, nx=True, px=max(1, int(interval * 1000))))
 
     async def swap_notice(self, place: str, notice: str) -> str | None:
         """Make ``notice`` the place's welcome; return the one it replaces, to delete."""
         old = await self._swap_notice(
-            keys=[f"{self.prefix}notice:{place}"], args=[notice, self.hold_ttl]
+            keys=[self.keys.gate_notice(place)], args=[notice, self.hold_ttl]
         )
         return old.decode() if isinstance(old, bytes) else old
 
     async def uncover(self, place: str, user_id: str) -> str | None:
         """Count a member out; the welcome to delete when nobody it serves is left."""
         notice = await self._uncover(
-            keys=[f"{self.prefix}covered:{place}", f"{self.prefix}notice:{place}"],
+            keys=[self.keys.gate_covered(place), self.keys.gate_notice(place)],
             args=[user_id],
         )
         return notice.decode() if isinstance(notice, bytes) else notice
@@ -247,7 +242,7 @@ class Gatekeeper:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.gate = gate
-        self.directory = directory
+        self.directory = AsyncDirectory.bounded(directory)
         self.admit_anywhere = admit_anywhere
         self.timeout = timeout
         self.clock = clock
@@ -290,7 +285,7 @@ class Gatekeeper:
 
     async def _record_admission(self, member: MemberKey, place: str) -> None:
         try:
-            await self.directory.run(self.directory.admit, member, place, now=self._now())
+            await self.directory.admit(member, place, now=self._now())
         except Exception:
             # The holds are released already: let the member in all the same. Without the
             # record, a later rejoin is held and asked to verify again, which says so.
@@ -299,9 +294,7 @@ class Gatekeeper:
     async def admit(self, member: MemberKey, place: str, *, role: str) -> list[Hold]:
         """``role`` opened ``place`` to verified ``member``: remember it while they hold the
         role, so a rejoin walks in, and end their hold there (none if the role is gone)."""
-        opened = await self.directory.run(
-            self.directory.admit_for_role, member, place, role, now=self._now()
-        )
+        opened = await self.directory.admit_for_role(member, place, role, now=self._now())
         return await self.gate.release(member, place) if opened else []
 
     async def leave(self, member: MemberKey, place: str) -> list[Hold]:
@@ -330,9 +323,7 @@ class Gatekeeper:
         for hold in due:
             # admit() admits only a verified member: one write both checks and records.
             try:
-                verified = await self.directory.run(
-                    self.directory.admit, hold.member, hold.place, now=self._now()
-                )
+                verified = await self.directory.admit(hold.member, hold.place, now=self._now())
             except Exception:
                 # Whether they verified is unknown: put the hold back for the next sweep,
                 # rather than remove a member who may have verified or forget the hold.
@@ -344,9 +335,7 @@ class Gatekeeper:
 
     async def _walks_in(self, member: MemberKey, place: str, invite: str | None = None) -> bool:
         try:
-            withdrawn = invite is not None and await self.directory.run(
-                self.directory.invite_withdrawn, invite
-            )
+            withdrawn = invite is not None and await self.directory.invite_withdrawn(invite)
             if withdrawn:
                 # The link of a revoked role (Telegram let it through before the revocation
                 # took effect): it vouches for nothing, and the member is judged a stranger.
@@ -354,11 +343,9 @@ class Gatekeeper:
                 return False
             if self.admit_anywhere:
                 # Any verified member: admit() checks that and records the admission at once.
-                return await self.directory.run(
-                    self.directory.admit, member, place, now=self._now()
-                )
+                return await self.directory.admit(member, place, now=self._now())
             # Only a remembered admission counts, and it is already on record.
-            return await self.directory.run(self.directory.is_admitted, member, place)
+            return await self.directory.is_admitted(member, place)
         except Exception:
             # Closed, not open: held, the member is asked to verify, and a verified member's
             # "already verified" releases the hold.

@@ -9,7 +9,6 @@ grant there, and a step it could not take is reported, audited and left for
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import json
 import secrets
@@ -21,8 +20,8 @@ from typing import Any, Final, Protocol
 
 import structlog
 
-from bot.directory import Directory, GrantOutcome, PhoneLink
-from bot.flow import Reply
+from bot.directory import AsyncDirectory, Directory, GrantOutcome, PhoneLink
+from bot.flow import Param, Reply
 from bot.identity import Member, MemberKey
 from bot.privacy import mask_phone
 from bot.report import Format, export_rows, render
@@ -163,6 +162,14 @@ class Moderation:
     #: Ids named as admins in the settings, per platform.
     admins: Mapping[str, frozenset[str]] = field(default_factory=dict)
     clock: Callable[[], float] = time.time
+    #: No bound of its own, unlike a member's path: a desk command (stats over a whole
+    #: community, a sync over every grant) may rightly take longer than one member's look-up,
+    #: and no member waits on it. Each statement, connect and lock wait is still bounded by
+    #: the database engine's own timeouts (DATABASE_TIMEOUT_SECONDS).
+    _directory: AsyncDirectory = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._directory = AsyncDirectory(self.directory, timeout=None)
 
     # -- who may ---------------------------------------------------------------------------------
 
@@ -176,7 +183,7 @@ class Moderation:
         """A member named by id or ``@handle``; None for a handle nobody verified under."""
         ref = ref.strip()
         if ref.startswith("@"):
-            link = await self._db(self.directory.find_by_handle, platform, scope, ref)
+            link = await self._directory.find_by_handle(platform, scope, ref)
             return link.key if link else None
         return MemberKey(platform, scope, ref) if ref else None
 
@@ -189,8 +196,8 @@ class Moderation:
         role = self.roles.get(role_name)
         if role is None:
             return self._unknown_role(role_name)
-        outcome = await self._db(
-            self.directory.grant_role, subject, role.name, granted_by=str(actor), now=self._now()
+        outcome = await self._directory.grant_role(
+            subject, role.name, granted_by=str(actor), now=self._now()
         )
         _, who = await self._named(subject)
         if outcome is GrantOutcome.NOT_VERIFIED:
@@ -212,8 +219,8 @@ class Moderation:
             return refused
         role = self.roles.get(role_name)
         name = role.name if role else role_name.strip().lower()
-        revoked = await self._db(
-            self.directory.revoke_role, subject, name, revoked_by=str(actor), now=self._now()
+        revoked = await self._directory.revoke_role(
+            subject, name, revoked_by=str(actor), now=self._now()
         )
         _, who = await self._named(subject)
         if not revoked:
@@ -274,15 +281,14 @@ class Moderation:
         if refused:
             return refused
         await self._audit("listed", actor, f"{platform}:{scope or '*'}", {"page": page})
-        total = await self._db(
-            self.directory.count_members, platform=platform, scope=scope, verified_only=True
+        total = await self._directory.count_members(
+            platform=platform, scope=scope, verified_only=True
         )
         if not total:
             return Result((Reply("mod.verified.empty"),))
         pages = -(-total // PAGE_SIZE)
         page = min(max(page, 1), pages)
-        links = await self._db(
-            self.directory.list_links,
+        links = await self._directory.list_links(
             platform=platform,
             scope=scope,
             verified_only=True,
@@ -294,18 +300,16 @@ class Moderation:
             f" · {_when(link.verified_at)}" + (f" · {', '.join(link.roles)}" if link.roles else "")
             for link in links
         )
-        params = {"page": page, "pages": pages, "total": total, "lines": lines}
+        params: dict[str, Param] = {"page": page, "pages": pages, "total": total, "lines": lines}
         return Result((Reply("mod.verified.page", params),), paging=Paging(page, pages))
 
     async def stats(self, actor: Actor, *, platform: str, scope: str | None) -> Result:
         refused = await self.check(actor, Rank.ADMIN, "stats", None)
         if refused:
             return refused
-        numbers = await self._db(
-            self.directory.stats, platform=platform, scope=scope, now=self._now()
-        )
+        numbers = await self._directory.stats(platform=platform, scope=scope, now=self._now())
         rate = numbers.conversion
-        params = {
+        params: dict[str, Param] = {
             "verified": numbers.verified,
             "pending": numbers.pending,
             "started": numbers.started_today,
@@ -327,7 +331,7 @@ class Moderation:
         refused = await self.check(actor, Rank.ADMIN, "export", None)
         if refused:
             return refused
-        links = await self._db(self.directory.list_links, platform=platform, scope=scope)
+        links = await self._directory.list_links(platform=platform, scope=scope)
         content = render(export_rows(links, reveal_phones=reveal_phones), fmt) + "\n"
         await self._audit(
             "phones_revealed" if reveal_phones else "exported",
@@ -345,7 +349,7 @@ class Moderation:
         refused = await self.check(actor, Rank.ADMIN, "unlink", subject)
         if refused:
             return refused
-        link = await self._db(self.directory.find_verified, subject)
+        link = await self._directory.find_verified(subject)
         who = member_label(link, subject)
         if link is None:
             return Result((Reply("mod.unlink.not_verified", {"member": who}),), ok=False)
@@ -368,7 +372,7 @@ class Moderation:
             return Result((Reply("mod.unlink.expired"),), ok=False)
         platform, scope, user_id = pending["subject"].split(":", 2)
         subject = MemberKey(platform, scope, user_id)
-        link = await self._db(self.directory.find, subject)
+        link = await self._directory.find(subject)
         return await self._unlink(actor, subject, member_label(link, subject))
 
     async def cancel_unlink(self, token: str) -> Result:
@@ -390,8 +394,8 @@ class Moderation:
                 await self._post(Reply("modlog.verified", {"member": who}))
             for name in self.roles.auto:
                 role = self.roles.roles[name]
-                outcome = await self._db(
-                    self.directory.grant_role, member.key, name, granted_by=AUTO, now=self._now()
+                outcome = await self._directory.grant_role(
+                    member.key, name, granted_by=AUTO, now=self._now()
                 )
                 if outcome is GrantOutcome.GRANTED:
                     await self._mirror(None, member.key, who, role)
@@ -405,9 +409,7 @@ class Moderation:
             raise PermissionError("roles sync is for admins")
         grants, failed, skipped = 0, [], set()
         # Links a platform refused to revoke before: revoked now, before anything is applied.
-        pending = await self._db(
-            self.directory.pending_revocations, platform=platform, now=self._now()
-        )
+        pending = await self._directory.pending_revocations(platform=platform, now=self._now())
         for member, name, invite in pending:
             revoker = self.platforms.get(member.platform)
             if revoker is None:
@@ -416,7 +418,7 @@ class Moderation:
             step = await self._revoke_invite(revoker, member, invite)
             if not step.ok:
                 failed.append((str(member), name, step))
-        links = await self._db(self.directory.list_links, platform=platform, verified_only=True)
+        links = await self._directory.list_links(platform=platform, verified_only=True)
         for link in links:
             applier = self.platforms.get(link.platform)
             for name in link.roles:
@@ -451,7 +453,7 @@ class Moderation:
         return Result((Reply(key),), ok=False)
 
     async def _named(self, subject: MemberKey) -> tuple[PhoneLink | None, str]:
-        link = await self._db(self.directory.find, subject)
+        link = await self._directory.find(subject)
         return link, member_label(link, subject)
 
     def _unknown_role(self, name: str) -> Result:
@@ -483,7 +485,7 @@ class Moderation:
             steps = await self._revoke_invites(applier, subject, name)
             if isinstance(role, Role):
                 # Read after the revoke: what the member's other roles open must stay open.
-                link = await self._db(self.directory.find, subject)
+                link = await self._directory.find(subject)
                 kept = tuple(r for r in map(self.roles.get, link.roles if link else ()) if r)
                 steps += await applier.undo(subject, role, kept)
         elif isinstance(role, Role):
@@ -511,9 +513,7 @@ class Moderation:
         the grant was being revoked is revoked at once: the revoke did not see it."""
         late: list[PlatformStep] = []
         for invite in (step.invite for step in steps if step.invite is not None):
-            recorded = await self._db(
-                self.directory.record_invite, subject, role, invite, now=self._now()
-            )
+            recorded = await self._directory.record_invite(subject, role, invite, now=self._now())
             if not recorded:
                 late.append(await applier.revoke_invite(subject, invite))
         return late
@@ -523,7 +523,7 @@ class Moderation:
     ) -> list[PlatformStep]:
         """Revoke every link made for ``subject``'s revoked grants of ``role``, used or not;
         one the platform refused stays recorded as unrevoked."""
-        invites = await self._db(self.directory.invites_to_revoke, subject, role, now=self._now())
+        invites = await self._directory.invites_to_revoke(subject, role, now=self._now())
         return [await self._revoke_invite(applier, subject, invite) for invite in invites]
 
     async def _revoke_invite(
@@ -531,13 +531,11 @@ class Moderation:
     ) -> PlatformStep:
         step = await applier.revoke_invite(subject, invite)
         if step.ok:
-            await self._db(self.directory.invite_revoked, invite.url, now=self._now())
+            await self._directory.invite_revoked(invite.url, now=self._now())
         return step
 
     async def _unlink(self, actor: Actor, subject: MemberKey, who: str) -> Result:
-        revoked = await self._db(
-            self.directory.unverify, subject, actor=str(actor), now=self._now()
-        )
+        revoked = await self._directory.unverify(subject, actor=str(actor), now=self._now())
         if revoked is None:
             return Result((Reply("mod.unlink.not_verified", {"member": who}),), ok=False)
         replies = [Reply("mod.unlink.done", {"member": who})]
@@ -551,8 +549,7 @@ class Moderation:
     async def _audit(
         self, event: str, actor: Actor | str, subject: str, details: dict[str, Any]
     ) -> None:
-        await self._db(
-            self.directory.audit,
+        await self._directory.audit(
             event,
             actor=str(actor),
             subject=subject,
@@ -566,10 +563,6 @@ class Moderation:
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
-
-    @staticmethod
-    async def _db(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return await asyncio.to_thread(call, *args, **kwargs)
 
 
 def _problem(step: PlatformStep) -> Reply:

@@ -31,6 +31,7 @@ from redis.asyncio import Redis
 
 from bot.flow import Conversation, State
 from bot.identity import MemberKey
+from bot.keys import Keys
 from bot.rates import Rate
 
 _LOAD = """
@@ -233,7 +234,7 @@ class Store:
         # not to the longest waiter: above the pool size some messages starve until its
         # timeout. A FIFO semaphore of the pool's size queues them fairly instead.
         self._gate = asyncio.Semaphore(max_in_flight)
-        self.prefix = prefix
+        self.keys = Keys(prefix)
         self._conversation_ttl_ms = int(conversation_ttl * 1000)
         self._duplicate_ttl_ms = int(duplicate_ttl * 1000)
         self._load = redis.register_script(_LOAD)
@@ -241,16 +242,16 @@ class Store:
         self._release = redis.register_script(_RELEASE)
 
     def conversation_key(self, member: MemberKey) -> str:
-        return f"{self.prefix}conv:{member.platform}:{member.scope}:{member.user_id}"
+        return self.keys.conversation(member)
 
     def delivery_key(self, member: MemberKey, delivery_id: str) -> str:
-        return f"{self.prefix}seen:{member.platform}:{member.scope}:{delivery_id}"
+        return self.keys.delivery(member, delivery_id)
 
     def claim_key(self, phone: str) -> str:
-        return f"{self.prefix}claim:{phone}"
+        return self.keys.claim(phone)
 
     def limit_key(self, limit: Limit) -> str:
-        return f"{self.prefix}rl:{limit.name}:{limit.rate.window}:{limit.subject}"
+        return self.keys.limit(limit.name, limit.rate.window, limit.subject)
 
     async def load(
         self,
@@ -331,12 +332,12 @@ class Store:
     async def stash(self, name: str, value: str, *, ttl: int) -> None:
         """Keep a short-lived value (a pending confirmation) under ``name`` for ``ttl`` s."""
         async with self._gate:
-            await self.redis.set(f"{self.prefix}stash:{name}", value, ex=ttl)
+            await self.redis.set(self.keys.stash(name), value, ex=ttl)
 
     async def take(self, name: str) -> str | None:
         """The value stashed under ``name``, removed in the same step: taken at most once."""
         async with self._gate:
-            raw = await self.redis.getdel(f"{self.prefix}stash:{name}")
+            raw = await self.redis.getdel(self.keys.stash(name))
         return raw.decode() if isinstance(raw, bytes) else raw
 
     async def ping(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -205,7 +206,10 @@ async def open_redis(settings: Settings) -> AsyncIterator[Redis]:
 
 @asynccontextmanager
 async def open_app(
-    settings: Settings, *, show_code: Callable[[str], None] | None = None
+    settings: Settings,
+    *,
+    show_code: Callable[[str], None] | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> AsyncIterator[App]:
     """Everything the bot needs, opened in order of what fails most plainly first."""
     catalogue = load_catalogue(settings)
@@ -228,6 +232,7 @@ async def open_app(
                     verifier=verifier,
                     policy=flow_policy(settings),
                     limits=limits_from(settings),
+                    clock=clock,
                 )
                 if verifier.name == "sandbox":
                     log.warning(
@@ -239,6 +244,7 @@ async def open_app(
                     directory,
                     admit_anywhere=settings.telegram_admit_verified == "anywhere",
                     timeout=settings.telegram_verify_timeout,
+                    clock=clock,
                 )
                 yield App(
                     settings,

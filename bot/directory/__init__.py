@@ -9,8 +9,10 @@ from bot.directory.directory import (
     Stats,
 )
 from bot.directory.engine import DirectoryConfigError, create_directory_engine
+from bot.directory.facade import AsyncDirectory
 
 __all__ = [
+    "AsyncDirectory",
     "AuditEntry",
     "Directory",
     "DirectoryConfigError",

@@ -1,25 +1,23 @@
 """The directory: who verified which phone number, their roles, and the audit log.
 
-It is synchronous; the async bot calls it through ``Directory.run``, on the directory's own
-threads and within its timeout. Every method is one short transaction on its own
-connection, so one ``Directory`` may be shared by many threads.
+It is synchronous; the async bot calls it through ``AsyncDirectory`` (bot/directory/facade.py),
+on the directory's own threads and, on a member's path, within its timeout. Every method is
+one short transaction on its own connection, so one ``Directory`` may be shared by threads.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import enum
-import functools
 import hashlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Final, ParamSpec, TypeVar
+from typing import Any, Final
 
 from alembic import command
 from alembic.config import Config
@@ -53,9 +51,6 @@ __all__ = [
 ]
 
 MIGRATIONS: Final = Path(__file__).resolve().parents[1] / "migrations"
-
-_P = ParamSpec("_P")
-_T = TypeVar("_T")
 
 
 class DirectoryTimeout(TimeoutError):
@@ -157,21 +152,10 @@ class Directory:
     def engine(self) -> Engine:
         return self._engine
 
-    async def run(self, call: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
-        """``call(*args, **kwargs)`` (one of this directory's methods) off the event loop.
-
-        Raises :class:`DirectoryTimeout` after ``timeout`` seconds, whatever the call is
-        doing, so a member is answered while a hung connection is still being given up on
-        (the engine's connect, statement and TCP timeouts free its thread later).
-        """
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._threads, functools.partial(call, *args, **kwargs))
-        try:
-            return await asyncio.wait_for(future, self.timeout)
-        except TimeoutError:
-            raise DirectoryTimeout(
-                f"the database did not answer within {self.timeout:g} s"
-            ) from None
+    @property
+    def threads(self) -> ThreadPoolExecutor:
+        """Where ``AsyncDirectory`` runs this directory's calls."""
+        return self._threads
 
     # -- schema -------------------------------------------------------------------------------
 

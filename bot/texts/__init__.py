@@ -15,9 +15,10 @@ import string
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
-from bot.flow import Action, Duration, Param, Reply
+from bot.flow import Action, Date, Duration, Param, Reply
 
 _HERE = Path(__file__).parent
 REFERENCE = "en"
@@ -106,6 +107,8 @@ class Catalogue:
     def _value(self, value: Param, lang: str) -> str:
         if isinstance(value, Duration):
             return self.duration(value.seconds, lang)
+        if isinstance(value, Date):
+            return self.date(value.timestamp, lang)
         return str(value)
 
     def duration(self, seconds: int, locale: str | None = None) -> str:
@@ -113,3 +116,13 @@ class Catalogue:
             if seconds >= size * (2 if unit != "minutes" else 1):
                 return self.text(f"duration.{unit}", locale, n=-(-seconds // size))
         return self.text("duration.seconds", locale, n=max(seconds, 0))
+
+    def date(self, timestamp: float, locale: str | None = None) -> str:
+        day = datetime.fromtimestamp(timestamp, UTC)
+        return self.text(
+            "date.day",
+            locale,
+            year=f"{day.year:04d}",
+            month=f"{day.month:02d}",
+            day=f"{day.day:02d}",
+        )

@@ -6,20 +6,26 @@ Every run also scans the JSON log lines for the code and the full phone number.
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
+import os
 import queue
 import re
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TextIO
 
 import pytest
 
+from adapters.console import ConsoleChat
+from bot.settings import Settings
 from tests.conftest import unconfigured_environment
+from verifybot.bootstrap import open_app
 
 FICTIONAL = "+44 7700 900123"  # the README's example: accepted by the sandbox only
 E164_DIGITS = "447700900123"
@@ -164,13 +170,52 @@ def test_a_wrong_code_then_the_right_one(console: Any) -> None:
     chat.expect("You're verified")
 
 
-def test_an_expired_code(console: Any) -> None:
-    chat = console(CODE_VALIDITY_SECONDS="1")
-    chat.send(FICTIONAL)
-    code = chat.code()
-    time.sleep(1.2)
-    chat.send(code)
-    chat.expect("Your code has expired")
+class _Screen(io.StringIO):
+    """The console's stdout, read while the chat runs (both on the event loop)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.changed = asyncio.Event()
+
+    def write(self, text: str) -> int:
+        self.changed.set()
+        return super().write(text)
+
+    async def expect(self, text: str) -> None:
+        async with asyncio.timeout(15):
+            while text not in self.getvalue():
+                self.changed.clear()
+                await self.changed.wait()
+
+
+def _pipe() -> tuple[TextIO, TextIO]:
+    """A stdin for the console, and the end the test types into."""
+    read_end, write_end = os.pipe()
+    return open(read_end, encoding="utf-8"), open(write_end, "w", encoding="utf-8")
+
+
+async def test_an_expired_code(make_settings: Callable[..., Settings]) -> None:
+    # In process, so that the engine's clock moves on instead of the test sleeping.
+    now = [time.time()]
+    codes: list[str] = []
+    settings = make_settings(code_validity_seconds=1)
+    async with open_app(settings, show_code=codes.append, clock=lambda: now[0]) as app:
+        stdin, typing_ = _pipe()
+        with stdin, typing_:
+            screen = _Screen()
+            chat = ConsoleChat(app.engine, app.catalogue, user_id="x", stdin=stdin, stdout=screen)
+            running = asyncio.create_task(chat.run())
+            await screen.expect("send me your mobile phone number")
+            typing_.write(FICTIONAL + "\n")
+            typing_.flush()
+            await screen.expect("I've sent a 6-digit code")
+            match = CODE_LINE.search(codes[-1])
+            assert match
+            now[0] += 1.0  # valid for one second, not a moment more
+            typing_.write(match.group(1) + "\n")
+            typing_.flush()
+            await screen.expect("Your code has expired")
+        await running  # the closed stdin ends the chat
 
 
 def test_a_resend(console: Any) -> None:

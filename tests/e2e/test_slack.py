@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, MutableMapping
 from typing import Any
 
 import pytest
@@ -304,7 +304,7 @@ async def test_slack_refusals_are_one_log_line_and_no_crash(slack: Harness) -> N
         }
         await slack.post(event_callback(TEAM, event), json_body=True)
 
-        def refusals() -> list[dict[str, Any]]:
+        def refusals() -> list[MutableMapping[str, Any]]:
             return [e for e in logs if e["event"] == "slack_api_error"]
 
         await until(lambda: len(refusals()) == 3)

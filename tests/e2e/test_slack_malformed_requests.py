@@ -213,7 +213,7 @@ async def test_odd_values_inside_a_well_formed_request_do_not_break_a_listener(
 ) -> None:
     caplog.set_level(logging.INFO)
     dm = {"type": "message", "channel": "D0ALICEDM1", "user": ALICE, "channel_type": "im"}
-    events = [
+    events: list[dict[str, Any]] = [
         {**dm, "text": 4474001234},
         {**dm, "text": SECRET_NUMBER, "channel": None},
         {**dm, "text": SECRET_NUMBER, "user": {"id": ALICE}},

@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 #: Seconds a kept-alive connection may sit idle before the server closes it.
 IDLE_TIMEOUT = 30.0
@@ -36,7 +36,7 @@ class TrackedServer(ThreadingHTTPServer):
             self._conn_threads.add(thread)
         thread.start()
 
-    def _serve_connection(self, raw: socket.socket, client_address: Any) -> None:
+    def _serve_connection(self: Self, raw: socket.socket, client_address: Any) -> None:
         conn = raw
         with self._guard:
             self._connections.add(raw)
@@ -61,6 +61,24 @@ class TrackedServer(ThreadingHTTPServer):
             with self._guard:
                 self._connections.discard(conn)
                 self._conn_threads.discard(threading.current_thread())
+
+    def serve_in_background(self, name: str) -> threading.Thread:
+        """Start serving on a daemon thread (the emulators' start)."""
+        thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.02}, name=name, daemon=True
+        )
+        thread.start()
+        return thread
+
+    def stop_serving(self, *threads: threading.Thread, timeout: float = 5.0) -> None:
+        """The emulators' stop: no new requests, kept-alive connections closed (which unblocks
+        handlers waiting on them), then wait for the connections' threads and ``threads``."""
+        self.shutdown()
+        self.close_connections()
+        self.server_close()
+        self.join_connections(timeout)
+        for thread in threads:
+            thread.join(timeout)
 
     def close_connections(self) -> None:
         with self._guard:

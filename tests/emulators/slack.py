@@ -267,8 +267,8 @@ class SlackEmulator:
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        assert isinstance(server, asyncio.Server)
+        self.port = server.sockets[0].getsockname()[1]
         return self
 
     async def __aexit__(
@@ -497,7 +497,8 @@ class SlackEmulator:
     def _operation(self, method: str) -> dict[str, Any] | None:
         path = self.spec["paths"].get("/" + method)
         if path:
-            return next(iter(path.values()))
+            operation: dict[str, Any] = next(iter(path.values()))
+            return operation
         described = DOCS_METHODS.get(method)
         if described is None:
             return None
@@ -851,7 +852,7 @@ def validate(value: Any, schema: dict[str, Any], spec: dict[str, Any], at: str =
         return [] if any(not o for o in options) else min(options, key=len)
     problems: list[str] = []
     kind = schema.get("type")
-    types = {
+    types: dict[str, type | tuple[type, ...]] = {
         "object": dict,
         "array": list,
         "string": str,

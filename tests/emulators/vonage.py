@@ -295,24 +295,14 @@ class VonageEmulator:
         server = _Server(("127.0.0.1", 0), self, context)
         self._server = server
         self.host = f"127.0.0.1:{server.server_address[1]}"
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.02},
-            name=f"vonage-emulator-{self.host}",
-            daemon=True,
-        )
-        self._thread.start()
+        self._thread = server.serve_in_background(f"vonage-emulator-{self.host}")
 
     def stop(self) -> None:
         server, thread = self._server, self._thread
         if server is None or thread is None:
             return
         self._stopping.set()  # wakes handlers sleeping on a "timeout" fault
-        server.shutdown()
-        server.close_connections()  # unblocks handlers waiting on idle keep-alive sockets
-        server.server_close()
-        server.join_connections(timeout=5.0)
-        thread.join(timeout=5.0)
+        server.stop_serving(thread)
         self._server = self._thread = None
 
     def __enter__(self) -> VonageEmulator:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from structlog.testing import capture_logs
 
 from bot.flow import (
@@ -37,7 +38,7 @@ PHONE = "+447400123456"
 DIGITS = PHONE.removeprefix("+")
 
 
-def pem(key: Any, fmt: serialization.PrivateFormat) -> str:
+def pem(key: rsa.RSAPrivateKey, fmt: serialization.PrivateFormat) -> str:
     return key.private_bytes(serialization.Encoding.PEM, fmt, serialization.NoEncryption()).decode()
 
 

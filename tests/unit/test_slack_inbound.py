@@ -59,7 +59,7 @@ def mangled(draw: st.DrawFn) -> dict[str, Any]:
     for _ in range(draw(st.integers(1, 3))):
         target = body
         nested = [k for k, v in body.items() if isinstance(v, dict)]
-        if nested and draw(st.booleans()):
+        if bool(nested) and draw(st.booleans()):
             target = body[draw(st.sampled_from(nested))]
         if not target:
             break

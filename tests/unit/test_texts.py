@@ -2,14 +2,56 @@
 
 from __future__ import annotations
 
-import re
+import itertools
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 import bot.flow
-from bot.flow import Action, Duration, Failure, Reply
-from bot.phone import PhoneRefusal
+from bot.flow import (
+    Action,
+    Cancel,
+    ChangeNumber,
+    CheckFailed,
+    CheckLost,
+    CodeAccepted,
+    CodeExpired,
+    CodeGiven,
+    CodeRejected,
+    ContactShared,
+    Context,
+    Conversation,
+    Date,
+    Duration,
+    Failure,
+    FlowPolicy,
+    Help,
+    Limited,
+    LinkLookedUp,
+    LinksCounted,
+    PhoneBusy,
+    PhoneGiven,
+    PhoneTaken,
+    Purpose,
+    Recorded,
+    RecordFailed,
+    Reply,
+    Resend,
+    ResendFailed,
+    Resent,
+    Reserved,
+    Start,
+    StartFailed,
+    State,
+    Status,
+    Text,
+    TooManyAttempts,
+    VerificationStarted,
+    step,
+)
+from bot.phone import PhonePolicy, PhoneRefusal
 from bot.texts import REFERENCE, Catalogue, CatalogueError, placeholders
 
 CATALOGUE = Catalogue.load()
@@ -17,8 +59,49 @@ REFERENCE_TEXTS = CATALOGUE.languages[REFERENCE]
 
 
 def flow_reply_keys() -> set[str]:
-    source = Path(bot.flow.__file__).read_text()
-    keys = set(re.findall(r'(?:Reply|_code_reply)\(\s*"([a-z_.]+)"', source))
+    """Every reply key the flow sends: each row of its table (and each state's help) run with
+    conversations and events that take each of its branches, at moments before and after
+    the clock's deadlines."""
+    now, phone = 1_000_000.0, "+447400123456"
+    code = Conversation(
+        state=State.AWAIT_CODE, phone=phone, country="GB", request_id="r",
+        code_sent_at=now - 60, code_expires_at=now + 240,
+    )  # fmt: skip
+    conversations = [
+        Conversation(),
+        Conversation(state=State.AWAIT_PHONE, phone=phone),
+        Conversation(state=State.STARTING, phone=phone, lease_until=now + 30),
+        code,
+        replace(code, code_sent_at=now),
+        replace(code, code_accepted=True),
+        replace(code, check_in_doubt=True),
+        replace(code, checking_until=now + 20),
+        Conversation(state=State.VERIFIED, phone=phone, verified_at=now - 86400),
+    ]
+    events: list[bot.flow.Event] = [
+        Start(), Start("group"), Status(), Help(), Cancel(), ChangeNumber(), Resend(),
+        Text("hi"), Text(phone), Text("123"), Text("123456"), Text("+1 000"),
+        PhoneGiven(phone), PhoneGiven("nonsense"), ContactShared(phone, is_own=False),
+        ContactShared(phone, is_own=True), CodeGiven("abc"), CodeGiven("123456"),
+        LinkLookedUp(Purpose.START), LinkLookedUp(Purpose.STATUS),
+        LinkLookedUp(Purpose.START, phone),
+        LinksCounted(0), LinksCounted(5), Reserved(), Limited(now + 60), PhoneBusy(now + 60),
+        VerificationStarted("r"), CodeAccepted(), CodeRejected(), CodeExpired(), TooManyAttempts(),
+        CheckLost(), Resent(), Recorded(), RecordFailed(), PhoneTaken(),
+        *(cls(failure) for cls in (StartFailed, CheckFailed, ResendFailed) for failure in Failure),
+    ]  # fmt: skip
+    contexts = [
+        Context(now),
+        Context(now + 1000),
+        Context(now, wrong_codes_blocked_until=now + 60),
+    ]
+    policies = [FlowPolicy(phone=PhonePolicy(default_region="GB")), FlowPolicy(max_wrong_codes=1)]
+    keys = {
+        effect.key
+        for conv, event, ctx, policy in itertools.product(conversations, events, contexts, policies)
+        for effect in step(conv, event, ctx, policy).effects
+        if isinstance(effect, Reply)
+    }
     keys |= {f"phone.{r.value}" for r in PhoneRefusal}
     keys |= {f"failure.{f.value}" for f in Failure}
     return keys
@@ -52,6 +135,15 @@ def test_locales_fall_back_to_the_language_then_the_default() -> None:
     assert CATALOGUE.language_for("pt-BR") == "en"
     assert CATALOGUE.language_for(None) == "en"
     assert CATALOGUE.text("cancel.done", "es-AR").startswith("Verificación cancelada")
+
+
+def test_dates_are_rendered_by_the_catalogue_as_a_calendar_day_in_utc() -> None:
+    # 2026-03-01 00:30 UTC is still 28 February in New York: the day is UTC's.
+    moment = datetime(2026, 3, 1, 0, 30, tzinfo=UTC).timestamp()
+    reply = Reply("verified.already", {"phone": "+44•••••3456", "since": Date(moment)})
+    assert "(since 2026-03-01)" in CATALOGUE.render(reply, "en")
+    assert "(desde 2026-03-01)" in CATALOGUE.render(reply, "es")
+    assert CATALOGUE.date(datetime(987, 1, 2, tzinfo=UTC).timestamp()) == "0987-01-02"
 
 
 def test_durations_are_rendered_in_words_the_member_reads() -> None:

@@ -1,0 +1,86 @@
+"""The directory as the async bot sees it: the same methods, awaited.
+
+Each call runs the synchronous ``Directory`` method on the directory's own threads, so a call
+stuck on a hung database holds one of those, never the event loop or asyncio's default
+threads. With a ``timeout`` the wait is given up after that many seconds whatever the call is
+doing (``DirectoryTimeout``), so a member is answered while the hung connection is still
+being given up on; the engine's connect, statement and TCP timeouts free the thread later.
+
+The method is looked up on the ``Directory`` at each call, so a test that replaces one on
+the instance (to make it fail or hang) is seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Coroutine
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from bot.directory.directory import Directory, DirectoryTimeout
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def _awaited(
+    method: Callable[Concatenate[Directory, _P], _T],
+) -> Callable[Concatenate[AsyncDirectory, _P], Coroutine[Any, Any, _T]]:
+    name = method.__name__
+
+    @functools.wraps(method)
+    async def call(self: AsyncDirectory, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        bound: Callable[_P, _T] = getattr(self.sync, name)
+        return await self._run(functools.partial(bound, *args, **kwargs))
+
+    return call
+
+
+class AsyncDirectory:
+    """``Directory``'s member and moderation methods, awaited and (optionally) bounded."""
+
+    def __init__(self, directory: Directory, *, timeout: float | None) -> None:
+        self.sync = directory
+        self.timeout = timeout
+
+    @classmethod
+    def bounded(cls, directory: Directory) -> AsyncDirectory:
+        """Every call given up on after the directory's own timeout: a member's path."""
+        return cls(directory, timeout=directory.timeout)
+
+    async def _run(self, call: Callable[[], _T]) -> _T:
+        future = asyncio.get_running_loop().run_in_executor(self.sync.threads, call)
+        if self.timeout is None:
+            return await future
+        try:
+            return await asyncio.wait_for(future, self.timeout)
+        except TimeoutError:
+            raise DirectoryTimeout(
+                f"the database did not answer within {self.timeout:g} s"
+            ) from None
+
+    # phone links
+    count_links = _awaited(Directory.count_links)
+    record_verified = _awaited(Directory.record_verified)
+    unverify = _awaited(Directory.unverify)
+    find = _awaited(Directory.find)
+    find_verified = _awaited(Directory.find_verified)
+    find_by_handle = _awaited(Directory.find_by_handle)
+    find_user = _awaited(Directory.find_user)
+    list_links = _awaited(Directory.list_links)
+    count_members = _awaited(Directory.count_members)
+    stats = _awaited(Directory.stats)
+    # admissions and invites
+    admit = _awaited(Directory.admit)
+    is_admitted = _awaited(Directory.is_admitted)
+    admit_for_role = _awaited(Directory.admit_for_role)
+    record_invite = _awaited(Directory.record_invite)
+    invites_to_revoke = _awaited(Directory.invites_to_revoke)
+    pending_revocations = _awaited(Directory.pending_revocations)
+    invite_revoked = _awaited(Directory.invite_revoked)
+    invite_withdrawn = _awaited(Directory.invite_withdrawn)
+    # roles and the audit log
+    grant_role = _awaited(Directory.grant_role)
+    revoke_role = _awaited(Directory.revoke_role)
+    audit = _awaited(Directory.audit)
+    audit_trail = _awaited(Directory.audit_trail)

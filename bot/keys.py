@@ -1,0 +1,71 @@
+"""Every Redis key verifybot uses, built in one place under the operator's ``REDIS_PREFIX``.
+
+The formats are part of the deployed data: a running service finds its conversations, claims,
+limits and gate holds by them, so they never change shape (tests/unit/test_keys.py pins them).
+Lua scripts that build keys themselves are given the prefixes below (``gate_holds``,
+``gate_of_prefix``), never their own copies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.identity import MemberKey
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str = "verifybot:"
+
+    # -- the conversation store ---------------------------------------------------------------
+
+    def conversation(self, member: MemberKey) -> str:
+        return f"{self.prefix}conv:{member.platform}:{member.scope}:{member.user_id}"
+
+    def delivery(self, member: MemberKey, delivery_id: str) -> str:
+        """A platform delivery already seen (for deduplication)."""
+        return f"{self.prefix}seen:{member.platform}:{member.scope}:{delivery_id}"
+
+    def claim(self, phone: str) -> str:
+        """Which member's verification holds this number."""
+        return f"{self.prefix}claim:{phone}"
+
+    def limit(self, name: str, window: int, subject: str) -> str:
+        return f"{self.prefix}rl:{name}:{window}:{subject}"
+
+    def stash(self, name: str) -> str:
+        return f"{self.prefix}stash:{name}"
+
+    # -- the gate -----------------------------------------------------------------------------
+
+    @property
+    def gate_holds(self) -> str:
+        """The prefix of every hold's key; a hold's own key adds its ``Hold.field``."""
+        return f"{self.prefix}gate:hold:"
+
+    def gate_hold(self, field: str) -> str:
+        return f"{self.gate_holds}{field}"
+
+    @property
+    def gate_of_prefix(self) -> str:
+        return f"{self.prefix}gate:of:"
+
+    def gate_of(self, member: MemberKey) -> str:
+        """The places where ``member`` is held."""
+        return f"{self.gate_of_prefix}{member}"
+
+    @property
+    def gate_due(self) -> str:
+        """Every hold with a deadline, by deadline."""
+        return f"{self.prefix}gate:due"
+
+    def gate_covered(self, place: str) -> str:
+        """The members a place's welcome notice serves."""
+        return f"{self.prefix}gate:covered:{place}"
+
+    def gate_notice(self, place: str) -> str:
+        return f"{self.prefix}gate:notice:{place}"
+
+    def gate_welcomed(self, place: str) -> str:
+        """Set while a welcome posted at ``place`` is recent (the welcome pace)."""
+        return f"{self.prefix}gate:welcomed:{place}"
