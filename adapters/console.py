@@ -94,10 +94,13 @@ class ConsoleChat:
             if hints:
                 self.say("     " + "  ".join(hints))
 
+    async def render(self, outcome: Outcome) -> None:
+        self.show(outcome)
+
     async def run(self) -> None:
         self.say(self.catalogue.text("console.banner", self.locale))
         self.say(self.catalogue.text("console.commands", self.locale))
-        self.show(await self.engine.handle(self.member, Start()))
+        await self.engine.handle(self.member, Start(), render=self.render)
         while True:
             if self.interactive:
                 self.stdout.write("you> ")
@@ -110,5 +113,5 @@ class ConsoleChat:
                 continue
             if line.lower() in QUIT:
                 break
-            self.show(await self.engine.handle(self.member, event_for(line)))
+            await self.engine.handle(self.member, event_for(line), render=self.render)
         self.say(self.catalogue.text("console.bye", self.locale))

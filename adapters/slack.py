@@ -20,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -198,6 +199,7 @@ class SlackBot:
         self.moderation = bot.moderation(
             {PLATFORM: roles}, mod_log(roles, bot.settings, bot.catalogue)
         )
+        bot.follow_verifications(PLATFORM, self.moderation)  # no gate on Slack
 
     async def member(self, team_id: str, user_id: str) -> Member:
         return _member(team_id, user_id, await self.profiles.get(team_id, user_id))
@@ -234,6 +236,10 @@ class SlackBot:
         if isinstance(channel, dict) and channel.get("id"):
             await self.post(channel["id"], text, blocks)
 
+    async def post_replies(self, member: Member, channel: str | None, outcome: Outcome) -> None:
+        if channel and outcome.replies:
+            await self.post(channel, *self.views(member).message(outcome.replies))
+
     async def post(self, channel: str, text: str, blocks: list[Any]) -> None:
         await _call(
             "chat.postMessage",
@@ -242,19 +248,20 @@ class SlackBot:
 
     async def open_modal(self, member: Member, trigger_id: str) -> None:
         # The trigger_id lives ~3 s: Start costs a Redis and a database lookup, well within.
-        outcome = await self.engine.handle(member, Start())
-        view = self.modal_for(member, outcome)
-        await _call("views.open", self.client.views_open(trigger_id=trigger_id, view=view))
+        async def render(outcome: Outcome) -> None:
+            view = self.modal_for(member, outcome)
+            await _call("views.open", self.client.views_open(trigger_id=trigger_id, view=view))
+
+        await self.engine.handle(member, Start(), render=render)
+
+    async def update_modal(self, member: Member, view: dict[str, Any], outcome: Outcome) -> None:
+        update = self.client.views_update(view_id=view["id"], view=self.modal_for(member, outcome))
+        await _call("views.update", update)
 
     async def announce_verified(self, member: Member, outcome: Outcome) -> None:
+        """A verification in a modal is said in the DM too, where it stays."""
         if outcome.verified is not None:
             await self.direct_message(member, *self.views(member).message(outcome.replies))
-        await self.after(member, outcome)
-
-    async def after(self, member: Member, outcome: Outcome) -> None:
-        """A verification is logged and earns AUTO_ROLES, whichever way it happened."""
-        if outcome.verified is not None and not outcome.duplicate:
-            await self.moderation.member_verified(member, fresh=outcome.verified.fresh)
 
     # --- listeners -----------------------------------------------------------------------
 
@@ -276,10 +283,8 @@ class SlackBot:
         meta = view.get("private_metadata", "")
         sending = views.info_modal([Reply("code.sending")], meta)
         await ack(response_action="update", view=sending)
-        outcome = await self.engine.handle(member, PhoneGiven(text))
-        await _call(
-            "views.update",
-            self.client.views_update(view_id=view["id"], view=self.modal_for(member, outcome)),
+        await self.engine.handle(
+            member, PhoneGiven(text), render=partial(self.update_modal, member, view)
         )
 
     async def on_code_submitted(
@@ -287,30 +292,34 @@ class SlackBot:
     ) -> None:
         member, view = self._modal_member(body), body["view"]
         views = self.views(member)
-        task = asyncio.ensure_future(
-            self.engine.handle(member, CodeGiven(_input(view, CODE_INPUT)))
-        )
+        # Whoever comes first answers Slack: the outcome, or "checking…" after ACK_BUDGET.
+        answering = asyncio.Lock()
+        acked = False
+
+        async def render(outcome: Outcome) -> None:
+            nonlocal acked
+            async with answering:
+                if acked:  # Vonage was slow: Slack has "checking…", the result follows
+                    await self.update_modal(member, view, outcome)
+                elif outcome.state is State.AWAIT_CODE and outcome.replies:
+                    # A wrong or malformed code: shown under the input, with the tries left.
+                    error = " ".join(views.short(reply) for reply in outcome.replies)
+                    await ack(response_action="errors", errors={CODE_INPUT: error})
+                else:
+                    await ack(response_action="update", view=self.modal_for(member, outcome))
+                acked = True
+            await self.announce_verified(member, outcome)
+
+        code = CodeGiven(_input(view, CODE_INPUT))
+        task = asyncio.ensure_future(self.engine.handle(member, code, render=render))
         done, _ = await asyncio.wait({task}, timeout=ACK_BUDGET)
         if not done:
-            # Vonage is slow: answer Slack now, show the result when it comes.
-            await ack(
-                response_action="update",
-                view=views.checking_modal(view.get("private_metadata", "")),
-            )
-            outcome = await task
-            await _call(
-                "views.update",
-                self.client.views_update(view_id=view["id"], view=self.modal_for(member, outcome)),
-            )
-        else:
-            outcome = task.result()
-            if outcome.state is State.AWAIT_CODE and outcome.replies:
-                # A wrong or malformed code: shown under the input, with the tries left.
-                error = " ".join(views.short(reply) for reply in outcome.replies)
-                await ack(response_action="errors", errors={CODE_INPUT: error})
-            else:
-                await ack(response_action="update", view=self.modal_for(member, outcome))
-        await self.announce_verified(member, outcome)
+            async with answering:
+                if not acked:
+                    checking = views.checking_modal(view.get("private_metadata", ""))
+                    await ack(response_action="update", view=checking)
+                    acked = True
+            await task
 
     async def on_action(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]) -> None:
         await ack()
@@ -319,21 +328,23 @@ class SlackBot:
         member = await self.member(team_id, body["user"]["id"])
         view = body.get("view") or {}
         if view.get("type") == "modal":
-            outcome = await self.engine.handle(member, ACTION_EVENTS[action])
-            update = self.client.views_update(
-                view_id=view["id"], hash=view.get("hash"), view=self.modal_for(member, outcome)
-            )
-            await _call("views.update", update)
+
+            async def in_modal(outcome: Outcome) -> None:
+                modal = self.modal_for(member, outcome)
+                update = self.client.views_update(
+                    view_id=view["id"], hash=view.get("hash"), view=modal
+                )
+                await _call("views.update", update)
+
+            await self.engine.handle(member, ACTION_EVENTS[action], render=in_modal)
         elif view.get("type") == "home":
             # The Home tab's Verify: the button's trigger_id opens the modal.
             await self.open_modal(member, body["trigger_id"])
         else:
             # A button under a DM message: the conversation goes on in the DM.
-            outcome = await self.engine.handle(member, ACTION_EVENTS[action])
             channel = (body.get("channel") or {}).get("id")
-            if channel and outcome.replies:
-                await self.post(channel, *self.views(member).message(outcome.replies))
-            await self.after(member, outcome)
+            render = partial(self.post_replies, member, channel)
+            await self.engine.handle(member, ACTION_EVENTS[action], render=render)
 
     async def on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         # Edits, joins and bots (ourselves included) are not the member typing.
@@ -345,10 +356,12 @@ class SlackBot:
         if not isinstance(text, str) or not text.strip():
             return
         member = await self.member(body["team_id"], user_id)
-        outcome = await self.engine.handle(member, Text(text), delivery_id=body.get("event_id"))
-        if not outcome.duplicate and outcome.replies:
-            await self.post(channel, *self.views(member).message(outcome.replies))
-        await self.after(member, outcome)
+        await self.engine.handle(
+            member,
+            Text(text),
+            delivery_id=body.get("event_id"),
+            render=partial(self.post_replies, member, channel),
+        )
 
     async def on_home_opened(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         user_id = event.get("user")

@@ -11,6 +11,7 @@ import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager, suppress
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -336,6 +337,7 @@ class TelegramChat:
             {PLATFORM: self.roles}, mod_log(self.roles, app.settings, app.catalogue)
         )
         self.desk = ModeratorDesk(self, app, self.moderation, self.roles)
+        app.follow_verifications(PLATFORM, self.moderation, self.gate)
         application.bot_data["chat"] = self
 
     @property
@@ -459,24 +461,14 @@ class TelegramChat:
         if user is None or chat is None or user.is_bot:
             return
         member = self.member_for(user)
-        outcome = await self.app.engine.handle(member, event, delivery_id=str(update.update_id))
-        if outcome.duplicate:
-            return
-        await self.show(chat.id, outcome, member.locale)
-        if outcome.verified is not None:
-            await self.verified(
-                member, fresh=outcome.verified.fresh, origin=outcome.verified.origin
-            )
+        await self.app.engine.handle(
+            member,
+            event,
+            delivery_id=str(update.update_id),
+            render=partial(self.show, chat.id, locale=member.locale),
+        )
 
-    async def verified(
-        self, member: Member, *, fresh: bool = True, origin: str | None = None
-    ) -> None:
-        """The member verified (``fresh``) or came back by a deep link (to group ``origin``):
-        let them into held groups, and tell the moderators' desk (the log, AUTO_ROLES)."""
-        await self.gate.member_verified(member, origin=origin)
-        await self.moderation.member_verified(member, fresh=fresh)
-
-    async def show(self, chat_id: int | str, outcome: Outcome, locale: str | None) -> None:
+    async def show(self, chat_id: int | str, outcome: Outcome, *, locale: str | None) -> None:
         """Send the replies; a reply keyboard shown for the phone goes once it is given."""
         close_keyboard = (
             outcome.previous is State.AWAIT_PHONE and outcome.state is not State.AWAIT_PHONE

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -162,12 +163,9 @@ class GroupGate:
             return
         intro = self.chat.text("gate.join_request", member.locale, group=request.chat.title or "")
         await self.chat.send(reach, intro)
-        outcome = await self.engine.handle(member, Start(origin=place))
-        await self.chat.show(reach, outcome, member.locale)
-        if outcome.verified is not None:
-            await self.chat.verified(
-                member, fresh=outcome.verified.fresh, origin=outcome.verified.origin
-            )
+        await self.engine.handle(
+            member, Start(origin=place), render=partial(self.chat.show, reach, locale=member.locale)
+        )
 
     async def on_group_verify(
         self, update: TelegramUpdate, context: ContextTypes.DEFAULT_TYPE

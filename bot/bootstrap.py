@@ -11,6 +11,7 @@ import structlog
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
+from bot.bus import GatePort, desk_handler, gate_handler
 from bot.directory import Directory, DirectoryConfigError
 from bot.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from bot.engine import Engine
@@ -52,6 +53,14 @@ class App:
             store=self.store,
             admins=admin_ids(self.settings),
         )
+
+    def follow_verifications(
+        self, platform: str, moderation: Moderation, gate: GatePort | None = None
+    ) -> None:
+        """What follows a verification on ``platform`` (``bot.bus``): its gate lets the
+        member in, then the moderators' desk logs it and grants ``AUTO_ROLES``."""
+        opening = [gate_handler(gate)] if gate is not None else []
+        self.engine.bus.register(platform, [*opening, desk_handler(moderation)])
 
 
 def flow_policy(settings: Settings) -> FlowPolicy:
