@@ -308,8 +308,8 @@ def with_desk(
             tokens = {"telegram": settings.telegram_bot_token, "slack": settings.slack_bot_token}
             for name, token in tokens.items():
                 if connect and token is not None:
-                    # adapters/<platform>_roles.py: loaded only for a platform configured here.
-                    adapter = importlib.import_module(f"adapters.{name}_roles")
+                    # adapters/<platform>/roles.py: loaded only for a platform configured here.
+                    adapter = importlib.import_module(f"adapters.{name}.roles")
                     platforms[name] = await stack.enter_async_context(
                         adapter.standalone(settings, catalogue)
                     )

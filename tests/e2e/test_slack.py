@@ -12,7 +12,7 @@ import pytest
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
-from adapters.slack_views import CODE_INPUT, CODE_VIEW, PHONE_INPUT, PHONE_VIEW
+from adapters.slack.views import CODE_INPUT, CODE_VIEW, PHONE_INPUT, PHONE_VIEW
 from bot.identity import MemberKey
 from tests.e2e.slack_harness import MASKED, PHONE, TEAM, Harness, running, texts, until
 from tests.emulators.slack_requests import (

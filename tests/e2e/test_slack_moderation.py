@@ -14,8 +14,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from adapters.slack_roles import SlackRoles, standalone
-from adapters.slack_views import (
+from adapters.slack.roles import SlackRoles, standalone
+from adapters.slack.views import (
     CODE_INPUT,
     CODE_VIEW,
     GRANT_SHORTCUT,
