@@ -10,6 +10,7 @@ import asyncio
 import getpass
 from typing import TextIO
 
+from adapters._commands import command_word
 from bot.engine import Engine, Outcome
 from bot.flow import (
     Action,
@@ -28,13 +29,13 @@ from bot.texts import Catalogue
 PLATFORM = "console"
 
 COMMANDS: dict[str, MemberEvent] = {
-    "/start": Start(),
-    "/verify": Start(),
-    "/resend": Resend(),
-    "/change": ChangeNumber(),
-    "/cancel": Cancel(),
-    "/status": Status(),
-    "/help": Help(),
+    "start": Start(),
+    "verify": Start(),
+    "resend": Resend(),
+    "change": ChangeNumber(),
+    "cancel": Cancel(),
+    "status": Status(),
+    "help": Help(),
 }
 ACTION_COMMANDS = {
     Action.START: "/start",
@@ -46,10 +47,10 @@ QUIT = ("/quit", "/exit")
 
 
 def event_for(line: str) -> MemberEvent:
-    word = line.split(maxsplit=1)[0].lower() if line.startswith("/") else ""
-    if word:
-        return COMMANDS.get(word, Help())
-    return Text(line)
+    if not line.startswith("/"):
+        return Text(line)
+    word = command_word(line, COMMANDS)
+    return COMMANDS[word] if word else Help()
 
 
 class ConsoleChat:

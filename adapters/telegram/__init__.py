@@ -3,7 +3,7 @@
 - ``client``: the Bot factory, Bot API calls and their refusals as problem words;
 - ``chat``: the member's private chat; ``gate``: groups held until members verify;
 - ``roles``: what a role means on Telegram, and the moderators' log chat;
-- ``desk``: the moderators' commands; ``commands``: which command a message gives;
+- ``desk``: the moderators' commands;
 - ``updates``, ``http``: how PTB takes updates and makes calls; ``service``: the wiring.
 
 The shell needs only what is named here.

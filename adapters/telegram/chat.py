@@ -25,8 +25,8 @@ from telegram import (
 from telegram.constants import ChatType
 from telegram.ext import ContextTypes
 
+from adapters._commands import command_word
 from adapters.telegram.client import VARIANT, Markup, TelegramClient
-from adapters.telegram.commands import command_word
 from bot.engine import Engine, Outcome
 from bot.flow import (
     ACTION_EVENTS,

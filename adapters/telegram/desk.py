@@ -31,9 +31,9 @@ from telegram.constants import ChatType
 from telegram.error import Forbidden, TelegramError
 from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, ContextTypes, filters
 
+from adapters._commands import command_word
 from adapters._runtime import TtlCache
 from adapters.telegram.client import PLATFORM, VARIANT, TelegramClient, chat_target, log_refusal
-from adapters.telegram.commands import command_word
 from adapters.telegram.roles import TelegramRoles, role_for_link
 from bot.identity import MemberKey
 from bot.moderation import Actor, Moderation, Rank, Result, page_number
