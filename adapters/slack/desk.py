@@ -23,6 +23,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.slack.client import PLATFORM, call, team_id_of
 from adapters.slack.profiles import Profiles
 from adapters.slack.views import ROLE_INPUT, Views, element_state, escape
+from bot.desk_commands import COMMANDS, Request, answer
 from bot.identity import MemberKey
 from bot.moderation import Actor, Document, Moderation, Rank, Result, page_number
 from bot.texts import Catalogue
@@ -32,19 +33,9 @@ __all__ = ["Command", "SlackDesk", "parse", "user_ref"]
 log = structlog.get_logger("verifybot.slack.desk")
 
 #: How many words each subcommand needs after its name; the optional ones are 0.
-SUBCOMMANDS: Final = {
-    "help": 0,
-    "grant": 2,
-    "revoke": 2,
-    "roles": 0,
-    "whois": 1,
-    "verified": 0,
-    "stats": 0,
-    "export": 0,
-    "unlink": 1,
-}
+SUBCOMMANDS: Final = {"help": 0} | {name: c.words_needed for name, c in COMMANDS.items()}
 #: Subcommands whose first word names a member.
-ABOUT_A_MEMBER: Final = frozenset({"grant", "revoke", "roles", "whois", "unlink"})
+ABOUT_A_MEMBER: Final = frozenset(name for name, c in COMMANDS.items() if c.about_a_member)
 
 # An escaped mention (the manifest's should_escape: true): <@U123|name>, or <@U123>.
 _MENTION = re.compile(r"^<@([UW][A-Z0-9]{2,})(?:\|[^>]*)?>$")
@@ -136,26 +127,16 @@ class SlackDesk:
     async def _result(
         self, actor: Actor, name: str, subject: MemberKey | None, args: tuple[str, ...]
     ) -> Result:
-        moderation, scope = self.moderation, actor.key.scope
-        if subject is not None:  # always, for the subcommands that need a member
-            if name == "grant":
-                return await moderation.grant(actor, subject, args[1])
-            if name == "revoke":
-                return await moderation.revoke(actor, subject, args[1])
-            if name == "roles":
-                return await moderation.roles_of(actor, subject)
-            if name == "whois":
-                return await moderation.whois(actor, subject)
-            if name == "unlink":
-                return await moderation.unlink(actor, subject)
-        if name == "roles":
-            return moderation.role_list()
-        if name == "verified":
-            page = page_number(args[0] if args else None)
-            return await moderation.verified(actor, platform=PLATFORM, scope=scope, page=page)
-        if name == "stats":
-            return await moderation.stats(actor, platform=PLATFORM, scope=scope)
-        return await moderation.export(actor, platform=PLATFORM, scope=scope)
+        command = COMMANDS[name]
+        request = Request(
+            actor,
+            subject,
+            role=args[1] if command.takes_role else "",
+            page=page_number(args[0] if args else None),
+            platform=PLATFORM,
+            scope=actor.key.scope,
+        )
+        return await answer(self.moderation, name, request)
 
     async def _send_export(
         self, actor: Actor, views: Views, document: Document, result: Result

@@ -35,6 +35,7 @@ from adapters._commands import command_word
 from adapters._runtime import TtlCache
 from adapters.telegram.client import PLATFORM, VARIANT, TelegramClient, chat_target, log_refusal
 from adapters.telegram.roles import TelegramRoles, role_for_link
+from bot.desk_commands import ADMIN_COMMANDS, COMMANDS, Request, answer
 from bot.identity import MemberKey
 from bot.moderation import Actor, Moderation, Rank, Result, page_number
 
@@ -45,9 +46,7 @@ log = structlog.get_logger("verifybot.telegram")
 
 #: Callback data of the desk's buttons; the member's own buttons use "vb:".
 CALLBACK_PREFIX = "va:"
-MODERATOR_COMMANDS = ("grant", "revoke", "roles")
-ADMIN_COMMANDS = ("whois", "verified", "stats", "export", "unlink")
-DESK_COMMANDS = frozenset(MODERATOR_COMMANDS + ADMIN_COMMANDS)
+DESK_COMMANDS = frozenset(COMMANDS)
 #: A member named in a command: @username or a numeric user id.
 _MEMBER_REF = re.compile(r"^(@[A-Za-z][A-Za-z0-9_]{2,31}|\d{1,20})$")
 _CACHE_LIMIT = 4096
@@ -123,32 +122,29 @@ class TelegramDesk:
         self, word: str, message: Message, user: User, chat: Chat, args: list[str]
     ) -> None:
         locale = user.language_code
-        replied = _replied_member(message)
-        if word == "roles" and not args and replied is None:
-            await self._show(chat.id, self.moderation.role_list(), locale)
+        command, replied = COMMANDS[word], _replied_member(message)
+        if not command.member_needed and not args and replied is None:  # /roles: the list
+            await self._show(chat.id, await answer(self.moderation, word, self._ask(user)), locale)
             return
-        ref, rest = _subject(args, replied, takes_role=word != "roles")
-        if ref is None or (word != "roles" and not rest):
+        ref, rest = _subject(args, replied, takes_role=command.takes_role)
+        if ref is None or (command.takes_role and not rest):
             await self.client.send(chat.id, self.client.text(f"admin.usage_{word}", locale))
             return
         actor = await self._moderator(user, chat)
         subject = await self._resolve(ref, actor, Rank.MODERATOR, chat.id, locale)
         if subject is None:
             return
-        if word == "grant":
-            result = await self.moderation.grant(actor, subject, rest[0])
-        elif word == "revoke":
-            result = await self.moderation.revoke(actor, subject, rest[0])
-        else:
-            result = await self.moderation.roles_of(actor, subject)
-        await self._show(chat.id, result, locale)
+        role = rest[0] if command.takes_role else ""
+        request = self._ask(user, actor=actor, subject=subject, role=role)
+        await self._show(chat.id, await answer(self.moderation, word, request), locale)
 
     async def _administer(
         self, word: str, message: Message, user: User, chat: Chat, args: list[str]
     ) -> None:
         locale = user.language_code
         actor = self._admin(user)
-        if word in ("whois", "unlink"):
+        subject = None
+        if COMMANDS[word].member_needed:
             ref, _ = _subject(args, _replied_member(message), takes_role=False)
             if ref is None:
                 await self.client.send(chat.id, self.client.text(f"admin.usage_{word}", locale))
@@ -156,19 +152,9 @@ class TelegramDesk:
             subject = await self._resolve(ref, actor, Rank.ADMIN, chat.id, locale)
             if subject is None:
                 return
-            if word == "whois":
-                result = await self.moderation.whois(actor, subject)
-            else:
-                result = await self.moderation.unlink(actor, subject)
-        elif word == "verified":
-            page = page_number(args[0] if args else None)
-            result = await self.moderation.verified(
-                actor, platform=PLATFORM, scope=self.scope, page=page
-            )
-        elif word == "stats":
-            result = await self.moderation.stats(actor, platform=PLATFORM, scope=self.scope)
-        else:
-            result = await self.moderation.export(actor, platform=PLATFORM, scope=self.scope)
+        page = page_number(args[0] if args else None)
+        request = self._ask(user, actor=actor, subject=subject, page=page)
+        result = await answer(self.moderation, word, request)
         if actor.rank < Rank.ADMIN or chat.type == ChatType.PRIVATE:
             await self._show(chat.id, result, locale)  # a refusal is said where it was asked
             return
@@ -176,6 +162,19 @@ class TelegramDesk:
         note = "answered_in_private" if reached else "start_private"
         link = f"https://t.me/{self.bot.username}"
         await self.client.send(chat.id, self.client.text(f"admin.{note}", locale, link=link))
+
+    def _ask(
+        self,
+        user: User,
+        *,
+        actor: Actor | None = None,
+        subject: MemberKey | None = None,
+        role: str = "",
+        page: int = 1,
+    ) -> Request:
+        return Request(
+            actor or self._admin(user), subject, role, page, platform=PLATFORM, scope=self.scope
+        )
 
     # -- buttons ----------------------------------------------------------------------------
 

@@ -32,12 +32,13 @@ from telegram.ext import (
 from adapters._runtime import until_stopped
 from adapters.telegram.chat import COMMAND_EVENTS, MEMBER_COMMANDS, TelegramChat
 from adapters.telegram.client import PLATFORM, TelegramClient, file_url_for
-from adapters.telegram.desk import ADMIN_COMMANDS as DESK_ADMIN_COMMANDS
-from adapters.telegram.desk import MODERATOR_COMMANDS, TelegramDesk
+from adapters.telegram.desk import TelegramDesk
 from adapters.telegram.gate import GroupGate
 from adapters.telegram.http import AiohttpRequest
 from adapters.telegram.roles import TelegramRoles, mod_log
 from adapters.telegram.updates import InOrderPerMember, PaceMessages
+from bot.desk_commands import ADMIN_COMMANDS as DESK_ADMIN_COMMANDS
+from bot.desk_commands import MODERATOR_COMMANDS
 from bot.settings import ConfigError, Settings
 
 if TYPE_CHECKING:  # the wiring imports every port; an adapter needs only its type
