@@ -1,10 +1,16 @@
-"""What every long-running adapter needs from its process."""
+"""What every long-running adapter needs from its process: a clean stop, a short memory."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
+import time
+from collections.abc import Callable, Hashable
 from contextlib import suppress
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 
 
 async def until_stopped() -> None:
@@ -25,3 +31,41 @@ async def until_stopped() -> None:
     finally:
         for signum in installed:
             loop.remove_signal_handler(signum)
+
+
+class TtlCache(Generic[K, V]):
+    """Answers from a platform kept for ``ttl`` seconds, in process, at most ``limit`` of them.
+
+    A miss costs one platform call, so a full cache first drops what has expired and, if that
+    is not enough, everything. A ``ttl`` of 0 keeps nothing.
+    """
+
+    def __init__(
+        self, ttl: float, *, limit: int = 10_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl = ttl
+        self.limit = limit
+        self.clock = clock
+        self._entries: dict[K, tuple[float, V]] = {}
+
+    def get(self, key: K, *, max_age: float | None = None) -> V | None:
+        """The value kept for ``key`` if younger than the TTL (and than ``max_age``)."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        limit = self.ttl if max_age is None else min(self.ttl, max_age)
+        stored, value = entry
+        return value if self.clock() - stored < limit else None
+
+    def put(self, key: K, value: V) -> None:
+        if self.ttl <= 0:
+            return
+        now = self.clock()
+        if len(self._entries) >= self.limit and key not in self._entries:
+            self._entries = {k: e for k, e in self._entries.items() if now - e[0] < self.ttl}
+            if len(self._entries) >= self.limit:
+                self._entries.clear()
+        self._entries[key] = (now, value)
+
+    def __len__(self) -> int:
+        return len(self._entries)

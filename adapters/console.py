@@ -10,6 +10,7 @@ import asyncio
 import getpass
 from typing import TextIO
 
+from adapters._commands import command_word
 from bot.engine import Engine, Outcome
 from bot.flow import (
     Action,
@@ -28,13 +29,13 @@ from bot.texts import Catalogue
 PLATFORM = "console"
 
 COMMANDS: dict[str, MemberEvent] = {
-    "/start": Start(),
-    "/verify": Start(),
-    "/resend": Resend(),
-    "/change": ChangeNumber(),
-    "/cancel": Cancel(),
-    "/status": Status(),
-    "/help": Help(),
+    "start": Start(),
+    "verify": Start(),
+    "resend": Resend(),
+    "change": ChangeNumber(),
+    "cancel": Cancel(),
+    "status": Status(),
+    "help": Help(),
 }
 ACTION_COMMANDS = {
     Action.START: "/start",
@@ -46,10 +47,10 @@ QUIT = ("/quit", "/exit")
 
 
 def event_for(line: str) -> MemberEvent:
-    word = line.split(maxsplit=1)[0].lower() if line.startswith("/") else ""
-    if word:
-        return COMMANDS.get(word, Help())
-    return Text(line)
+    if not line.startswith("/"):
+        return Text(line)
+    word = command_word(line, COMMANDS)
+    return COMMANDS[word] if word else Help()
 
 
 class ConsoleChat:
@@ -94,10 +95,13 @@ class ConsoleChat:
             if hints:
                 self.say("     " + "  ".join(hints))
 
+    async def render(self, outcome: Outcome) -> None:
+        self.show(outcome)
+
     async def run(self) -> None:
         self.say(self.catalogue.text("console.banner", self.locale))
         self.say(self.catalogue.text("console.commands", self.locale))
-        self.show(await self.engine.handle(self.member, Start()))
+        await self.engine.handle(self.member, Start(), render=self.render)
         while True:
             if self.interactive:
                 self.stdout.write("you> ")
@@ -110,5 +114,5 @@ class ConsoleChat:
                 continue
             if line.lower() in QUIT:
                 break
-            self.show(await self.engine.handle(self.member, event_for(line)))
+            await self.engine.handle(self.member, event_for(line), render=self.render)
         self.say(self.catalogue.text("console.bye", self.locale))

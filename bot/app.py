@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from bot.bus import GatePort, desk_handler, gate_handler
 from bot.directory import Directory
 from bot.engine import Engine
 from bot.gate import Gatekeeper
@@ -40,6 +41,14 @@ class App:
         return moderation_desk(
             self.directory, self.roles, self.admins, platforms, log, store=self.store
         )
+
+    def follow_verifications(
+        self, platform: str, moderation: Moderation, gate: GatePort | None = None
+    ) -> None:
+        """What follows a verification on ``platform`` (``bot.bus``): its gate lets the
+        member in, then the moderators' desk logs it and grants ``AUTO_ROLES``."""
+        opening = [gate_handler(gate)] if gate is not None else []
+        self.engine.bus.register(platform, [*opening, desk_handler(moderation)])
 
 
 def moderation_desk(

@@ -1,4 +1,4 @@
-"""What adapters call for a member's message: ``await engine.handle(member, event)``.
+"""Where a member's message is handled: ``await engine.handle(member, event, render=…)``.
 
 (Besides it, adapters read through the engine: ``verification`` for gates and status
 displays, ``first_delivery`` to drop a redelivered update that is not a message, and
@@ -7,6 +7,8 @@ displays, ``first_delivery`` to drop a redelivered update that is not a message,
 It loads the member's conversation, runs ``flow.step``, carries out the effects through
 the ports (store, directory, verifier), feeds their answers back into ``step`` and saves
 the result, atomically. Adapters never touch Redis, Vonage or the database themselves.
+Once the adapter has rendered the replies, a verification goes to the bus (``bot.bus``),
+whose handlers open gates, tell the moderators' log and grant auto roles.
 
 State is durable before the outside world hears of it: before a turn's first call to
 Vonage or the directory's write, a conversation that changed is committed (compare-and-set
@@ -22,12 +24,13 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import structlog
 
+from bot.bus import Bus
 from bot.directory import AsyncDirectory, Directory, PhoneLink, RecordOutcome
 from bot.flow import (
     Answer,
@@ -112,6 +115,10 @@ class _Turn:
     external: bool = False
 
 
+#: How an adapter shows an outcome to the member (its replies, its keyboards or views).
+Render = Callable[[Outcome], Awaitable[None]]
+
+
 class _Replay(Exception):
     """Another worker saved the conversation first and nothing external happened yet."""
 
@@ -126,6 +133,7 @@ class Engine:
         policy: FlowPolicy,
         limits: Limits,
         clock: Callable[[], float] = time.time,
+        bus: Bus | None = None,
     ) -> None:
         self.store = store
         self.directory = AsyncDirectory.bounded(directory)
@@ -133,11 +141,37 @@ class Engine:
         self.policy = policy
         self.limits = limits
         self.clock = clock
+        #: What follows a verification; the shell registers its handlers.
+        self.bus = bus if bus is not None else Bus()
 
     async def handle(
-        self, member: Member, event: MemberEvent, *, delivery_id: str | None = None
+        self,
+        member: Member,
+        event: MemberEvent,
+        *,
+        delivery_id: str | None = None,
+        render: Render | None = None,
     ) -> Outcome:
-        """Handle one member message. Never raises: a failure becomes a polite reply."""
+        """Handle one member message: ``render`` shows the outcome (not for a duplicate),
+        then a verification goes to the bus, so the member hears "verified" before the gate
+        opens. A failure of the handling becomes a polite reply. ``render``'s own failure is
+        raised to the adapter after the bus has run: the directory has the member verified,
+        and a lost reply must not keep a group shut.
+        """
+        outcome = await self._outcome(member, event, delivery_id)
+        if outcome.duplicate:
+            return outcome
+        try:
+            if render is not None:
+                await render(outcome)
+        finally:
+            if outcome.verified is not None:
+                await self.bus.publish(member, outcome.verified)
+        return outcome
+
+    async def _outcome(
+        self, member: Member, event: MemberEvent, delivery_id: str | None
+    ) -> Outcome:
         try:
             return await self._handle(member, event, delivery_id)
         except Exception:

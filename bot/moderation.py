@@ -96,6 +96,12 @@ class Paging:
     pages: int
 
 
+def page_number(word: str | None) -> int:
+    """The page a moderator asked for (a command's word, a button's value): the first
+    unless it is a plain number. ``verified`` keeps it within the pages there are."""
+    return int(word) if word and word.isascii() and word.isdigit() else 1
+
+
 @dataclass(frozen=True, slots=True)
 class Result:
     """What to show the moderator; ``ok`` is False for a refusal or a failure."""

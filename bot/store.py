@@ -233,7 +233,7 @@ class Store:
         # redis-py's BlockingConnectionPool hands a freed connection to whoever asks next,
         # not to the longest waiter: above the pool size some messages starve until its
         # timeout. A FIFO semaphore of the pool's size queues them fairly instead.
-        self._gate = asyncio.Semaphore(max_in_flight)
+        self._in_flight = asyncio.Semaphore(max_in_flight)
         self.keys = Keys(prefix)
         self._conversation_ttl_ms = int(conversation_ttl * 1000)
         self._duplicate_ttl_ms = int(duplicate_ttl * 1000)
@@ -269,7 +269,7 @@ class Store:
         for limit in peek:
             keys.append(self.limit_key(limit))
             args += [limit.rate.window * 1000, limit.rate.count]
-        async with self._gate:
+        async with self._in_flight:
             result = await self._load(keys=keys, args=args)
         if int(result[0]) == 1:
             return Snapshot(duplicate=True, conversation=Conversation(), version=0)
@@ -281,12 +281,12 @@ class Store:
         """Mark a delivery seen without loading a conversation (a group's join, say); True
         the first time. It shares the conversations' guard: ids are unique per bot."""
         key = self.delivery_key(member, delivery_id)
-        async with self._gate:
+        async with self._in_flight:
             return bool(await self.redis.set(key, 1, nx=True, px=self._duplicate_ttl_ms))
 
     async def forget_delivery(self, member: MemberKey, delivery_id: str) -> None:
         """Let a delivery be handled again, after handling it failed."""
-        async with self._gate:
+        async with self._in_flight:
             await self.redis.delete(self.delivery_key(member, delivery_id))
 
     async def commit(
@@ -311,7 +311,7 @@ class Store:
         for hit in hits:
             keys.append(self.limit_key(hit.limit))
             args += [hit.limit.rate.window * 1000, hit.limit.rate.count, hit.mode]
-        async with self._gate:
+        async with self._in_flight:
             result = await self._commit(keys=keys, args=args)
         outcome = result[0].decode() if isinstance(result[0], bytes) else str(result[0])
         if outcome == "ok":
@@ -326,17 +326,17 @@ class Store:
         """Free ``phone`` for other members, if ``member`` holds it and is not using it
         again (one round trip)."""
         keys = [self.claim_key(phone), self.conversation_key(member)]
-        async with self._gate:
+        async with self._in_flight:
             await self._release(keys=keys, args=[str(member), phone])
 
     async def stash(self, name: str, value: str, *, ttl: int) -> None:
         """Keep a short-lived value (a pending confirmation) under ``name`` for ``ttl`` s."""
-        async with self._gate:
+        async with self._in_flight:
             await self.redis.set(self.keys.stash(name), value, ex=ttl)
 
     async def take(self, name: str) -> str | None:
         """The value stashed under ``name``, removed in the same step: taken at most once."""
-        async with self._gate:
+        async with self._in_flight:
             raw = await self.redis.getdel(self.keys.stash(name))
         return raw.decode() if isinstance(raw, bytes) else raw
 

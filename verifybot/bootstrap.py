@@ -277,7 +277,7 @@ async def open_desk(settings: Settings, *, connect: bool) -> AsyncIterator[Moder
         logs: list[ModLog] = []
         async with AsyncExitStack() as stack:
             if connect and settings.telegram_bot_token is not None:
-                from adapters import telegram_roles
+                from adapters.telegram import roles as telegram_roles
 
                 telegram = await stack.enter_async_context(
                     telegram_roles.standalone(settings, catalogue)
@@ -285,7 +285,7 @@ async def open_desk(settings: Settings, *, connect: bool) -> AsyncIterator[Moder
                 platforms["telegram"] = telegram
                 logs += filter(None, [telegram_roles.mod_log(telegram, settings, catalogue)])
             if connect and settings.slack_bot_token is not None:
-                from adapters import slack_roles
+                from adapters.slack import roles as slack_roles
 
                 slack = await stack.enter_async_context(slack_roles.standalone(settings, catalogue))
                 platforms["slack"] = slack

@@ -107,10 +107,10 @@ def console(
         settings = settings_for()
 
         async def chat() -> None:
-            async with open_app(settings) as bot:
+            async with open_app(settings) as app:
                 await ConsoleChat(
-                    bot.engine,
-                    bot.catalogue,
+                    app.engine,
+                    app.catalogue,
                     user_id=user,
                     locale=lang or settings.default_language,
                     stdin=sys.stdin,
@@ -163,8 +163,8 @@ def run(
             serve = partial(slack.serve, socket=socket)
 
         async def serve_until_stopped() -> None:
-            async with open_app(settings) as bot:
-                await serve(bot)
+            async with open_app(settings) as app:
+                await serve(app)
 
         run_async(serve_until_stopped)
 

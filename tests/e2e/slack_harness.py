@@ -45,9 +45,9 @@ async def until(condition: Callable[[], Any], within: float = 5.0) -> Any:
 
 
 class Harness:
-    def __init__(self, emu: SlackEmulator, bot: App, inbox: Inbox, poster: SignedPoster) -> None:
+    def __init__(self, emu: SlackEmulator, app: App, inbox: Inbox, poster: SignedPoster) -> None:
         self.emu = emu
-        self.bot = bot
+        self.app = app
         self.inbox = inbox
         self.poster = poster
 
@@ -104,9 +104,9 @@ async def running(make_settings: Callable[..., Any], **overrides: Any) -> AsyncI
             **overrides,
         )
         inbox = Inbox()
-        async with open_app(settings, show_code=inbox) as bot:
+        async with open_app(settings, show_code=inbox) as app:
             runner = web.AppRunner(
-                adapter.web_app(adapter.build_app(bot), settings.slack_events_path, SECRET)
+                adapter.web_app(adapter.build_app(app), settings.slack_events_path, SECRET)
             )
             await runner.setup()
             site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -115,7 +115,7 @@ async def running(make_settings: Callable[..., Any], **overrides: Any) -> AsyncI
             url = f"http://127.0.0.1:{port}{settings.slack_events_path}"
             try:
                 async with aiohttp.ClientSession() as session:
-                    yield Harness(emu, bot, inbox, SignedPoster(session, url, SECRET))
+                    yield Harness(emu, app, inbox, SignedPoster(session, url, SECRET))
             finally:
                 await runner.cleanup()
         assert emu.internal_errors == []

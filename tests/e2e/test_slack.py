@@ -12,7 +12,7 @@ import pytest
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
-from adapters.slack_views import CODE_INPUT, CODE_VIEW, PHONE_INPUT, PHONE_VIEW
+from adapters.slack.views import CODE_INPUT, CODE_VIEW, PHONE_INPUT, PHONE_VIEW
 from bot.identity import MemberKey
 from tests.e2e.slack_harness import MASKED, PHONE, TEAM, Harness, running, texts, until
 from tests.emulators.slack_requests import (
@@ -69,7 +69,7 @@ async def test_verify_modal_from_number_to_confirmation_and_dm(slack: Harness) -
     assert f"You're verified with {MASKED}" in texts(answer["view"])
     message = (await until(lambda: dm(slack)))[-1]
     assert f"You're verified with {MASKED}" in message["text"]
-    link = await slack.bot.engine.verification(MemberKey("slack", TEAM, ALICE))
+    link = await slack.app.engine.verification(MemberKey("slack", TEAM, ALICE))
     assert link is not None and link.phone_e164 == "+447400123456"
     # The member's name came from users.info, with the locale asked for.
     info = slack.emu.calls_to("users.info")[0]
@@ -150,8 +150,8 @@ async def test_a_verified_member_saying_hello_is_told_so(slack: Harness) -> None
     await until(lambda: "I've sent a 6-digit code" in said(slack))
     await say(slack, slack.inbox.last_code)
     await until(lambda: "You're verified" in said(slack))
-    await slack.bot.store.redis.delete(
-        slack.bot.store.conversation_key(MemberKey("slack", TEAM, ALICE))
+    await slack.app.store.redis.delete(
+        slack.app.store.conversation_key(MemberKey("slack", TEAM, ALICE))
     )
     await say(slack, "hello")  # the conversation is gone; the directory still knows
     await until(lambda: len(dm(slack)) == 3)
@@ -324,7 +324,7 @@ async def test_slack_refusals_are_one_log_line_and_no_crash(slack: Harness) -> N
 async def test_doctor_asks_slack_which_workspace_the_token_is_for(slack: Harness) -> None:
     from verifybot.doctor import check_platforms
 
-    settings = slack.bot.settings
+    settings = slack.app.settings
     [telegram, ok] = await check_platforms(settings)
     [_, refused] = await check_platforms(
         settings.model_copy(update={"slack_bot_token": SecretStr("xoxb-wrong")})

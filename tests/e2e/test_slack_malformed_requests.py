@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlencode
 import pytest
 from structlog.testing import capture_logs
 
-from adapters.slack_views import PHONE_INPUT, PHONE_VIEW
+from adapters.slack.views import PHONE_INPUT, PHONE_VIEW
 from tests.e2e.slack_harness import SECRET, TEAM, Harness, running, until
 from tests.emulators.slack_requests import block_action, event_callback, sign, view_submission
 

@@ -14,8 +14,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from adapters.slack_roles import SlackRoles, standalone
-from adapters.slack_views import (
+from adapters.slack.roles import SlackRoles, standalone
+from adapters.slack.views import (
     CODE_INPUT,
     CODE_VIEW,
     GRANT_SHORTCUT,
@@ -99,7 +99,7 @@ async def slack(make_settings: Callable[..., Any]) -> AsyncIterator[Harness]:
 
 def link(h: Harness, user: str, phone: str = "+447400123456", name: str = "alice") -> None:
     """A member verified earlier (the directory written directly, for speed)."""
-    h.bot.directory.record_verified(
+    h.app.directory.record_verified(
         key(user), phone_e164=phone, country="GB", display_name=name, now=datetime.now(UTC)
     )
 
@@ -156,14 +156,14 @@ def log_lines(h: Harness) -> list[str]:
 
 def grants(h: Harness, user: str) -> list[tuple[str, str, bool]]:
     """(role, granted_by, revoked) for every grant the directory holds for ``user``."""
-    with Session(h.bot.directory.engine) as session:
+    with Session(h.app.directory.engine) as session:
         rows = session.scalars(select(RoleGrantRow).order_by(RoleGrantRow.id)).all()
         found = [r for r in rows if r.link.user_id == user]
         return [(r.role, r.granted_by, r.revoked_at is not None) for r in found]
 
 
 def audit(h: Harness, event: str) -> list[Any]:
-    return [e for e in h.bot.directory.audit_trail() if e.event == event]
+    return [e for e in h.app.directory.audit_trail() if e.event == event]
 
 
 # --- moderators grant and revoke ----------------------------------------------------------
@@ -465,11 +465,11 @@ async def test_unlink_asks_first_and_cancel_changes_nothing(slack: Harness) -> N
     assert buttons(asked) == {UNLINK_CONFIRM: token, UNLINK_CANCEL: token}
     cancelled = await press(slack, OWNER, UNLINK_CANCEL, token, asked)
     assert cancelled["text"] == "Nothing was changed." and buttons(cancelled) == {}
-    assert slack.bot.directory.find_verified(key(ALICE)) is not None
+    assert slack.app.directory.find_verified(key(ALICE)) is not None
     # The token is gone with the cancel: confirming afterwards does nothing.
     late = await press(slack, OWNER, UNLINK_CONFIRM, token, asked)
     assert late["text"] == "That confirmation has expired or was already used. Ask again."
-    assert slack.bot.directory.find_verified(key(ALICE)) is not None
+    assert slack.app.directory.find_verified(key(ALICE)) is not None
 
 
 async def test_unlink_confirmed_removes_the_verification_and_the_roles(slack: Harness) -> None:
@@ -478,7 +478,7 @@ async def test_unlink_confirmed_removes_the_verification_and_the_roles(slack: Ha
     asked = await ask(slack, OWNER, f"unlink <@{ALICE}>")
     done = await press(slack, OWNER, UNLINK_CONFIRM, buttons(asked)[UNLINK_CONFIRM], asked)
     assert done["text"] == "alice (U0ALICE001) is no longer verified, and their roles are gone."
-    assert slack.bot.directory.find_verified(key(ALICE)) is None
+    assert slack.app.directory.find_verified(key(ALICE)) is None
     assert all(ALICE not in slack.emu.channels[c].members for c in HELPERS)
     assert slack.emu.usergroups["S0HELPERS1"] == [BOB]
     assert "🗑 owner removed alice (U0ALICE001)'s verification and roles." in log_lines(slack)
@@ -490,7 +490,7 @@ async def test_only_the_admin_who_asked_can_confirm_an_unlink(slack: Harness) ->
     token = buttons(asked)[UNLINK_CONFIRM]
     refused = await press(slack, ADMIN, UNLINK_CONFIRM, token, asked)
     assert refused["text"] == "Sorry, only admins can do that."
-    assert slack.bot.directory.find_verified(key(ALICE)) is not None
+    assert slack.app.directory.find_verified(key(ALICE)) is not None
 
 
 # --- what the command understands ---------------------------------------------------------
@@ -555,7 +555,7 @@ async def test_standalone_needs_the_bot_token(make_settings: Callable[..., Any])
 async def test_standalone_roles_act_on_the_workspace(make_settings: Callable[..., Any]) -> None:
     async with running(make_settings, **settings()) as h:
         set_up_workspace(h)
-        async with standalone(h.bot.settings, h.bot.catalogue) as roles:
+        async with standalone(h.app.settings, h.app.catalogue) as roles:
             role = Role("verified", slack=SlackRole(("C0VERIFIED",), "S0VERIFIED"))
             steps = await roles.apply(key(ALICE), role)
         assert all(step.ok for step in steps)

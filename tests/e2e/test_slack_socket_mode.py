@@ -27,7 +27,7 @@ async def test_socket_mode_handles_first_deliveries_and_ignores_redeliveries(
     async with running(make_settings) as h:
         h.emu.add_user(ALICE, locale="en-GB")
         h.emu.dms[ALICE] = "D0ALICEDM1"
-        handler = adapter.socket_handler(h.bot, adapter.build_app(h.bot))
+        handler = adapter.socket_handler(h.app, adapter.build_app(h.app))
         await handler.connect_async()  # type: ignore[no-untyped-call]
         try:
             await h.emu.wait_connected()
@@ -122,7 +122,7 @@ async def test_socket_mode_survives_malformed_envelopes_and_acks_unhandled_event
     async with running(make_settings) as h:
         h.emu.add_user(ALICE, locale="en-GB")
         h.emu.dms[ALICE] = "D0ALICEDM1"
-        handler = adapter.socket_handler(h.bot, adapter.build_app(h.bot))
+        handler = adapter.socket_handler(h.app, adapter.build_app(h.app))
         await handler.connect_async()  # type: ignore[no-untyped-call]
         try:
             await h.emu.wait_connected()

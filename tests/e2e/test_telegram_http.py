@@ -8,7 +8,7 @@ import pytest
 from telegram import Bot, InputFile
 from telegram.error import NetworkError, TimedOut
 
-from adapters.telegram_http import AiohttpRequest
+from adapters.telegram.http import AiohttpRequest
 from tests.emulators.telegram import TelegramEmulator
 
 

@@ -526,7 +526,7 @@ async def test_a_join_request_approved_on_verification_also_gives_auto_roles(
 async def test_standalone_roles_act_on_telegram_outside_the_running_bot(
     make_settings: Callable[..., Any], telegram: TelegramEmulator
 ) -> None:
-    from adapters.telegram_roles import mod_log, standalone
+    from adapters.telegram.roles import mod_log, standalone
     from bot.flow import Reply
     from bot.roles import Role, TelegramRole
     from bot.settings import ConfigError
@@ -568,7 +568,7 @@ async def test_standalone_roles_revoke_a_link_and_name_what_stops_them(
 ) -> None:
     from datetime import timedelta
 
-    from adapters.telegram_roles import standalone
+    from adapters.telegram.roles import standalone
     from bot.roles import Invite
     from bot.texts import Catalogue
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 
-from adapters.telegram_gate import WELCOME_INTERVAL
+from adapters.telegram.gate import WELCOME_INTERVAL
 from tests.e2e.conftest import RunBot
 from tests.e2e.raid import is_muting, raid, restriction_latencies
 from tests.e2e.test_telegram import E164, NUMBER, next_message

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from slack_bolt.request.async_request import AsyncBoltRequest
 
-from adapters.slack_inbound import is_ssl_check, parse_http, shape_problem, socket_frame_problem
+from adapters.slack.inbound import is_ssl_check, parse_http, shape_problem, socket_frame_problem
 from tests.emulators.slack_requests import (
     block_action,
     event_callback,

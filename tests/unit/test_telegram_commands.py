@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapters.telegram_commands import command_word
+from adapters._commands import command_word
 
 KNOWN = frozenset({"grant", "revoke", "roles", "whois", "verified", "stats", "export", "unlink"})
 

@@ -12,7 +12,6 @@ admin commands in the admin's private chat, as they list members and (masked) ph
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -32,23 +31,22 @@ from telegram.constants import ChatType
 from telegram.error import Forbidden, TelegramError
 from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, ContextTypes, filters
 
-from adapters.telegram_commands import command_word
-from adapters.telegram_roles import TelegramRoles, role_for_link
+from adapters._commands import command_word
+from adapters._runtime import TtlCache
+from adapters.telegram.client import PLATFORM, VARIANT, TelegramClient, chat_target, log_refusal
+from adapters.telegram.roles import TelegramRoles, role_for_link
+from bot.desk_commands import ADMIN_COMMANDS, COMMANDS, Request, answer
 from bot.identity import MemberKey
-from bot.moderation import Actor, Moderation, Rank, Result
+from bot.moderation import Actor, Moderation, Rank, Result, page_number
 
 if TYPE_CHECKING:
-    from adapters.telegram import TelegramChat
     from bot.app import App
 
 log = structlog.get_logger("verifybot.telegram")
 
-PLATFORM = "telegram"
 #: Callback data of the desk's buttons; the member's own buttons use "vb:".
 CALLBACK_PREFIX = "va:"
-MODERATOR_COMMANDS = ("grant", "revoke", "roles")
-ADMIN_COMMANDS = ("whois", "verified", "stats", "export", "unlink")
-DESK_COMMANDS = frozenset(MODERATOR_COMMANDS + ADMIN_COMMANDS)
+DESK_COMMANDS = frozenset(COMMANDS)
 #: A member named in a command: @username or a numeric user id.
 _MEMBER_REF = re.compile(r"^(@[A-Za-z][A-Za-z0-9_]{2,31}|\d{1,20})$")
 _CACHE_LIMIT = 4096
@@ -60,7 +58,7 @@ def moderated_places(app: App) -> tuple[int | str, ...]:
     places: list[int | str] = []
     log_chat = app.settings.telegram_log_chat_id
     if log_chat:
-        places.append(int(log_chat) if re.fullmatch(r"-?\d+", log_chat) else log_chat)
+        places.append(chat_target(log_chat))
     for role in app.roles.roles.values():
         places.extend(role.telegram.chats)
     return tuple(dict.fromkeys(places))
@@ -70,23 +68,22 @@ def actor_name(user: User) -> str:
     return user.full_name + (f" (@{user.username})" if user.username else "")
 
 
-class ModeratorDesk:
-    """Commands and buttons for moderators and admins, answered through ``TelegramChat``."""
+class TelegramDesk:
+    """Commands and buttons for moderators and admins."""
 
     def __init__(
-        self, chat: TelegramChat, app: App, moderation: Moderation, roles: TelegramRoles
+        self, client: TelegramClient, app: App, moderation: Moderation, roles: TelegramRoles
     ) -> None:
-        self.chat = chat
+        self.client = client
+        self.bot = client.bot
         self.app = app
         self.moderation = moderation
         self.roles = roles
-        self.cache_seconds = app.settings.moderator_cache_seconds
         self.places = moderated_places(app)
-        self._moderators: dict[tuple[int | str, int], tuple[float, bool]] = {}
-
-    @property
-    def bot(self) -> Any:
-        return self.chat.bot
+        #: Telegram's word on who administers which chat, for MODERATOR_CACHE_SECONDS.
+        self._moderators: TtlCache[tuple[int | str, int], bool] = TtlCache(
+            app.settings.moderator_cache_seconds, limit=_CACHE_LIMIT
+        )
 
     @property
     def scope(self) -> str:
@@ -108,12 +105,12 @@ class ModeratorDesk:
         message, user, chat = update.effective_message, update.effective_user, update.effective_chat
         if message is None or user is None or chat is None or user.is_bot:
             return
-        key = self.chat.member_for(user).key
+        key = self.client.member_for(user).key
         if not await self.app.engine.first_delivery(key, str(update.update_id)):
             return
         word = command_word(message.text, DESK_COMMANDS, bot_username=self.bot.username)
         if word is None:  # a lookalike of a desk command: say which commands there are
-            await self.chat.send(chat.id, self.chat.text("admin.help", user.language_code))
+            await self.client.send(chat.id, self.client.text("admin.help", user.language_code))
             return
         args = list(context.args or [])
         if word in ADMIN_COMMANDS:
@@ -125,59 +122,59 @@ class ModeratorDesk:
         self, word: str, message: Message, user: User, chat: Chat, args: list[str]
     ) -> None:
         locale = user.language_code
-        replied = _replied_member(message)
-        if word == "roles" and not args and replied is None:
-            await self._show(chat.id, self.moderation.role_list(), locale)
+        command, replied = COMMANDS[word], _replied_member(message)
+        if not command.member_needed and not args and replied is None:  # /roles: the list
+            await self._show(chat.id, await answer(self.moderation, word, self._ask(user)), locale)
             return
-        ref, rest = _subject(args, replied, takes_role=word != "roles")
-        if ref is None or (word != "roles" and not rest):
-            await self.chat.send(chat.id, self.chat.text(f"admin.usage_{word}", locale))
+        ref, rest = _subject(args, replied, takes_role=command.takes_role)
+        if ref is None or (command.takes_role and not rest):
+            await self.client.send(chat.id, self.client.text(f"admin.usage_{word}", locale))
             return
         actor = await self._moderator(user, chat)
         subject = await self._resolve(ref, actor, Rank.MODERATOR, chat.id, locale)
         if subject is None:
             return
-        if word == "grant":
-            result = await self.moderation.grant(actor, subject, rest[0])
-        elif word == "revoke":
-            result = await self.moderation.revoke(actor, subject, rest[0])
-        else:
-            result = await self.moderation.roles_of(actor, subject)
-        await self._show(chat.id, result, locale)
+        role = rest[0] if command.takes_role else ""
+        request = self._ask(user, actor=actor, subject=subject, role=role)
+        await self._show(chat.id, await answer(self.moderation, word, request), locale)
 
     async def _administer(
         self, word: str, message: Message, user: User, chat: Chat, args: list[str]
     ) -> None:
         locale = user.language_code
         actor = self._admin(user)
-        if word in ("whois", "unlink"):
+        subject = None
+        if COMMANDS[word].member_needed:
             ref, _ = _subject(args, _replied_member(message), takes_role=False)
             if ref is None:
-                await self.chat.send(chat.id, self.chat.text(f"admin.usage_{word}", locale))
+                await self.client.send(chat.id, self.client.text(f"admin.usage_{word}", locale))
                 return
             subject = await self._resolve(ref, actor, Rank.ADMIN, chat.id, locale)
             if subject is None:
                 return
-            if word == "whois":
-                result = await self.moderation.whois(actor, subject)
-            else:
-                result = await self.moderation.unlink(actor, subject)
-        elif word == "verified":
-            page = int(args[0]) if args and args[0].isdigit() else 1
-            result = await self.moderation.verified(
-                actor, platform=PLATFORM, scope=self.scope, page=page
-            )
-        elif word == "stats":
-            result = await self.moderation.stats(actor, platform=PLATFORM, scope=self.scope)
-        else:
-            result = await self.moderation.export(actor, platform=PLATFORM, scope=self.scope)
+        page = page_number(args[0] if args else None)
+        request = self._ask(user, actor=actor, subject=subject, page=page)
+        result = await answer(self.moderation, word, request)
         if actor.rank < Rank.ADMIN or chat.type == ChatType.PRIVATE:
             await self._show(chat.id, result, locale)  # a refusal is said where it was asked
             return
         reached = await self._show(user.id, result, locale)
         note = "answered_in_private" if reached else "start_private"
         link = f"https://t.me/{self.bot.username}"
-        await self.chat.send(chat.id, self.chat.text(f"admin.{note}", locale, link=link))
+        await self.client.send(chat.id, self.client.text(f"admin.{note}", locale, link=link))
+
+    def _ask(
+        self,
+        user: User,
+        *,
+        actor: Actor | None = None,
+        subject: MemberKey | None = None,
+        role: str = "",
+        page: int = 1,
+    ) -> Request:
+        return Request(
+            actor or self._admin(user), subject, role, page, platform=PLATFORM, scope=self.scope
+        )
 
     # -- buttons ----------------------------------------------------------------------------
 
@@ -185,13 +182,13 @@ class ModeratorDesk:
         query = update.callback_query
         if query is None:
             return
-        await self.chat.call(query.answer())  # every query, or the client keeps spinning
+        await self.client.call(query.answer())  # every query, or the client keeps spinning
         kind, _, value = (query.data or "").removeprefix(CALLBACK_PREFIX).partition(":")
         actor = self._admin(query.from_user)
         locale = query.from_user.language_code
         if kind == "page" and value.isdigit():
             result = await self.moderation.verified(
-                actor, platform=PLATFORM, scope=self.scope, page=int(value)
+                actor, platform=PLATFORM, scope=self.scope, page=page_number(value)
             )
         elif kind == "unlink" and value:
             result = await self.moderation.confirm_unlink(actor, value)
@@ -200,7 +197,7 @@ class ModeratorDesk:
         else:
             return
         if isinstance(query.message, Message):
-            await self.chat.call(
+            await self.client.call(
                 query.message.edit_text(
                     self._text(result, locale), reply_markup=self._markup(result, locale)
                 )
@@ -216,7 +213,7 @@ class ModeratorDesk:
         role = role_for_link(link.name, self.app.roles)
         if role is None or not role.telegram.title or change.chat.id not in role.telegram.chats:
             return
-        held = await self.app.engine.verification(self.chat.member_for(user).key)
+        held = await self.app.engine.verification(self.client.member_for(user).key)
         if held is None or role.name not in held.roles:
             return  # revoked since the link was sent
         step = await self.roles.set_title(change.chat.id, user.id, role.telegram.title)
@@ -225,7 +222,7 @@ class ModeratorDesk:
     # -- who is asking ----------------------------------------------------------------------
 
     def _admin(self, user: User) -> Actor:
-        key = self.chat.member_for(user).key
+        key = self.client.member_for(user).key
         rank = self.moderation.rank_of(key, platform_moderator=False)
         return Actor(key, rank, actor_name(user))
 
@@ -240,20 +237,14 @@ class ModeratorDesk:
 
     async def _administers(self, user_id: int, places: Sequence[int | str]) -> bool:
         """Whether the user is an administrator of any of ``places``, asked live."""
-        now = time.monotonic()
-        if len(self._moderators) > _CACHE_LIMIT:
-            self._moderators = {k: v for k, v in self._moderators.items() if v[0] > now}
         for place in places:
-            cached = self._moderators.get((place, user_id))
-            if cached is not None and cached[0] > now:
-                answer = cached[1]
-            else:
-                member = await self.chat.call(self.bot.get_chat_member(place, user_id))
+            answer = self._moderators.get((place, user_id))
+            if answer is None:
+                member = await self.client.call(self.bot.get_chat_member(place, user_id))
                 if member is None:
                     continue  # not known there, or Telegram did not answer: not cached
                 answer = member.status in (ChatMember.OWNER, ChatMember.ADMINISTRATOR)
-                if self.cache_seconds:
-                    self._moderators[(place, user_id)] = (now + self.cache_seconds, answer)
+                self._moderators.put((place, user_id), answer)
             if answer:
                 return True
         return False
@@ -263,28 +254,29 @@ class ModeratorDesk:
     ) -> MemberKey | None:
         """The member a command names; None once the asker was told the @username is unknown."""
         if isinstance(ref, User):
-            return self.chat.member_for(ref).key
+            return self.client.member_for(ref).key
         subject = await self.moderation.resolve(PLATFORM, self.scope, ref)
         if subject is not None:
             return subject
         if actor.rank < needed:
             # Whether a @username verified is for moderators to know: the core refuses this.
             return MemberKey(PLATFORM, self.scope, ref)
-        await self.chat.send(chat_id, self.chat.text("admin.unknown_handle", locale, handle=ref))
+        await self.client.send(
+            chat_id, self.client.text("admin.unknown_handle", locale, handle=ref)
+        )
         return None
 
     # -- answers ----------------------------------------------------------------------------
 
     def _text(self, result: Result, locale: str | None) -> str:
         return "\n".join(
-            self.chat.catalogue.render(reply, locale, variant="telegram")
-            for reply in result.replies
+            self.client.catalogue.render(reply, locale, variant=VARIANT) for reply in result.replies
         )
 
     def _markup(self, result: Result, locale: str | None) -> InlineKeyboardMarkup | None:
         def button(key: str, data: str) -> InlineKeyboardButton:
             return InlineKeyboardButton(
-                self.chat.text(f"admin.{key}", locale), callback_data=CALLBACK_PREFIX + data
+                self.client.text(f"admin.{key}", locale), callback_data=CALLBACK_PREFIX + data
             )
 
         row = []
@@ -315,10 +307,10 @@ class ModeratorDesk:
         try:
             await request
         except Forbidden as error:
-            self.chat.log_refusal(error)
+            log_refusal(error)
             return False
         except TelegramError as error:
-            self.chat.log_refusal(error)
+            log_refusal(error)
         return True
 
 

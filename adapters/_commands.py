@@ -1,4 +1,5 @@
-"""Which command a Telegram message gives, matched against the commands the bot knows.
+"""Which command a message gives, matched against the commands the bot knows: for Telegram's
+private chat and desk, and the console, which takes the same ``/word`` commands.
 
 Telegram's clients mark ``/word`` as a command by its ASCII run alone, so ``/exporẗ`` (a
 combining diaeresis on the ``t``) or ``/еxport`` (a Cyrillic ``е``) reach a handler as if they

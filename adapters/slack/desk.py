@@ -1,11 +1,10 @@
 """The moderators' desk on Slack: ``/verifybot <subcommand>`` and the "Grant a role" shortcut.
 
-A thin shell over the core's ``Moderation``: this module reads who is asking (a workspace
-admin or owner is a moderator, SLACK_ADMIN_IDS are admins) and about whom (a mention), and
-shows the ``Result``. The core decides, refuses and audits. Answers are ephemeral, through the
-command's ``response_url``: it works in any channel or DM, where chat.postEphemeral would need
-the bot in the channel, and it is the only way to replace an ephemeral message (paging,
-confirming an unlink).
+This module reads who is asking (a workspace admin or owner is a moderator, SLACK_ADMIN_IDS
+are admins) and about whom (a mention), and shows the ``Result``; the core's ``Moderation``
+decides, refuses and audits. Answers are ephemeral, through the command's ``response_url``: it
+works in any channel or DM, where chat.postEphemeral would need the bot in the channel, and it
+is the only way to replace an ephemeral message (paging, confirming an unlink).
 """
 
 from __future__ import annotations
@@ -14,38 +13,29 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import structlog
 from aiohttp import ClientError
 from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack_views import ROLE_INPUT, Views, element_state, escape
+from adapters.slack.client import PLATFORM, call, team_id_of
+from adapters.slack.profiles import Profiles
+from adapters.slack.views import ROLE_INPUT, Views, element_state, escape
+from bot.desk_commands import COMMANDS, Request, answer
 from bot.identity import MemberKey
-from bot.moderation import Actor, Document, Rank, Result
-
-if TYPE_CHECKING:  # adapters.slack builds the desk around its SlackBot
-    from adapters.slack import SlackBot
+from bot.moderation import Actor, Document, Moderation, Rank, Result, page_number
+from bot.texts import Catalogue
 
 __all__ = ["Command", "SlackDesk", "parse", "user_ref"]
 
-log = structlog.get_logger("verifybot.slack.admin")
+log = structlog.get_logger("verifybot.slack.desk")
 
-PLATFORM: Final = "slack"
 #: How many words each subcommand needs after its name; the optional ones are 0.
-SUBCOMMANDS: Final = {
-    "help": 0,
-    "grant": 2,
-    "revoke": 2,
-    "roles": 0,
-    "whois": 1,
-    "verified": 0,
-    "stats": 0,
-    "export": 0,
-    "unlink": 1,
-}
+SUBCOMMANDS: Final = {"help": 0} | {name: c.words_needed for name, c in COMMANDS.items()}
 #: Subcommands whose first word names a member.
-ABOUT_A_MEMBER: Final = frozenset({"grant", "revoke", "roles", "whois", "unlink"})
+ABOUT_A_MEMBER: Final = frozenset(name for name, c in COMMANDS.items() if c.about_a_member)
 
 # An escaped mention (the manifest's should_escape: true): <@U123|name>, or <@U123>.
 _MENTION = re.compile(r"^<@([UW][A-Z0-9]{2,})(?:\|[^>]*)?>$")
@@ -82,14 +72,28 @@ def user_ref(word: str) -> str | None:
 class SlackDesk:
     """``/verifybot``, its buttons, and the grant shortcut, for one bolt app."""
 
-    def __init__(self, slack: SlackBot) -> None:
-        self.slack = slack
-        self.moderation = slack.moderation
+    def __init__(
+        self,
+        moderation: Moderation,
+        client: AsyncWebClient,
+        profiles: Profiles,
+        catalogue: Catalogue,
+        *,
+        moderator_max_age: float,
+    ) -> None:
+        self.moderation = moderation
+        self.client = client
+        self.profiles = profiles
+        self.catalogue = catalogue
+        #: MODERATOR_CACHE_SECONDS: how long Slack's word that someone is an admin holds.
+        self.moderator_max_age = moderator_max_age
 
     async def actor(self, team_id: str, user_id: str) -> tuple[Actor, Views]:
-        member, moderator = await self.slack.moderator(team_id, user_id)
+        member, moderator = await self.profiles.moderator(
+            team_id, user_id, max_age=self.moderator_max_age
+        )
         rank = self.moderation.rank_of(member.key, platform_moderator=moderator)
-        return Actor(member.key, rank, member.display_name), self.slack.views(member)
+        return Actor(member.key, rank, member.display_name), Views(self.catalogue, member.locale)
 
     # --- /verifybot ----------------------------------------------------------------------
 
@@ -123,32 +127,22 @@ class SlackDesk:
     async def _result(
         self, actor: Actor, name: str, subject: MemberKey | None, args: tuple[str, ...]
     ) -> Result:
-        moderation, scope = self.moderation, actor.key.scope
-        if subject is not None:  # always, for the subcommands that need a member
-            if name == "grant":
-                return await moderation.grant(actor, subject, args[1])
-            if name == "revoke":
-                return await moderation.revoke(actor, subject, args[1])
-            if name == "roles":
-                return await moderation.roles_of(actor, subject)
-            if name == "whois":
-                return await moderation.whois(actor, subject)
-            if name == "unlink":
-                return await moderation.unlink(actor, subject)
-        if name == "roles":
-            return moderation.role_list()
-        if name == "verified":
-            page = int(args[0]) if args and args[0].isdigit() else 1
-            return await moderation.verified(actor, platform=PLATFORM, scope=scope, page=page)
-        if name == "stats":
-            return await moderation.stats(actor, platform=PLATFORM, scope=scope)
-        return await moderation.export(actor, platform=PLATFORM, scope=scope)
+        command = COMMANDS[name]
+        request = Request(
+            actor,
+            subject,
+            role=args[1] if command.takes_role else "",
+            page=page_number(args[0] if args else None),
+            platform=PLATFORM,
+            scope=actor.key.scope,
+        )
+        return await answer(self.moderation, name, request)
 
     async def _send_export(
         self, actor: Actor, views: Views, document: Document, result: Result
     ) -> Message:
         """The CSV goes to the admin's DM (files_upload_v2), never into the channel."""
-        client = self.slack.client
+        client = self.client
         caption = "\n".join(views.admin_text(reply) for reply in result.replies)
         try:
             opened = await client.conversations_open(users=actor.key.user_id)
@@ -174,8 +168,7 @@ class SlackDesk:
     async def on_page(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         await ack()
         actor, views = await self.actor(*_who(body))
-        value = str(body["actions"][0].get("value") or "1")
-        page = int(value) if value.isdigit() else 1
+        page = page_number(str(body["actions"][0].get("value") or ""))
         result = await self.moderation.verified(
             actor, platform=PLATFORM, scope=actor.key.scope, page=page
         )
@@ -217,9 +210,7 @@ class SlackDesk:
         choices = [(role.name, role.description) for _, role in sorted(roles.items())]
         meta = json.dumps({"subject": author}, separators=(",", ":"))
         view = views.grant_modal(f"<@{author}>", choices, meta)
-        await self.slack.call(
-            "views.open", self.slack.client.views_open(trigger_id=body["trigger_id"], view=view)
-        )
+        await call("views.open", self.client.views_open(trigger_id=body["trigger_id"], view=view))
 
     async def on_grant_submitted(self, ack: Ack, body: dict[str, Any]) -> None:
         view = body["view"]
@@ -236,17 +227,15 @@ class SlackDesk:
             actor, MemberKey(PLATFORM, actor.key.scope, subject), role
         )
         _, blocks = views.result(result)
-        update = self.slack.client.views_update(
+        update = self.client.views_update(
             view_id=view["id"], view=views.grant_outcome(blocks, meta)
         )
-        await self.slack.call("views.update", update)
+        await call("views.update", update)
 
 
 def _who(body: dict[str, Any]) -> tuple[str, str]:
     """(team id, user id) of whoever pressed or submitted something."""
-    user = body["user"]
-    team_id = (body.get("team") or {}).get("id") or user.get("team_id", "")
-    return team_id, user["id"]
+    return team_id_of(body), body["user"]["id"]
 
 
 async def _say(respond: Respond, message: Message) -> None:

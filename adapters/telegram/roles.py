@@ -13,7 +13,6 @@ catalogue explains.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -21,15 +20,18 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 import structlog
-from telegram import Bot, ChatMember, ChatPermissions
-from telegram.error import (
-    BadRequest,
-    Forbidden,
-    NetworkError,
-    RetryAfter,
-    TelegramError,
-)
+from telegram import Bot, ChatMember
+from telegram.error import TelegramError
 
+from adapters.telegram.client import (
+    PLATFORM,
+    chat_target,
+    connected_bot,
+    in_chat,
+    lift_restriction,
+    problem_of,
+    remove,
+)
 from bot.flow import Reply
 from bot.identity import MemberKey
 from bot.roles import Invite, PlatformStep, Role, RoleBook
@@ -38,7 +40,6 @@ from bot.texts import Catalogue
 
 log = structlog.get_logger("verifybot.telegram")
 
-PLATFORM = "telegram"
 #: How long an invite link sent for a role stays usable.
 INVITE_TTL = 86400
 #: Telegram allows invite link names of at most 32 characters.
@@ -48,8 +49,6 @@ LINK_NAME_PREFIX = "verifybot "
 T = TypeVar("T")
 #: Records that a member's role lets them enter a chat without being held at its gate.
 Admit = Callable[[MemberKey, int, str], Awaitable[None]]
-
-_RIGHTS = re.compile(r"not enough rights|chat_admin_required|right_forbidden|need administrator")
 
 
 class StepFailed(Exception):
@@ -62,24 +61,6 @@ class StepFailed(Exception):
 
     def step(self, chat: int) -> PlatformStep:
         return PlatformStep(self.action, str(chat), False, self.problem)
-
-
-def problem_of(error: TelegramError, *, private: bool = False) -> str:
-    """The ``bot.moderation.KNOWN_PROBLEMS`` word for a Bot API error, else its message."""
-    reason = error.message.lower()
-    if isinstance(error, RetryAfter):
-        return "rate_limited"
-    if isinstance(error, NetworkError) and not isinstance(error, BadRequest):
-        return "not_connected"  # includes TimedOut
-    if isinstance(error, Forbidden):
-        # In a group, Forbidden means the bot is not there; in private, the member blocked it
-        # or never started it.
-        return "cannot_message" if private or "initiate" in reason else "chat_not_found"
-    if _RIGHTS.search(reason):
-        return "not_enough_rights"
-    if "chat not found" in reason:
-        return "chat_not_found"
-    return error.message
 
 
 def link_name(role: Role) -> str:
@@ -96,10 +77,6 @@ def role_for_link(name: str | None, book: RoleBook) -> Role | None:
 def _editable(member: ChatMember) -> bool:
     """An administrator the bot promoted, so the bot may change or take back their rights."""
     return bool(getattr(member, "can_be_edited", False))
-
-
-def _chat_target(chat: str) -> int | str:
-    return int(chat) if re.fullmatch(r"-?\d+", chat) else chat
 
 
 class TelegramRoles:
@@ -157,7 +134,7 @@ class TelegramRoles:
         """Revoke a link made for the member's role, so it admits nobody, used or not."""
         if not self._ours(member):
             return PlatformStep("connect", member.scope, False, "not_connected")
-        request = self.bot.revoke_chat_invite_link(_chat_target(invite.place), invite.url)
+        request = self.bot.revoke_chat_invite_link(chat_target(invite.place), invite.url)
         try:
             await self._call("revoke_link", request)
         except StepFailed as failed:
@@ -197,16 +174,8 @@ class TelegramRoles:
         if status in (ChatMember.OWNER, ChatMember.ADMINISTRATOR, ChatMember.MEMBER):
             return PlatformStep("member", str(chat), True), True
         if status == ChatMember.RESTRICTED:
-            await self._call(
-                "unrestrict",
-                self.bot.restrict_chat_member(
-                    chat,
-                    user_id,
-                    ChatPermissions.all_permissions(),
-                    use_independent_chat_permissions=True,
-                ),
-            )
-            if getattr(current, "is_member", False):
+            await self._call("unrestrict", lift_restriction(self.bot, chat, user_id))
+            if in_chat(current):
                 return PlatformStep("unrestrict", str(chat), True), True
         elif status == ChatMember.BANNED:
             await self._call(
@@ -253,15 +222,13 @@ class TelegramRoles:
             await self._call("title", self.bot.promote_chat_member(chat, user_id))  # all off
             steps.append(PlatformStep("title", str(chat), True))
             status = ChatMember.MEMBER
+        # Administrators other than the ones we titled stay where they are.
         present = status == ChatMember.MEMBER or (
-            status == ChatMember.RESTRICTED and getattr(current, "is_member", False)
+            status == ChatMember.RESTRICTED and in_chat(current)
         )
         if present and not keep:
-            # A ban then an unban removes them but lets them join again if granted again.
-            await self._call("remove", self.bot.ban_chat_member(chat, user_id))
-            await self._call(
-                "remove", self.bot.unban_chat_member(chat, user_id, only_if_banned=True)
-            )
+            # Removed, free to join again if granted again.
+            await self._call("remove", remove(self.bot, chat, user_id))
             steps.append(PlatformStep("remove", str(chat), True))
         return steps
 
@@ -297,7 +264,7 @@ class TelegramModLog:
     def __init__(self, bot: Bot, catalogue: Catalogue, chat: str) -> None:
         self.bot = bot
         self.catalogue = catalogue
-        self.chat = _chat_target(chat)
+        self.chat = chat_target(chat)
 
     async def post(self, line: Reply) -> None:
         try:
@@ -322,7 +289,5 @@ def mod_log(
 @asynccontextmanager
 async def standalone(settings: Settings, catalogue: Catalogue) -> AsyncIterator[TelegramRoles]:
     """Telegram roles outside the running bot, for ``verifybot roles grant|revoke|sync``."""
-    from adapters.telegram import connected_bot  # the adapter imports this module
-
     async with connected_bot(settings) as bot:
         yield TelegramRoles(bot, catalogue)

@@ -14,20 +14,27 @@ messages are deleted. So a wave of joins does not flood the group.
 from __future__ import annotations
 
 import asyncio
-import re
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import TYPE_CHECKING
 
 import structlog
-from telegram import ChatMember, ChatPermissions, InlineKeyboardButton, InlineKeyboardMarkup
+from telegram import (
+    ChatMemberUpdated,
+    ChatPermissions,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+)
 from telegram import Update as TelegramUpdate
 from telegram.ext import ContextTypes
 
+from adapters.telegram.chat import TelegramChat, deep_link
+from adapters.telegram.client import TelegramClient, in_chat, lift_restriction, remove
 from bot.flow import Start
 from bot.gate import Hold, Lapsed, sweep_lapsed
 from bot.identity import Member, MemberKey
 
 if TYPE_CHECKING:
-    from adapters.telegram import TelegramChat
     from bot.app import App
 
 log = structlog.get_logger("verifybot.telegram")
@@ -37,40 +44,27 @@ RESTRICT = "restrict"
 #: and the newest welcome's button serves everyone who joined since.
 WELCOME_INTERVAL = 10.0
 JOIN_REQUEST = "join_request"
-#: Deep-link payloads are ``g<chat id>``: Telegram allows 1-64 of A-Z a-z 0-9 _ -.
-_PAYLOAD = re.compile(r"^g(-?\d{1,40})$")
-_PRESENT = {ChatMember.OWNER, ChatMember.ADMINISTRATOR, ChatMember.MEMBER}
-
-
-def _present(member: ChatMember) -> bool:
-    if member.status == ChatMember.RESTRICTED:
-        return bool(getattr(member, "is_member", False))
-    return member.status in _PRESENT
 
 
 class GroupGate:
-    def __init__(self, chat: TelegramChat, app: App) -> None:
+    """``bot.bus.GatePort`` for Telegram: groups that hold members until they verify."""
+
+    def __init__(self, client: TelegramClient, app: App, chat: TelegramChat) -> None:
+        self.client = client
+        self.bot = client.bot
         self.chat = chat
         self.gatekeeper = app.gatekeeper
         self.engine = app.engine
         self.mode = app.settings.telegram_gate_mode
         self.timeout = app.settings.telegram_verify_timeout
-
-    @property
-    def bot(self) -> Any:
-        return self.chat.bot
-
-    @staticmethod
-    def origin_from_payload(payload: str) -> str | None:
-        """The group a ``/start g<chat id>`` deep link came from, if that is what it is."""
-        match = _PAYLOAD.match(payload)
-        return match.group(1) if match else None
+        #: Set by the wiring: the desk gives a role's title to whoever joins by its link.
+        self.on_link_join: Callable[[ChatMemberUpdated], Awaitable[None]] | None = None
 
     def deep_link(self, place: str) -> str:
-        return f"https://t.me/{self.bot.username}?start=g{place}"
+        return deep_link(self.bot.username, place)
 
     def _button(self, place: str, locale: str | None) -> InlineKeyboardMarkup:
-        label = self.chat.text("gate.verify_button", locale)
+        label = self.client.text("gate.verify_button", locale)
         return InlineKeyboardMarkup([[InlineKeyboardButton(label, url=self.deep_link(place))]])
 
     async def _first_sighting(self, member: Member, update: TelegramUpdate) -> bool:
@@ -85,17 +79,17 @@ class GroupGate:
         change = update.chat_member
         if change is None or change.new_chat_member.user.is_bot:
             return
-        was, now = _present(change.old_chat_member), _present(change.new_chat_member)
+        was, now = in_chat(change.old_chat_member), in_chat(change.new_chat_member)
         by_link = change.invite_link is not None and now and not was
         if self.mode != RESTRICT and not by_link:
             return
         user = change.new_chat_member.user
-        member = self.chat.member_for(user)
+        member = self.client.member_for(user)
         # Before either use: a redelivered join must not set a role's title twice.
         if not await self._first_sighting(member, update):
             return
-        if by_link:
-            await self.chat.desk.joined_by_link(change)
+        if by_link and self.on_link_join is not None:
+            await self.on_link_join(change)
         if self.mode != RESTRICT:
             return
         place = str(change.chat.id)
@@ -111,7 +105,7 @@ class GroupGate:
         if hold is None:
             log.info("gate_admitted_known_member", place=place)
             return
-        muted = await self.chat.call(
+        muted = await self.client.call(
             self.bot.restrict_chat_member(
                 change.chat.id,
                 user.id,
@@ -135,10 +129,12 @@ class GroupGate:
             await self._clear_welcome(hold)
             return
         if await self.gatekeeper.gate.welcome_due(place, interval=WELCOME_INTERVAL):
-            text = self.chat.text(
+            text = self.client.text(
                 "gate.welcome", member.locale, name=user.full_name, group=change.chat.title or ""
             )
-            welcome = await self.chat.send(change.chat.id, text, self._button(place, member.locale))
+            welcome = await self.client.send(
+                change.chat.id, text, self._button(place, member.locale)
+            )
             if welcome is not None:
                 previous = await self.gatekeeper.gate.swap_notice(place, str(welcome.message_id))
                 if previous:
@@ -150,7 +146,7 @@ class GroupGate:
         request = update.chat_join_request
         if request is None or self.mode != JOIN_REQUEST:
             return
-        member = self.chat.member_for(request.from_user)
+        member = self.client.member_for(request.from_user)
         if not await self._first_sighting(member, update):
             return
         place, reach = str(request.chat.id), request.user_chat_id
@@ -158,16 +154,13 @@ class GroupGate:
             member.key, place, JOIN_REQUEST, reach=str(reach), title=request.chat.title
         )
         if hold is None:
-            await self.chat.call(request.approve())
+            await self.client.call(request.approve())
             return
-        intro = self.chat.text("gate.join_request", member.locale, group=request.chat.title or "")
-        await self.chat.send(reach, intro)
-        outcome = await self.engine.handle(member, Start(origin=place))
-        await self.chat.show(reach, outcome, member.locale)
-        if outcome.verified is not None:
-            await self.chat.verified(
-                member, fresh=outcome.verified.fresh, origin=outcome.verified.origin
-            )
+        intro = self.client.text("gate.join_request", member.locale, group=request.chat.title or "")
+        await self.client.send(reach, intro)
+        await self.engine.handle(
+            member, Start(origin=place), render=partial(self.chat.show, reach, locale=member.locale)
+        )
 
     async def on_group_verify(
         self, update: TelegramUpdate, context: ContextTypes.DEFAULT_TYPE
@@ -176,15 +169,15 @@ class GroupGate:
         if chat is None:
             return
         locale = user.language_code if user else None
-        text = self.chat.text("gate.verify_here", locale)
-        await self.chat.send(chat.id, text, self._button(str(chat.id), locale))
+        text = self.client.text("gate.verify_here", locale)
+        await self.client.send(chat.id, text, self._button(str(chat.id), locale))
 
     async def on_service_message(
         self, update: TelegramUpdate, context: ContextTypes.DEFAULT_TYPE
     ) -> None:
         message = update.effective_message
         if message is not None and self.mode != "off":
-            await self.chat.call(message.delete())
+            await self.client.call(message.delete())
 
     # -- departures ----------------------------------------------------------------------------
 
@@ -208,16 +201,13 @@ class GroupGate:
         user_id, group = int(hold.member.user_id), hold.title or ""
         reach = int(hold.reach) if hold.reach else user_id
         if hold.kind == JOIN_REQUEST:
-            await self.chat.send(reach, self.chat.text("gate.declined", None, group=group))
-            await self.chat.call(self.bot.decline_chat_join_request(int(hold.place), user_id))
+            await self.client.send(reach, self.client.text("gate.declined", None, group=group))
+            await self.client.call(self.bot.decline_chat_join_request(int(hold.place), user_id))
         else:
-            # A ban followed by an unban removes the member but lets them join again.
-            removed = await self.chat.call(self.bot.ban_chat_member(int(hold.place), user_id))
-            if removed:
-                await self.chat.call(
-                    self.bot.unban_chat_member(int(hold.place), user_id, only_if_banned=True)
-                )
-                await self.chat.send(reach, self.chat.text("gate.timed_out", None, group=group))
+            # Removed, free to join again once they verify.
+            if await self.client.call(remove(self.bot, int(hold.place), user_id)):
+                timed_out = self.client.text("gate.timed_out", None, group=group)
+                await self.client.send(reach, timed_out)
         log.info("gate_timed_out", place=hold.place, kind=hold.kind)
         await self._clear_welcome(hold)
 
@@ -233,22 +223,16 @@ class GroupGate:
         await self._clear_welcome(hold)
         user_id = int(hold.member.user_id)
         reach = int(hold.reach) if hold.reach else user_id
-        await self.chat.send(reach, self.chat.text("gate.unlocked", locale, group=hold.title or ""))
+        unlocked = self.client.text("gate.unlocked", locale, group=hold.title or "")
+        await self.client.send(reach, unlocked)
 
     async def _lift(self, hold: Hold) -> bool:
         """Approve the member's request, or lift their restriction."""
         place, user_id = int(hold.place), int(hold.member.user_id)
         if hold.kind == JOIN_REQUEST:
-            done = await self.chat.call(self.bot.approve_chat_join_request(place, user_id))
+            done = await self.client.call(self.bot.approve_chat_join_request(place, user_id))
         else:
-            done = await self.chat.call(
-                self.bot.restrict_chat_member(
-                    place,
-                    user_id,
-                    ChatPermissions.all_permissions(),
-                    use_independent_chat_permissions=True,
-                )
-            )
+            done = await self.client.call(lift_restriction(self.bot, place, user_id))
         return bool(done)
 
     async def _forget(self, member: Member, place: str) -> None:
@@ -262,4 +246,4 @@ class GroupGate:
             await self._delete(hold.place, notice)
 
     async def _delete(self, place: str, notice: str) -> None:
-        await self.chat.call(self.bot.delete_message(int(place), int(notice)))
+        await self.client.call(self.bot.delete_message(int(place), int(notice)))

@@ -1,7 +1,7 @@
 """Block Kit for the Slack adapter: modals, the App Home tab and DM messages.
 
-Pure functions from core replies and catalogue texts to Slack's JSON; no I/O, so
-``adapters.slack`` stays a thin shell and these can be read against Slack's docs.
+Pure functions from core replies and catalogue texts to Slack's JSON; no I/O, so these can
+be read against Slack's docs.
 Every word comes from the catalogue (``variant="slack"``).
 """
 
@@ -44,9 +44,6 @@ UNLINK_CANCEL = "verifybot.admin.unlink_cancel"
 GRANT_SHORTCUT = "verifybot.grant_role"
 GRANT_VIEW = "verifybot.grant"
 ROLE_INPUT = "role"
-
-#: A problem word ``SlackRoles`` reports that the core's ``mod.problem.*`` does not know:
-#: removing a user group's last member, which Slack refuses.
 
 # Slack refuses a section text over 3000 characters; ours are far shorter, but a long
 # operator override must not make a whole view fail.

@@ -12,64 +12,21 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Final
 
 import structlog
-from aiohttp import ClientError
-from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack_views import Views
+from adapters.slack.client import PLATFORM, Refused, ask, web_client
+from adapters.slack.views import Views
 from bot.flow import Reply
 from bot.identity import MemberKey
 from bot.roles import Invite, PlatformStep, Role
 from bot.settings import ConfigError, Settings
 from bot.texts import Catalogue
 
-__all__ = ["SlackModLog", "SlackRoles", "standalone"]
+__all__ = ["SlackModLog", "SlackRoles", "mod_log", "standalone"]
 
 log = structlog.get_logger("verifybot.slack.roles")
-
-PLATFORM: Final = "slack"
-
-#: Slack's error names, as the problem words the catalogue explains (``mod.problem.*``).
-_PROBLEMS: Final = {
-    "is_archived": "is_archived",
-    "not_in_channel": "not_in_channel",
-    "channel_not_found": "channel_not_found",
-    "plan_upgrade_required": "plan_upgrade_required",
-    "missing_scope": "not_enough_rights",
-    "restricted_action": "not_enough_rights",
-    "not_allowed_token_type": "not_enough_rights",
-    "permission_denied": "not_enough_rights",
-    "no_permission": "not_enough_rights",
-    "ratelimited": "rate_limited",
-    "rate_limited": "rate_limited",
-}
-#: What a network failure looks like through slack-sdk's aiohttp client.
-_UNREACHABLE: Final = (SlackClientError, ClientError, OSError, TimeoutError)
-
-
-class _Refused(Exception):
-    """A call that did not happen, with its problem word."""
-
-    def __init__(self, problem: str) -> None:
-        super().__init__(problem)
-        self.problem = problem
-
-
-async def _ask(method: str, request: Awaitable[Any]) -> dict[str, Any]:
-    """One Web API call; a refusal or a network failure becomes ``_Refused``."""
-    try:
-        response = await request
-    except SlackApiError as exc:
-        error = str(exc.response.get("error") or "unknown")
-        raise _Refused(_PROBLEMS.get(error, error)) from None
-    except _UNREACHABLE as exc:
-        log.debug("slack_unreachable", method=method, error=type(exc).__name__)
-        raise _Refused("not_connected") from None
-    data = response.data
-    return data if isinstance(data, dict) else {}
 
 
 class SlackRoles:
@@ -123,26 +80,26 @@ class SlackRoles:
 
     async def _invite(self, channel: str, member: MemberKey) -> None:
         try:
-            await _ask(
+            await ask(
                 "conversations.invite",
                 self.client.conversations_invite(channel=channel, users=member.user_id),
             )
-        except _Refused as refused:
+        except Refused as refused:
             if refused.problem != "already_in_channel":
                 raise
 
     async def _kick(self, channel: str, member: MemberKey) -> None:
         try:
-            await _ask(
+            await ask(
                 "conversations.kick",
                 self.client.conversations_kick(channel=channel, user=member.user_id),
             )
-        except _Refused as refused:
+        except Refused as refused:
             if refused.problem != "not_in_channel":  # the member is not there: done
                 raise
 
     async def _members(self, group: str) -> list[str]:
-        answer = await _ask(
+        answer = await ask(
             "usergroups.users.list", self.client.usergroups_users_list(usergroup=group)
         )
         users = answer.get("users")
@@ -153,7 +110,7 @@ class SlackRoles:
         users = await self._members(group)
         if member.user_id in users:
             return
-        await _ask(
+        await ask(
             "usergroups.users.update",
             self.client.usergroups_users_update(usergroup=group, users=[*users, member.user_id]),
         )
@@ -165,8 +122,8 @@ class SlackRoles:
         rest = [u for u in users if u != member.user_id]
         if not rest:
             # Slack refuses an empty list; disabling the group instead is a human's decision.
-            raise _Refused("last_in_usergroup")  # Slack refuses an empty user group
-        await _ask(
+            raise Refused("last_in_usergroup")
+        await ask(
             "usergroups.users.update",
             self.client.usergroups_users_update(usergroup=group, users=rest),
         )
@@ -176,7 +133,7 @@ class SlackRoles:
     ) -> PlatformStep:
         try:
             await call
-        except _Refused as refused:
+        except Refused as refused:
             log.warning(
                 "slack_role_step_failed",
                 action=action,
@@ -196,8 +153,8 @@ class SlackRoles:
         async with self._team_lock:
             if self.team_id is None:
                 try:
-                    answer = await _ask("auth.test", self.client.auth_test())
-                except _Refused as refused:
+                    answer = await ask("auth.test", self.client.auth_test())
+                except Refused as refused:
                     log.warning("slack_auth_test_failed", problem=refused.problem)
                     return False
                 team = answer.get("team_id")
@@ -226,10 +183,10 @@ class SlackModLog:
     async def post(self, line: Reply) -> None:
         try:
             text = self.views.admin_text(line)
-            await _ask(
+            await ask(
                 "chat.postMessage", self.client.chat_postMessage(channel=self.channel, text=text)
             )
-        except _Refused as refused:
+        except Refused as refused:
             problem = refused.problem
             log.warning(
                 "slack_log_post_failed", channel=self.channel, line=line.key, problem=problem
@@ -242,15 +199,13 @@ class SlackModLog:
 async def standalone(settings: Settings, catalogue: Catalogue) -> AsyncIterator[SlackRoles]:
     """Slack roles for the CLI (``verifybot roles grant|revoke|sync``), outside the bot.
 
-    ``catalogue`` is not used yet: the CLI prints the core's replies itself.
+    ``catalogue`` is taken for the same signature as Telegram's ``standalone``, whose invite
+    messages need it; Slack's roles send no text of their own.
     """
     if settings.slack_bot_token is None:
         raise ConfigError(
             "SLACK_BOT_TOKEN is not set: Slack roles need the app's bot token (xoxb-…)"
         )
-    # Imported here: adapters.slack imports this module for the running bot.
-    from adapters.slack import web_client
-
     yield SlackRoles(web_client(settings))
 
 

@@ -1,0 +1,210 @@
+"""The running Telegram bot: settings checked, the PTB application built and wired, served.
+
+This is where the chat, the group gate, the roles and the moderators' desk are put together
+for one ``App``; each of them knows only the client and what it is given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import structlog
+from telegram import (
+    BotCommand,
+    BotCommandScopeAllChatAdministrators,
+    BotCommandScopeAllPrivateChats,
+)
+from telegram.ext import (
+    Application,
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    ChatJoinRequestHandler,
+    ChatMemberHandler,
+    CommandHandler,
+    MessageHandler,
+    filters,
+)
+
+from adapters._runtime import until_stopped
+from adapters.telegram.chat import COMMAND_EVENTS, MEMBER_COMMANDS, TelegramChat
+from adapters.telegram.client import PLATFORM, TelegramClient, file_url_for
+from adapters.telegram.desk import TelegramDesk
+from adapters.telegram.gate import GroupGate
+from adapters.telegram.http import AiohttpRequest
+from adapters.telegram.roles import TelegramRoles, mod_log
+from adapters.telegram.updates import InOrderPerMember, PaceMessages
+from bot.desk_commands import ADMIN_COMMANDS as DESK_ADMIN_COMMANDS
+from bot.desk_commands import MODERATOR_COMMANDS
+from bot.settings import ConfigError, Settings
+
+if TYPE_CHECKING:  # the wiring imports every port; an adapter needs only its type
+    from bot.app import App
+
+log = structlog.get_logger("verifybot.telegram")
+
+#: The update types the bot asks for; chat_member is only sent when asked for by name.
+ALLOWED_UPDATES = [
+    "message",
+    "callback_query",
+    "chat_member",
+    "my_chat_member",
+    "chat_join_request",
+]
+#: Commands shown in the menu of groups, to their administrators.
+ADMIN_COMMANDS = (
+    ("verify", "group_verify"),
+    *((name, name) for name in MODERATOR_COMMANDS + DESK_ADMIN_COMMANDS),
+)
+
+AnyApplication = Application[Any, Any, Any, Any, Any, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Wired:
+    """What ``build_application`` put together, for ``serve``."""
+
+    client: TelegramClient
+    chat: TelegramChat
+    gate: GroupGate
+    desk: TelegramDesk
+
+
+def check_settings(settings: Settings, *, webhook: bool) -> None:
+    """Refuse to start, in one line, when Telegram cannot work with these settings."""
+    if settings.telegram_bot_token is None:
+        raise ConfigError(
+            "TELEGRAM_BOT_TOKEN is not set: create a bot with @BotFather and put its token "
+            "in .env (see config/.env.example)"
+        )
+    if webhook or settings.telegram_webhook_url:
+        if not settings.telegram_webhook_url:
+            raise ConfigError(
+                "--webhook needs TELEGRAM_WEBHOOK_URL, the public https:// URL Telegram posts to"
+            )
+        if settings.telegram_webhook_secret is None:
+            raise ConfigError(
+                "webhook mode needs TELEGRAM_WEBHOOK_SECRET, so that only Telegram can post "
+                "updates (1-256 of A-Z a-z 0-9 _ -)"
+            )
+
+
+def build_application(app: App) -> AnyApplication:
+    """The PTB application with every handler wired to the core; ``serve`` starts it."""
+    settings = app.settings
+    assert settings.telegram_bot_token is not None  # noqa: S101 - check_settings ran
+    application: AnyApplication = (
+        ApplicationBuilder()
+        .token(settings.telegram_bot_token.get_secret_value())
+        .base_url(settings.telegram_api_base_url)
+        .base_file_url(file_url_for(settings.telegram_api_base_url))
+        .request(AiohttpRequest())
+        .concurrent_updates(InOrderPerMember(per_chat=settings.telegram_group_concurrency))
+        # Paces sends (30/s overall, 20/min per group) and waits out a 429 twice.
+        .rate_limiter(PaceMessages(max_retries=2))
+        .build()
+    )
+    client = TelegramClient(application.bot, app.catalogue)
+    chat = TelegramChat(client, app.engine)
+    gate = GroupGate(client, app, chat)
+    roles = TelegramRoles(client.bot, app.catalogue, admit=gate.admit)
+    moderation = app.moderation({PLATFORM: roles}, mod_log(roles, app.settings, app.catalogue))
+    desk = TelegramDesk(client, app, moderation, roles)
+    gate.on_link_join = desk.joined_by_link
+    app.follow_verifications(PLATFORM, moderation, gate)
+    wired = Wired(client, chat, gate, desk)
+    register(application, wired)
+    application.bot_data["wired"] = wired
+    return application
+
+
+def register(application: AnyApplication, wired: Wired) -> None:
+    chat, gate = wired.chat, wired.gate
+    private = filters.ChatType.PRIVATE
+    add = application.add_handler
+    add(CommandHandler(["start", "verify"], chat.on_start, filters=private))
+    add(CommandHandler(list(COMMAND_EVENTS), chat.on_command, filters=private))
+    for handler in wired.desk.handlers():  # before the catch-alls below
+        add(handler)
+    add(MessageHandler(private & filters.CONTACT, chat.on_contact))
+    add(MessageHandler(private & filters.TEXT & ~filters.COMMAND, chat.on_text))
+    add(MessageHandler(private & filters.COMMAND, chat.on_unknown_command))
+    add(CallbackQueryHandler(chat.on_button))  # every query, even a stale one, is answered
+    add(ChatMemberHandler(gate.on_chat_member, ChatMemberHandler.CHAT_MEMBER))
+    add(ChatMemberHandler(chat.on_my_chat_member, ChatMemberHandler.MY_CHAT_MEMBER))
+    add(ChatJoinRequestHandler(gate.on_join_request))
+    add(CommandHandler("verify", gate.on_group_verify, filters=filters.ChatType.GROUPS))
+    add(
+        MessageHandler(
+            filters.ChatType.GROUPS
+            & (filters.StatusUpdate.NEW_CHAT_MEMBERS | filters.StatusUpdate.LEFT_CHAT_MEMBER),
+            gate.on_service_message,
+        )
+    )
+    application.add_error_handler(chat.on_error)
+
+
+async def register_commands(client: TelegramClient) -> None:
+    """The command menus, in every language the catalogue has."""
+    catalogue = client.catalogue
+    for language in sorted(catalogue.languages):
+        code = "" if language == catalogue.default else language
+        if len(code) not in (0, 2):
+            continue  # Telegram takes two-letter ISO 639-1 codes only
+        member = [
+            BotCommand(name, client.text(f"command.{name}", language)) for name in MEMBER_COMMANDS
+        ]
+        admin = [
+            BotCommand(name, client.text(f"command.{key}", language))
+            for name, key in ADMIN_COMMANDS
+        ]
+        await client.call(
+            client.bot.set_my_commands(
+                member, scope=BotCommandScopeAllPrivateChats(), language_code=code or None
+            )
+        )
+        await client.call(
+            client.bot.set_my_commands(
+                admin, scope=BotCommandScopeAllChatAdministrators(), language_code=code or None
+            )
+        )
+
+
+async def serve(app: App, *, webhook: bool = False) -> None:
+    """Run until SIGINT or SIGTERM: long polling, or a webhook server if asked."""
+    settings = app.settings
+    application = build_application(app)
+    wired: Wired = application.bot_data["wired"]
+    async with application:
+        await register_commands(wired.client)
+        await application.start()
+        sweeper = wired.gate.start_sweeper()
+        updater = application.updater
+        assert updater is not None  # noqa: S101 - built with the default updater
+        if webhook or settings.telegram_webhook_url:
+            url = settings.telegram_webhook_url or ""
+            secret = settings.telegram_webhook_secret
+            await updater.start_webhook(
+                listen=settings.listen_host,
+                port=settings.port,
+                url_path=urlsplit(url).path.lstrip("/"),
+                webhook_url=url,
+                secret_token=secret.get_secret_value() if secret else None,
+                allowed_updates=ALLOWED_UPDATES,
+            )
+            log.info("telegram_webhook", url=url, port=settings.port)
+        else:
+            await updater.start_polling(allowed_updates=ALLOWED_UPDATES)
+            log.info("telegram_polling", bot=application.bot.username)
+        try:
+            await until_stopped()
+        finally:
+            if sweeper is not None:
+                sweeper.cancel()
+                with suppress(asyncio.CancelledError):
+                    await sweeper
+            await updater.stop()
+            await application.stop()
