@@ -403,16 +403,7 @@ class Engine:
         if turn.conversation == turn.saved and not turn.hits and turn.release is None:
             return
         release = Claim(turn.release) if turn.release else None
-        result = await self.store.commit(
-            turn.member.key,
-            turn.conversation,
-            version=turn.version,
-            now=turn.ctx.now,
-            hits=turn.hits,
-            claim=release,
-        )
-        if isinstance(result, Committed):
-            turn.version, turn.saved = result.version, turn.conversation
+        if await self._commit_over(turn, turn.version, release):
             return
         if not turn.external:
             raise _Replay
@@ -436,16 +427,23 @@ class Engine:
         log.warning("verified_over_concurrent_change", member=str(turn.member.key))
         for _ in range(_ATTEMPTS):
             snapshot = await self.store.load(turn.member.key, now=turn.ctx.now)
-            result = await self.store.commit(
-                turn.member.key,
-                turn.conversation,
-                version=snapshot.version,
-                now=turn.ctx.now,
-                hits=turn.hits,
-                claim=release,
-            )
-            if isinstance(result, Committed):
-                turn.version, turn.saved = result.version, turn.conversation
+            if await self._commit_over(turn, snapshot.version, release):
                 return
         # The caller still says "verified": the directory has it; only Redis is stale.
         raise RuntimeError("conversation kept changing under a verification")
+
+    async def _commit_over(self, turn: _Turn, version: int, release: Claim | None) -> bool:
+        """Save the turn's conversation (and its limit hits and claim release) over
+        ``version``; False when another write got there first."""
+        result = await self.store.commit(
+            turn.member.key,
+            turn.conversation,
+            version=version,
+            now=turn.ctx.now,
+            hits=turn.hits,
+            claim=release,
+        )
+        if not isinstance(result, Committed):
+            return False
+        turn.version, turn.saved = result.version, turn.conversation
+        return True

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import UTC
 from functools import partial
 from typing import Any
 
@@ -220,7 +219,10 @@ class SlackChat:
         views = self.views(member)
         link = await self.engine.verification(member.key)
         if link is not None and link.phone_e164 is not None:
-            date = link.verified_at.astimezone(UTC).strftime("%Y-%m-%d") if link.verified_at else ""
+            verified_at = link.verified_at
+            date = (
+                self.catalogue.date(verified_at.timestamp(), member.locale) if verified_at else ""
+            )
             status = views.text("home.verified", phone=mask_phone(link.phone_e164), date=date)
         else:
             conversation = await self.engine.conversation(member)
