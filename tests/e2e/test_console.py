@@ -201,21 +201,24 @@ async def test_an_expired_code(make_settings: Callable[..., Settings]) -> None:
     settings = make_settings(code_validity_seconds=1)
     async with open_app(settings, show_code=codes.append, clock=lambda: now[0]) as app:
         stdin, typing_ = _pipe()
-        with stdin, typing_:
-            screen = _Screen()
-            chat = ConsoleChat(app.engine, app.catalogue, user_id="x", stdin=stdin, stdout=screen)
-            running = asyncio.create_task(chat.run())
-            await screen.expect("send me your mobile phone number")
-            typing_.write(FICTIONAL + "\n")
-            typing_.flush()
-            await screen.expect("I've sent a 6-digit code")
-            match = CODE_LINE.search(codes[-1])
-            assert match
-            now[0] += 1.0  # valid for one second, not a moment more
-            typing_.write(match.group(1) + "\n")
-            typing_.flush()
-            await screen.expect("Your code has expired")
-        await running  # the closed stdin ends the chat
+        with stdin:
+            with typing_:
+                screen = _Screen()
+                chat = ConsoleChat(
+                    app.engine, app.catalogue, user_id="x", stdin=stdin, stdout=screen
+                )
+                running = asyncio.create_task(chat.run())
+                await screen.expect("send me your mobile phone number")
+                typing_.write(FICTIONAL + "\n")
+                typing_.flush()
+                await screen.expect("I've sent a 6-digit code")
+                match = CODE_LINE.search(codes[-1])
+                assert match
+                now[0] += 1.0  # valid for one second, not a moment more
+                typing_.write(match.group(1) + "\n")
+                typing_.flush()
+                await screen.expect("Your code has expired")
+            await running  # the end of what the member typed ends the chat
 
 
 def test_a_resend(console: Any) -> None:

@@ -124,7 +124,9 @@ async def test_slack_dm_follows_once_and_a_redelivery_not_again(slack: Harness) 
         return event_callback(TEAM, event, event_id=event_id)
 
     await slack.post(said(PHONE, "Ev0000000001"), json_body=True)
-    await until(lambda: slack.inbox.lines)
+    # The code is typed once the bot says it was sent, as a member would: the "SMS" goes out a
+    # moment before the conversation is saved as waiting for it.
+    await until(lambda: any("I've sent" in m["text"] for m in slack.emu.dm_messages(ALICE)))
     code = said(slack.inbox.last_code, "Ev0000000002")
     await slack.post(code, json_body=True)
     await until(lambda: published.verifications)
