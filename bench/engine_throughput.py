@@ -48,9 +48,10 @@ REDIS_MAX_CONNECTIONS=64)::
     Directory.record_verified (the SQLite write): p50 / p99 / max = 1.97 / 2.7 / 8.0 ms
     alone; 6.0 / 542 / 1435 ms with 50 in flight; 7.6 / 537 / 2745 ms with 200.
 
-    Redis round trips (after warm-up): Start for a new member 2; "hello" waiting for a
-    phone 1; Start while waiting 1; phone number 3; wrong code 2; "hello" waiting for a
-    code 1; right code 2; Start when verified 1; new delivery id 1; redelivered update 1.
+    Redis round trips (after warm-up, 2026-12-03): Start for a new member 2; "hello" waiting
+    for a phone 1; Start while waiting 1; phone number 3; wrong code 3; "hello" waiting for a
+    code 1; right code 3; Start when verified 2; new delivery id 1; redelivered update 1. A
+    code costs one more than before: its check's lease is saved before Vonage is called.
     Under load 7.00 per verification (2.33 per message): no conflicts or replays.
 
     Peak RSS 112 MiB. Whole run ~17 s. Across runs here verifications/s varied 106-153
