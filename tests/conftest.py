@@ -111,6 +111,22 @@ def vonage_key() -> Any:
 
 
 @pytest.fixture
+def key_file(vonage_key: Any, tmp_path: Path) -> Path:
+    """The application's private key as the operator downloads it (PKCS#8 PEM, a file)."""
+    from cryptography.hazmat.primitives import serialization
+
+    path = tmp_path / "private.key"
+    path.write_bytes(
+        vonage_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return path
+
+
+@pytest.fixture
 def vonage(vonage_key: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     from cryptography.hazmat.primitives import serialization
 

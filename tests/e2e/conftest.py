@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 
 from adapters.telegram import serve
 from bot.app import App
@@ -26,19 +25,6 @@ def telegram() -> Iterator[TelegramEmulator]:
         yield emulator
     assert emulator.internal_errors == []
     assert emulator.unemulated == []
-
-
-@pytest.fixture
-def key_file(vonage_key: Any, tmp_path: Path) -> Path:
-    path = tmp_path / "private.key"
-    path.write_bytes(
-        vonage_key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return path
 
 
 RunBot = Callable[..., Any]

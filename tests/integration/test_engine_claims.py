@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 from structlog.testing import capture_logs
 
 from bot.app import App
@@ -84,16 +83,8 @@ class World:
 
 @pytest.fixture
 def settings_for(
-    make_settings: Callable[..., Any], vonage: VonageEmulator, vonage_key: Any, tmp_path: Path
+    make_settings: Callable[..., Any], vonage: VonageEmulator, key_file: Path
 ) -> Callable[..., Any]:
-    key_file = tmp_path / "private.key"
-    key_file.write_bytes(
-        vonage_key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
     common: dict[str, Any] = {
         "vonage_api_host": vonage.host,
         "vonage_timeout_seconds": 2,

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 
 from bot.app import App
 from bot.engine import Outcome
@@ -36,16 +35,8 @@ def keys(outcome: Outcome) -> list[str]:
 
 @pytest.fixture
 async def bot_for(
-    make_settings: Callable[..., Any], vonage: VonageEmulator, vonage_key: Any, tmp_path: Path
+    make_settings: Callable[..., Any], vonage: VonageEmulator, key_file: Path
 ) -> AsyncIterator[Callable[..., Any]]:
-    key_file = tmp_path / "private.key"
-    key_file.write_bytes(
-        vonage_key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
     credentials: dict[str, dict[str, Any]] = {
         "v2": {"vonage_application_id": VONAGE_APP_ID, "vonage_private_key_path": key_file},
         "legacy": {"vonage_api_key": VONAGE_API_KEY, "vonage_api_secret": VONAGE_API_SECRET},

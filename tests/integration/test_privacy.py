@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 import structlog
-from cryptography.hazmat.primitives import serialization
 
 from bot.flow import ChangeNumber, Resend, Start, Text
 from bot.identity import Member, MemberKey
@@ -70,22 +69,13 @@ async def run_flows(app: Any, vonage: VonageEmulator) -> None:
 async def test_no_log_line_carries_a_code_or_a_full_phone_number(
     api: str,
     vonage: VonageEmulator,
-    vonage_key: Any,
+    key_file: Path,
     make_settings: Callable[..., Any],
     log_output: io.StringIO,
-    tmp_path: Path,
 ) -> None:
     if api == "v2":
-        key = tmp_path / "private.key"
-        key.write_bytes(
-            vonage_key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
         credentials: dict[str, Any] = {
-            "vonage_application_id": VONAGE_APP_ID, "vonage_private_key_path": key,
+            "vonage_application_id": VONAGE_APP_ID, "vonage_private_key_path": key_file,
             "vonage_fallback_channels": "voice",
         }  # fmt: skip
     else:
