@@ -13,10 +13,11 @@ class Rate:
     window: int
 
     def __str__(self) -> str:
-        return f"{self.count}/{_format_window(self.window)}"
+        return f"{self.count}/{format_duration(self.window)}"
 
 
-def _format_window(seconds: int) -> str:
+def format_duration(seconds: int) -> str:
+    """Seconds as the settings write them: ``7d``, ``2h``, ``15m`` or ``90s``."""
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds % size == 0:
             return f"{seconds // size}{unit}"
