@@ -38,7 +38,7 @@ def parse_consequence(value: str) -> Consequence:
     if kind != "ban":
         if duration:
             raise ValueError(f"{value!r}: only a ban takes a duration, as in ban:7d")
-        return Consequence(kind)  # type: ignore[arg-type]
+        return Consequence(kind)
     # Telegram treats a ban under 30 s or over 366 days as forever (Bot API, banChatMember).
     seconds = parse_seconds(duration) if duration else 0
     if seconds and not 30 <= seconds <= 366 * 86400:
