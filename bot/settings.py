@@ -126,6 +126,8 @@ class Settings(BaseSettings):
     telegram_admit_verified: Literal["group", "anywhere"] = "group"
     #: Updates of one group handled at once (a raid's joins are muted side by side).
     telegram_group_concurrency: int = Field(32, ge=1, le=1000)
+    #: Messages the bot sends per second, overall (Telegram asks for 30); 0 lifts the pace.
+    telegram_send_rate: int = Field(30, ge=0, le=1000)
     telegram_webhook_url: str | None = None
     telegram_webhook_secret: SecretStr | None = None
 

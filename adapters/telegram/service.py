@@ -103,8 +103,8 @@ def build_application(app: App) -> AnyApplication:
         .base_file_url(file_url_for(settings.telegram_api_base_url))
         .request(AiohttpRequest())
         .concurrent_updates(InOrderPerMember(per_chat=settings.telegram_group_concurrency))
-        # Paces sends (30/s overall, 20/min per group) and waits out a 429 twice.
-        .rate_limiter(PaceMessages(max_retries=2))
+        # Paces sends (TELEGRAM_SEND_RATE overall, 20/min per group); waits out a 429 twice.
+        .rate_limiter(PaceMessages.at(settings.telegram_send_rate, max_retries=2))
         .build()
     )
     client = TelegramClient(application.bot, app.catalogue)

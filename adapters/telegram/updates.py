@@ -29,6 +29,13 @@ class PaceMessages(AIORateLimiter):
     30/s is for messages too) and keep the 429 retries.
     """
 
+    @classmethod
+    def at(cls, per_second: int, *, max_retries: int) -> PaceMessages:
+        """Messages paced at ``per_second`` overall (0: no overall pace, for a local Bot API
+        server or paid broadcasts); the per-group budget of 20 a minute stays either way."""
+        # AIORateLimiter builds no overall limiter when the rate is 0 (PTB 22.8).
+        return cls(overall_max_rate=per_second, overall_time_period=1, max_retries=max_retries)
+
     async def process_request(
         self,
         callback: Callable[..., Coroutine[Any, Any, bool | dict[str, Any] | list[dict[str, Any]]]],
