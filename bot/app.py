@@ -61,5 +61,5 @@ def moderation_desk(
     store: Store | None = None,
 ) -> Moderation:
     """How every moderators' desk is built: the running bot's (``App.moderation``) and the
-    command line's (``verifybot.bootstrap.open_desk``), which has no store."""
+    command line's (``verifybot.bootstrap.open_desk``), with a store only when it unlinks."""
     return Moderation(directory, roles, platforms, log, store=store, admins=admins)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import structlog
@@ -65,13 +65,24 @@ from bot.flow import (
     State,
     Status,
     VerificationStarted,
+    might_check,
     screen_phone,
     step,
 )
 from bot.identity import Member, MemberKey
 from bot.limits import Limits
 from bot.privacy import mask_phone
-from bot.store import Claim, ClaimHeld, Committed, Conflict, Hit, LimitReached, Store
+from bot.store import (
+    Claim,
+    ClaimHeld,
+    Committed,
+    Conflict,
+    Hit,
+    KnownLink,
+    LimitReached,
+    Remember,
+    Store,
+)
 from bot.verifier.base import Verifier
 
 log = structlog.get_logger("verifybot.engine")
@@ -113,6 +124,10 @@ class _Turn:
     verified: MemberVerified | None = None
     #: Something outside Redis happened (Vonage, the DB), so a conflict cannot be replayed.
     external: bool = False
+    #: The directory's answer kept in Redis for this member, if any (read with the load).
+    known: KnownLink | None = None
+    #: An answer of the directory to keep, written with the next commit.
+    remember: Remember | None = None
 
 
 #: How an adapter shows an outcome to the member (its replies, its keyboards or views).
@@ -207,22 +222,32 @@ class Engine:
         return await self.directory.find_verified(key)
 
     async def _handle(self, member: Member, event: MemberEvent, delivery_id: str | None) -> Outcome:
+        own_lease: float | None = None
         for attempt in range(_ATTEMPTS):
             now = self.clock()
+            # A code to check takes its lease with the load: no commit of its own before
+            # Vonage. The flow's ``_check`` sets the same ``checking_until``.
+            lease = now + self.policy.check_lease if might_check(event, self.policy) else None
             snapshot = await self.store.load(
                 member.key,
                 now=now,
                 delivery_id=delivery_id if attempt == 0 else None,
                 peek=self.limits.wrong_codes(member.key),
+                lease_until=lease if own_lease is None else None,
             )
             if snapshot.duplicate:
                 log.info("duplicate_delivery", member=str(member.key), delivery_id=delivery_id)
                 return Outcome(duplicate=True)
             wait = max(snapshot.waits, default=0.0)
             ctx = Context(now=now, wrong_codes_blocked_until=now + wait if wait > 0 else None)
-            turn = _Turn(
-                member, ctx, snapshot.conversation, snapshot.version, snapshot.conversation
-            )
+            loaded = saved = snapshot.conversation
+            if snapshot.leased and lease is not None:
+                own_lease, saved = lease, replace(loaded, checking_until=lease)
+            elif own_lease is not None and abs((loaded.checking_until or 0) - own_lease) < 0.01:
+                # A replay after this message leased (Redis keeps times to 0.1 ms): the lease
+                # is its own, not another worker's. A check renews it with a commit.
+                loaded = replace(loaded, checking_until=None)
+            turn = _Turn(member, ctx, loaded, snapshot.version, saved, known=snapshot.known)
             try:
                 return await self._run(turn, event)
             except _Replay:
@@ -290,11 +315,13 @@ class Engine:
             claim = Claim(command.phone, self._claim_ttl())
             return await self._reserve(turn, hits, claim)
         if isinstance(command, LookupLink):
-            link = await self.directory.find_verified(key)
-            if link is None or link.phone_e164 is None:
+            known = turn.known
+            if known is None:  # nothing kept: ask the directory, and keep its answer
+                known = await self._look_up(key)
+                turn.remember = Remember(known, "fill")
+            if known.phone is None:
                 return LinkLookedUp(command.purpose)
-            verified_at = link.verified_at.timestamp() if link.verified_at else None
-            return LinkLookedUp(command.purpose, link.phone_e164, verified_at)
+            return LinkLookedUp(command.purpose, known.phone, known.verified_at, known.country)
         if isinstance(command, CountLinks):
             count = await self.directory.count_links(command.phone, excluding=key)
             return LinksCounted(count)
@@ -317,6 +344,13 @@ class Engine:
             return await self._record(turn, command)
         raise TypeError(f"unknown command {command!r}")  # pragma: no cover
 
+    async def _look_up(self, key: MemberKey) -> KnownLink:
+        link = await self.directory.find_verified(key)
+        if link is None or link.phone_e164 is None:
+            return KnownLink(None)
+        verified_at = link.verified_at.timestamp() if link.verified_at else None
+        return KnownLink(link.phone_e164, link.country, verified_at)
+
     def _claim_ttl(self) -> float:
         return self.verifier.request_lifetime + self.policy.start_lease + _CLAIM_MARGIN
 
@@ -330,6 +364,7 @@ class Engine:
             now=turn.ctx.now,
             hits=[*turn.hits, *hits],
             claim=claim,
+            remember=turn.remember,
         )
         if isinstance(result, Conflict):
             if turn.external:
@@ -343,6 +378,7 @@ class Engine:
             log.info("phone_in_progress", member=str(turn.member.key), wait=round(result.wait))
             return PhoneBusy(turn.ctx.now + result.wait)
         turn.version, turn.saved, turn.hits = result.version, turn.conversation, []
+        turn.remember = None
         return Reserved()
 
     async def _make_durable(self, turn: _Turn) -> None:
@@ -357,12 +393,14 @@ class Engine:
             version=turn.version,
             now=turn.ctx.now,
             hits=turn.hits,
+            remember=turn.remember,
         )
         if isinstance(result, Conflict):
             raise _Replay
         if not isinstance(result, Committed):  # only counted hits here: nothing can refuse
             raise RuntimeError(f"unexpected commit result {result!r}")  # pragma: no cover
         turn.version, turn.saved, turn.hits = result.version, turn.conversation, []
+        turn.remember = None
 
     async def _audit_sms(self, turn: _Turn, event: str, phone: str | None) -> None:
         """A code went out: the audit log is where ``/stats`` counts members and SMS."""
@@ -397,10 +435,13 @@ class Engine:
             log.info("phone_taken_at_record", member=str(turn.member.key))
             return PhoneTaken()
         log.info("member_verified", member=str(turn.member.key))
+        # Every worker's next message knows it from Redis (unless an unlink came since).
+        turn.remember = Remember(KnownLink(command.phone, command.country, turn.ctx.now), "set")
         return Recorded()
 
     async def _save(self, turn: _Turn) -> None:
-        if turn.conversation == turn.saved and not turn.hits and turn.release is None:
+        unchanged = turn.conversation == turn.saved and not turn.hits and turn.release is None
+        if unchanged and turn.remember is None:
             return
         release = Claim(turn.release) if turn.release else None
         if await self._commit_over(turn, turn.version, release):
@@ -442,8 +483,9 @@ class Engine:
             now=turn.ctx.now,
             hits=turn.hits,
             claim=release,
+            remember=turn.remember,
         )
         if not isinstance(result, Committed):
             return False
-        turn.version, turn.saved = result.version, turn.conversation
+        turn.version, turn.saved, turn.remember = result.version, turn.conversation, None
         return True

@@ -26,6 +26,10 @@ class Keys:
         """A platform delivery already seen (for deduplication)."""
         return f"{self.prefix}seen:{member.platform}:{member.scope}:{delivery_id}"
 
+    def verified(self, member: MemberKey) -> str:
+        """The directory's answer about the member's verification, kept (``KnownLink``)."""
+        return f"{self.prefix}verified:{member.platform}:{member.scope}:{member.user_id}"
+
     def claim(self, phone: str) -> str:
         """Which member's verification holds this number."""
         return f"{self.prefix}claim:{phone}"

@@ -541,6 +541,10 @@ class Moderation:
         return step
 
     async def _unlink(self, actor: Actor, subject: MemberKey, who: str) -> Result:
+        if self.store is not None:
+            # First: from now on every worker's next message asks the directory. If Redis
+            # cannot say so, nothing is unlinked (the error reaches the admin).
+            await self.store.forget_verification(subject)
         revoked = await self._directory.unverify(subject, actor=str(actor), now=self._now())
         if revoked is None:
             return Result((Reply("mod.unlink.not_verified", {"member": who}),), ok=False)

@@ -39,9 +39,26 @@ local now = tonumber(ARGV[1])
 if ARGV[2] ~= '' then
   if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[2]) then return {1} end
 end
-local out = {0, redis.call('GET', KEYS[1])}
-local a = 3
-for k = 3, #KEYS do
+local current = redis.call('GET', KEYS[1])
+local leased = 0
+if ARGV[3] ~= '' and current then
+  -- A code check's lease, taken here rather than by a commit of its own: only a conversation
+  -- waiting for a code, with no live check, no code already accepted and a code not lapsed.
+  -- The flow decides whether to check; a lease it does not use is cleared by its save.
+  local ok, c = pcall(cjson.decode, current)
+  local s = now / 1000
+  if ok and type(c) == 'table' and c['state'] == 'await_code' and not c['code_accepted']
+      and tonumber(c['checking_until'] or 0) <= s and tonumber(c['code_expires_at'] or 0) > s
+      and tonumber(c['v']) then
+    c['checking_until'] = tonumber(ARGV[3])
+    c['v'] = tonumber(c['v']) + 1
+    redis.call('SET', KEYS[1], cjson.encode(c), 'PX', ARGV[4])
+    leased = 1
+  end
+end
+local out = {0, current, redis.call('GET', KEYS[3]), leased}
+local a = 5
+for k = 4, #KEYS do
   local window, limit = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
   a = a + 2
   redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', now - window)
@@ -59,6 +76,7 @@ return out
 """
 
 _COMMIT = """
+local TOMBSTONE = '0'
 local current = redis.call('GET', KEYS[1])
 local version = 0
 if current then
@@ -75,8 +93,8 @@ if claim == 'take' then
   if holder and holder ~= owner then return {'busy', redis.call('PTTL', KEYS[2])} end
 end
 local wait = 0
-local a = 9
-for k = 3, #KEYS do
+local a = 12
+for k = 4, #KEYS do
   local window, limit, mode = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), ARGV[a + 2]
   a = a + 3
   redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', now - window)
@@ -93,8 +111,8 @@ for k = 3, #KEYS do
   end
 end
 if wait > 0 then return {'limited', wait} end
-a = 9
-for k = 3, #KEYS do
+a = 12
+for k = 4, #KEYS do
   redis.call('ZADD', KEYS[k], now, token)
   redis.call('PEXPIRE', KEYS[k], ARGV[a])
   a = a + 3
@@ -108,6 +126,13 @@ if ARGV[2] == '' then
   redis.call('DEL', KEYS[1])
 else
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+end
+-- The directory's answer for this member, kept for the next messages: 'fill' only where
+-- nothing is kept (a tombstone stays), 'set' over anything but a tombstone.
+if ARGV[9] == 'fill' then
+  redis.call('SET', KEYS[3], ARGV[10], 'NX', 'PX', ARGV[11])
+elseif ARGV[9] == 'set' and redis.call('GET', KEYS[3]) ~= TOMBSTONE then
+  redis.call('SET', KEYS[3], ARGV[10], 'PX', ARGV[11])
 end
 return {'ok', version + 1}
 """
@@ -156,12 +181,68 @@ class Claim:
 
 
 @dataclass(frozen=True, slots=True)
+class KnownLink:
+    """The directory's answer to "is this member verified, and with which number", kept in
+    Redis so that a member's messages need not ask the database (``phone`` None: not
+    verified). Whatever unlinks a member in the directory first calls
+    ``Store.forget_verification``, whose tombstone no later write of an older answer passes.
+    """
+
+    phone: str | None
+    country: str | None = None
+    verified_at: float | None = None
+
+    def encode(self) -> str:
+        if self.phone is None:
+            return _NOT_VERIFIED
+        return json.dumps({"p": self.phone, "c": self.country, "t": self.verified_at})
+
+    @staticmethod
+    def decode(raw: str | bytes | None) -> KnownLink | None:
+        """None when nothing usable is kept (or a tombstone): ask the directory."""
+        if raw is None or raw in (_TOMBSTONE, _TOMBSTONE.encode()):
+            return None
+        if raw in (_NOT_VERIFIED, _NOT_VERIFIED.encode()):
+            return KnownLink(None)
+        try:
+            data = json.loads(raw)
+            return KnownLink(str(data["p"]), data.get("c"), data.get("t"))
+        except (ValueError, TypeError, KeyError):
+            return None
+
+
+_TOMBSTONE = "0"
+_NOT_VERIFIED = "n"
+#: How long an answer is kept: a verified member's for a day, "not verified" for an hour
+#: (the engine overwrites it when the member verifies), a tombstone for ten minutes (far
+#: longer than any message takes between asking the directory and writing its answer).
+_KEEP_VERIFIED_MS = 86_400_000
+_KEEP_NOT_VERIFIED_MS = 3_600_000
+_KEEP_TOMBSTONE_MS = 600_000
+
+
+@dataclass(frozen=True, slots=True)
+class Remember:
+    """Keep the directory's answer with a commit: ``fill`` what the directory just said
+    (unless something is kept already), or ``set`` what this message just recorded there
+    (unless a tombstone says an unlink came after)."""
+
+    link: KnownLink
+    mode: Literal["fill", "set"]
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     duplicate: bool
     conversation: Conversation
     version: int
     #: Seconds until each peeked limit frees a slot; 0 when it is not full.
     waits: tuple[float, ...] = ()
+    #: The directory's answer kept for this member, if any.
+    known: KnownLink | None = None
+    #: The load took the code check's lease asked for (``version`` counts it; the
+    #: conversation is as it was before).
+    leased: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +331,9 @@ class Store:
     def claim_key(self, phone: str) -> str:
         return self.keys.claim(phone)
 
+    def known_key(self, member: MemberKey) -> str:
+        return self.keys.verified(member)
+
     def limit_key(self, limit: Limit) -> str:
         return self.keys.limit(limit.name, limit.rate.window, limit.subject)
 
@@ -260,12 +344,22 @@ class Store:
         now: float,
         delivery_id: str | None = None,
         peek: Sequence[Limit] = (),
+        lease_until: float | None = None,
     ) -> Snapshot:
+        """The conversation (and the directory's answer kept for the member), in one round
+        trip. With ``lease_until``, a conversation waiting for a code takes the check's lease
+        until then, if no check is live: the turn then needs no commit before Vonage."""
         keys = [
             self.conversation_key(member),
             self.delivery_key(member, delivery_id) if delivery_id else "",
+            self.known_key(member),
         ]
-        args: list[Any] = [_ms(now), self._duplicate_ttl_ms if delivery_id else ""]
+        args: list[Any] = [
+            _ms(now),
+            self._duplicate_ttl_ms if delivery_id else "",
+            "" if lease_until is None else repr(lease_until),
+            self._conversation_ttl_ms,
+        ]
         for limit in peek:
             keys.append(self.limit_key(limit))
             args += [limit.rate.window * 1000, limit.rate.count]
@@ -274,8 +368,10 @@ class Store:
         if int(result[0]) == 1:
             return Snapshot(duplicate=True, conversation=Conversation(), version=0)
         conversation, version = decode(result[1])
-        waits = tuple(float(w) / 1000 for w in result[2:])
-        return Snapshot(False, conversation, version, waits)
+        leased = int(result[3]) == 1
+        waits = tuple(float(w) / 1000 for w in result[4:])
+        known = KnownLink.decode(result[2])
+        return Snapshot(False, conversation, version + leased, waits, known, leased)
 
     async def first_delivery(self, member: MemberKey, delivery_id: str) -> bool:
         """Mark a delivery seen without loading a conversation (a group's join, say); True
@@ -298,9 +394,14 @@ class Store:
         now: float,
         hits: Sequence[Hit] = (),
         claim: Claim | None = None,
+        remember: Remember | None = None,
     ) -> CommitResult:
         conversation_key = self.conversation_key(member)
-        keys = [conversation_key, self.claim_key(claim.phone) if claim else conversation_key]
+        keys = [
+            conversation_key,
+            self.claim_key(claim.phone) if claim else conversation_key,
+            self.known_key(member),
+        ]
         body = "" if conversation == Conversation() else encode(conversation, version + 1)
         args: list[Any] = [version, body, self._conversation_ttl_ms, _ms(now), uuid.uuid4().hex]
         if claim is None:
@@ -308,6 +409,11 @@ class Store:
         else:
             mode = "release" if claim.ttl is None else "take"
             args += [mode, str(member), _ms(claim.ttl or 0)]
+        if remember is None:
+            args += ["", "", 0]
+        else:
+            keep = _KEEP_VERIFIED_MS if remember.link.phone else _KEEP_NOT_VERIFIED_MS
+            args += [remember.mode, remember.link.encode(), keep]
         for hit in hits:
             keys.append(self.limit_key(hit.limit))
             args += [hit.limit.rate.window * 1000, hit.limit.rate.count, hit.mode]
@@ -328,6 +434,13 @@ class Store:
         keys = [self.claim_key(phone), self.conversation_key(member)]
         async with self._in_flight:
             await self._release(keys=keys, args=[str(member), phone])
+
+    async def forget_verification(self, member: MemberKey) -> None:
+        """Before the directory unlinks ``member`` (or changes their number outside a
+        conversation): every worker's next message asks the directory again, and no answer
+        read before the change can be kept over this tombstone."""
+        async with self._in_flight:
+            await self.redis.set(self.known_key(member), _TOMBSTONE, px=_KEEP_TOMBSTONE_MS)
 
     async def stash(self, name: str, value: str, *, ttl: int) -> None:
         """Keep a short-lived value (a pending confirmation) under ``name`` for ``ttl`` s."""

@@ -264,11 +264,14 @@ async def open_app(
 
 
 @asynccontextmanager
-async def open_desk(settings: Settings, *, connect: bool) -> AsyncIterator[Moderation]:
+async def open_desk(
+    settings: Settings, *, connect: bool, redis: bool = False
+) -> AsyncIterator[Moderation]:
     """The moderators' desk outside the running bot, for the command line, with its directory.
 
     ``connect`` reaches each platform whose bot token is set here; its adapter is imported
-    only then, so a command that needs no platform never loads an SDK.
+    only then, so a command that needs no platform never loads an SDK. ``redis`` gives the
+    desk the bot's store, for what the running bot must see at once (an unlink).
     """
     roles, catalogue = load_roles(settings), load_catalogue(settings)
     directory = open_directory(settings)
@@ -290,6 +293,12 @@ async def open_desk(settings: Settings, *, connect: bool) -> AsyncIterator[Moder
                 slack = await stack.enter_async_context(slack_roles.standalone(settings, catalogue))
                 platforms["slack"] = slack
                 logs += filter(None, [slack_roles.mod_log(slack, settings, catalogue)])
-            yield moderation_desk(directory, roles, admin_ids(settings), platforms, EveryLog(logs))
+            store = None
+            if redis:
+                client = await stack.enter_async_context(open_redis(settings))
+                store = Store(client, prefix=settings.redis_prefix)
+            yield moderation_desk(
+                directory, roles, admin_ids(settings), platforms, EveryLog(logs), store=store
+            )
     finally:
         directory.close()

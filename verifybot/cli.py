@@ -280,13 +280,18 @@ def cli_actor() -> Actor:
 
 
 def with_desk(
-    settings: Settings, work: Callable[[Moderation, Directory], Any], *, connect: bool
+    settings: Settings,
+    work: Callable[[Moderation, Directory], Any],
+    *,
+    connect: bool,
+    redis: bool = False,
 ) -> Any:
-    """Run ``work`` with a moderators' desk; ``connect`` reaches the configured platforms."""
+    """Run ``work`` with a moderators' desk; ``connect`` reaches the configured platforms,
+    ``redis`` the bot's store."""
     from verifybot.bootstrap import open_desk
 
     async def session() -> Any:
-        async with open_desk(settings, connect=connect) as desk:
+        async with open_desk(settings, connect=connect, redis=redis) as desk:
             return await work(desk, desk.directory)
 
     return asyncio.run(session())
@@ -376,7 +381,8 @@ def users_unlink(
                 raise fail("nothing was changed", code=1)
             return await desk.unlink(actor, member, confirmed=True)
 
-        show(settings, with_desk(settings, unlink, connect=True))
+        # With the store: the running bot's workers must see the unlink at once.
+        show(settings, with_desk(settings, unlink, connect=True, redis=True))
 
 
 @roles_app.command("list")

@@ -12,6 +12,7 @@ from bot.flow.machine import (
     Rule,
     State,
     Step,
+    might_check,
     screen_phone,
     step,
 )
@@ -151,6 +152,7 @@ __all__ = [
     "Tick",
     "TooManyAttempts",
     "VerificationStarted",
+    "might_check",
     "screen_phone",
     "step",
 ]

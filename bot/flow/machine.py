@@ -344,6 +344,7 @@ def _link_looked_up(
         verified = Conversation(
             state=State.VERIFIED,
             phone=event.phone,
+            country=event.country,
             verified_at=event.verified_at,
             origin=conv.origin,
         )
@@ -524,6 +525,15 @@ def _code_in(text: str) -> str:
 
 def _is_digits(code: str) -> bool:
     return code.isascii() and code.isdigit()
+
+
+def might_check(event: Event, policy: FlowPolicy) -> bool:
+    """Whether ``event`` is a code the flow would check if a code is awaited: the engine
+    takes the check's lease with its load then, instead of a commit of its own."""
+    if not isinstance(event, Text | CodeGiven):
+        return False
+    code = _code_in(event.text)
+    return _is_digits(code) and len(code) == policy.code_length
 
 
 def _check(conv: Conversation, code: str, ctx: Context, policy: FlowPolicy) -> Step:

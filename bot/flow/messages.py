@@ -96,6 +96,7 @@ class LinkLookedUp:
     purpose: Purpose
     phone: str | None = None
     verified_at: float | None = None
+    country: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -121,9 +121,12 @@ async def test_redis_round_trips_per_message(bot: App, inbox: Inbox) -> None:
     assert await counter.during(bot.engine.handle(ALICE, Text("hello?"))) <= 2
     # A resend's SMS reservation is the commit before Vonage: nothing more is saved first.
     assert await counter.during(bot.engine.handle(ALICE, Resend())) == 3
-    # A code is checked under a lease saved before Vonage is called: load, lease, save.
-    assert await counter.during(bot.engine.handle(ALICE, Text("000000"))) == 3
-    assert await counter.during(bot.engine.handle(ALICE, Text(inbox.last_code))) == 3
+    # A code is checked under a lease taken with the load, before Vonage: load, save.
+    assert await counter.during(bot.engine.handle(ALICE, Text("000000"))) == 2
+    # The right code: load (with the lease), save (with what the directory now says).
+    assert await counter.during(bot.engine.handle(ALICE, Text(inbox.last_code))) == 2
+    # Verified: the directory's answer is kept in Redis, so a start is one load, no SQL.
+    assert await counter.during(bot.engine.handle(ALICE, Start())) == 1
 
 
 class GatedSandbox(SandboxVerifier):
