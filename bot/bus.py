@@ -61,6 +61,8 @@ def gate_handler(gate: GatePort) -> Handler:
     """The gate opens for the member (and for the group that sent them)."""
 
     async def open_gate(member: Member, verified: MemberVerified) -> None:
+        if not verified.held and verified.origin is None:
+            return  # nothing to release, no group to tell: no round trip
         await gate.member_verified(member, origin=verified.origin)
 
     return open_gate

@@ -488,4 +488,9 @@ class Engine:
         if not isinstance(result, Committed):
             return False
         turn.version, turn.saved, turn.remember = result.version, turn.conversation, None
+        if turn.verified is not None and not result.held:
+            # Read after the directory's write, so a join handled after it finds the member
+            # verified; only a join whose own check straddles both is missed, as it was
+            # when the release came after the reply.
+            turn.verified = replace(turn.verified, held=False)
         return True

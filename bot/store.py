@@ -94,7 +94,7 @@ if claim == 'take' then
 end
 local wait = 0
 local a = 12
-for k = 4, #KEYS do
+for k = 5, #KEYS do
   local window, limit, mode = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), ARGV[a + 2]
   a = a + 3
   redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', now - window)
@@ -112,7 +112,7 @@ for k = 4, #KEYS do
 end
 if wait > 0 then return {'limited', wait} end
 a = 12
-for k = 4, #KEYS do
+for k = 5, #KEYS do
   redis.call('ZADD', KEYS[k], now, token)
   redis.call('PEXPIRE', KEYS[k], ARGV[a])
   a = a + 3
@@ -134,7 +134,7 @@ if ARGV[9] == 'fill' then
 elseif ARGV[9] == 'set' and redis.call('GET', KEYS[3]) ~= TOMBSTONE then
   redis.call('SET', KEYS[3], ARGV[10], 'PX', ARGV[11])
 end
-return {'ok', version + 1}
+return {'ok', version + 1, redis.call('EXISTS', KEYS[4])}
 """
 
 # Release outside a COMMIT: only if the member still holds the claim and its conversation,
@@ -248,6 +248,8 @@ class Snapshot:
 @dataclass(frozen=True, slots=True)
 class Committed:
     version: int
+    #: Whether any gate held the member when this was written (``Keys.gate_of``).
+    held: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -401,6 +403,7 @@ class Store:
             conversation_key,
             self.claim_key(claim.phone) if claim else conversation_key,
             self.known_key(member),
+            self.keys.gate_of(member),
         ]
         body = "" if conversation == Conversation() else encode(conversation, version + 1)
         args: list[Any] = [version, body, self._conversation_ttl_ms, _ms(now), uuid.uuid4().hex]
@@ -421,7 +424,7 @@ class Store:
             result = await self._commit(keys=keys, args=args)
         outcome = result[0].decode() if isinstance(result[0], bytes) else str(result[0])
         if outcome == "ok":
-            return Committed(int(result[1]))
+            return Committed(int(result[1]), bool(int(result[2])))
         if outcome == "limited":
             return LimitReached(float(result[1]) / 1000)
         if outcome == "busy":

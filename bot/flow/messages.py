@@ -327,6 +327,9 @@ class MemberVerified:
     #: False when a member verified before is only being sent on to a group (a deep link):
     #: gates still open, but it is not news for the moderators' log.
     fresh: bool = True
+    #: False when no gate held the member as the verification was saved (the engine reads
+    #: it with that write): no gate need be asked to release them.
+    held: bool = True
 
 
 # Commands: the engine answers each with an event. A step emits at most one, last.

@@ -35,7 +35,7 @@ async def test_a_new_member_has_an_idle_conversation_at_version_zero(store: Stor
 
 
 async def test_a_saved_conversation_round_trips_with_a_new_version(store: Store) -> None:
-    assert await store.commit(ALICE, WAITING, version=0, now=NOW) == Committed(1)
+    assert await store.commit(ALICE, WAITING, version=0, now=NOW) == Committed(1, held=False)
     snapshot = await store.load(ALICE, now=NOW)
     assert (snapshot.conversation, snapshot.version) == (WAITING, 1)
 
@@ -214,7 +214,7 @@ async def test_a_claim_held_by_another_member_writes_nothing(store: Store, redis
     taken = await store.commit(
         ALICE, STARTING, version=0, now=NOW, hits=[Hit(limit)], claim=Claim(PHONE, 400)
     )
-    assert taken == Committed(1)
+    assert taken == Committed(1, held=False)
     refused = await store.commit(
         BOB, STARTING, version=0, now=NOW, hits=[Hit(limit)], claim=Claim(PHONE, 400)
     )
@@ -229,7 +229,7 @@ async def test_the_holder_refreshes_its_claim_and_only_the_holder_releases_it(
 ) -> None:
     await store.commit(ALICE, STARTING, version=0, now=NOW, claim=Claim(PHONE, 10))
     again = await store.commit(ALICE, STARTING, version=1, now=NOW, claim=Claim(PHONE, 400))
-    assert again == Committed(2)
+    assert again == Committed(2, held=False)
     assert 399_000 < await redis.pttl(store.claim_key(PHONE)) <= 400_000
     # Bob's release (in a save, or on its own) leaves Alice's claim alone.
     await store.commit(BOB, WAITING, version=0, now=NOW, claim=Claim(PHONE))

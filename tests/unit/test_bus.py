@@ -80,3 +80,18 @@ async def test_the_gate_hears_the_origin_and_the_desk_hears_whether_it_is_news()
     bus.register("telegram", [gate_handler(Gate()), desk_handler(Desk())])
     await bus.publish(ALICE, BACK_BY_LINK)
     assert heard == [("gate", "-100"), ("desk", False)]
+
+
+async def test_a_member_held_nowhere_costs_the_gate_nothing_unless_a_group_sent_them() -> None:
+    asked: list[str | None] = []
+
+    class Gate:
+        async def member_verified(self, member: Member, *, origin: str | None = None) -> None:
+            asked.append(origin)
+
+    handler = gate_handler(Gate())
+    await handler(ALICE, MemberVerified("+447400123456", None, held=False))
+    assert asked == []
+    await handler(ALICE, MemberVerified("+447400123456", "-100", held=False))
+    await handler(ALICE, MemberVerified("+447400123456", None))  # held, or not known
+    assert asked == ["-100", None]
