@@ -345,11 +345,11 @@ class Engine:
         raise TypeError(f"unknown command {command!r}")  # pragma: no cover
 
     async def _look_up(self, key: MemberKey) -> KnownLink:
-        link = await self.directory.find_verified(key)
-        if link is None or link.phone_e164 is None:
+        found = await self.directory.verified_number(key)
+        if found is None:
             return KnownLink(None)
-        verified_at = link.verified_at.timestamp() if link.verified_at else None
-        return KnownLink(link.phone_e164, link.country, verified_at)
+        phone, country, verified_at = found
+        return KnownLink(phone, country, verified_at.timestamp() if verified_at else None)
 
     def _claim_ttl(self) -> float:
         return self.verifier.request_lifetime + self.policy.start_lease + _CLAIM_MARGIN

@@ -22,7 +22,18 @@ from typing import Any, Final
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, Engine, Select, delete, func, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Select,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from bot.directory.engine import BEGIN_MODE, POOL_CAPACITY, create_directory_engine
@@ -192,8 +203,19 @@ class Directory:
 
     def count_links(self, phone_e164: str, *, excluding: MemberKey) -> int:
         """How many other members hold a verified link to ``phone_e164``."""
-        with self._transaction(write=False) as session:
-            return _count_links(session, phone_e164, excluding=excluding)
+        with self._connection(write=False) as connection:
+            return _count_links(connection, phone_e164, excluding=excluding)
+
+    def verified_number(self, member: MemberKey) -> tuple[str, str | None, datetime | None] | None:
+        """``member``'s verified number, its country and when, if they are verified now: what a
+        member's message needs, in one Core statement (no ORM objects, no role grants)."""
+        query = select(PhoneLinkRow.phone_e164, PhoneLinkRow.country, PhoneLinkRow.verified_at)
+        query = query.where(*_is(member), PhoneLinkRow.is_phone_verified)
+        with self._connection(write=False) as connection:
+            row = connection.execute(query).first()
+        if row is None or row.phone_e164 is None:
+            return None
+        return row.phone_e164, row.country, row.verified_at
 
     def record_verified(
         self,
@@ -554,10 +576,9 @@ class Directory:
     ) -> None:
         """Append to the audit log. Callers mask phone numbers themselves (``mask_phone``)."""
         _require_aware(now)
-        with self._transaction(write=True) as session:
-            session.add(
-                AuditRow(at=now, event=event, actor=actor, subject=subject, details=details or {})
-            )
+        row = {"at": now, "event": event, "actor": actor, "subject": subject}
+        with self._connection(write=True) as connection:
+            connection.execute(insert(AuditRow), [{**row, "details": details or {}}])
 
     def audit_trail(self, *, subject: str | None = None, limit: int = 100) -> list[AuditEntry]:
         """The newest ``limit`` entries, newest first, optionally about one subject."""
@@ -577,6 +598,16 @@ class Directory:
             ]
 
     # -- helpers ------------------------------------------------------------------------------
+
+    @contextmanager
+    def _connection(self, *, write: bool) -> Iterator[Connection]:
+        """A Core connection in one transaction (as ``_transaction``, without a Session):
+        for statements whose result is a number or a few columns."""
+        gate = self._write_gate if write else contextlib.nullcontext()
+        with gate, self._engine.connect() as connection:
+            connection.execution_options(**{BEGIN_MODE: "IMMEDIATE" if write else "DEFERRED"})
+            with connection.begin():
+                yield connection
 
     @contextmanager
     def _transaction(self, *, write: bool) -> Iterator[Session]:
@@ -704,7 +735,7 @@ def _within(platform: str | None, scope: str | None, verified_only: bool) -> lis
     return where
 
 
-def _count_links(session: Session, phone_e164: str, *, excluding: MemberKey) -> int:
+def _count_links(session: Session | Connection, phone_e164: str, *, excluding: MemberKey) -> int:
     query = select(func.count(PhoneLinkRow.id)).where(
         PhoneLinkRow.phone_e164 == phone_e164,
         PhoneLinkRow.is_phone_verified,

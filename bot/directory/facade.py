@@ -65,6 +65,7 @@ class AsyncDirectory:
     unverify = _awaited(Directory.unverify)
     find = _awaited(Directory.find)
     find_verified = _awaited(Directory.find_verified)
+    verified_number = _awaited(Directory.verified_number)
     find_by_handle = _awaited(Directory.find_by_handle)
     find_user = _awaited(Directory.find_user)
     list_links = _awaited(Directory.list_links)

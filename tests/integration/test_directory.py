@@ -288,6 +288,18 @@ def test_find_verified_returns_only_a_link_that_vouches_for_a_phone(
     assert directory.find_verified(ALICE) is None
 
 
+def test_verified_number_says_what_find_verified_says_in_three_columns(
+    directory: Directory,
+) -> None:
+    assert directory.verified_number(ALICE) is None
+    record(directory, ALICE)
+    link = directory.find_verified(ALICE)
+    assert link is not None
+    assert directory.verified_number(ALICE) == (PHONE, link.country, link.verified_at)
+    directory.unverify(ALICE, actor="admin:7", now=T0)
+    assert directory.verified_number(ALICE) is None
+
+
 def test_only_verified_members_are_admitted_and_admission_is_remembered_once(
     directory: Directory,
 ) -> None:

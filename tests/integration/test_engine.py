@@ -301,7 +301,7 @@ async def test_an_unexpected_failure_is_a_polite_reply_and_the_update_can_be_ret
     def explode(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(bot.directory, "find", explode)
+    monkeypatch.setattr(bot.directory, "verified_number", explode)
     failed = await bot.engine.handle(ALICE, Start(), delivery_id="u-9")
     assert keys(failed) == ["error.internal"]
     monkeypatch.undo()

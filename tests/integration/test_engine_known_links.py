@@ -60,6 +60,7 @@ def directory_unreachable(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the directory was asked")
 
+    monkeypatch.setattr(app.directory, "verified_number", refuse)
     monkeypatch.setattr(app.directory, "find_verified", refuse)
 
 
