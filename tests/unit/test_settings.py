@@ -69,6 +69,9 @@ def test_admins_and_auto_roles_are_comma_separated(monkeypatch: pytest.MonkeyPat
         ("SLACK_ADMIN_IDS", "U0123ABCD,alice", "alice: use Slack member ids like U0123ABCD"),
         ("TELEGRAM_LOG_CHAT_ID", "mods", "use a chat id like -1001234567890"),
         ("TELEGRAM_GROUP_CONCURRENCY", "0", "TELEGRAM_GROUP_CONCURRENCY"),
+        ("TELEGRAM_SEND_RATE", "-1", "TELEGRAM_SEND_RATE: Input should be greater than or equal"),
+        ("TELEGRAM_SEND_RATE", "1001", "TELEGRAM_SEND_RATE: Input should be less than or equal"),
+        ("TELEGRAM_SEND_RATE", "fast", "TELEGRAM_SEND_RATE: Input should be a valid integer"),
         ("SLACK_LOG_CHANNEL", "#mods", "use a channel id like C0123ABCD"),
     ],
 )
@@ -90,3 +93,11 @@ def test_an_application_without_a_key_is_refused() -> None:
 def test_secrets_do_not_show_in_the_settings_repr() -> None:
     s = settings(vonage_api_key="key", vonage_api_secret="hunter2")
     assert "hunter2" not in repr(s)
+
+
+def test_telegram_sends_at_telegrams_pace_unless_told_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert settings().telegram_send_rate == 30
+    monkeypatch.setenv("TELEGRAM_SEND_RATE", "0")
+    assert settings().telegram_send_rate == 0
