@@ -45,6 +45,7 @@ import tempfile
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,6 +193,22 @@ class BotProcess:
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
         ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))  # utime stime cutime cstime
         return ticks / os.sysconf("SC_CLK_TCK")
+
+    def cpu_by_thread(self) -> dict[str, float]:
+        """Seconds of CPU of the event loop's thread and of all the others (Python names no
+        thread for the kernel, so the directory's, the SDK's and asyncio's are one figure)."""
+        out: dict[str, float] = defaultdict(float)
+        for task in Path(f"/proc/{self.pid}/task").iterdir():
+            with suppress(OSError):
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                name = "event loop" if task.name == str(self.pid) else "other threads"
+                out[name] += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return out
+
+    def user_system(self) -> tuple[float, float]:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        tick = os.sysconf("SC_CLK_TCK")
+        return int(fields[11]) / tick, int(fields[12]) / tick
 
     def peak_rss_mib(self) -> float:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
@@ -356,6 +373,7 @@ async def run(members: int, database_url: str | None, profile: bool) -> None:
             wave = Wave()
             if profile:
                 spy = _start_py_spy(process.pid, tmp)
+            threads, split = bot.cpu_by_thread(), bot.user_system()
             commands, cpu, wall = proxy.commands, bot.cpu(), time.perf_counter()
             names = proxy.names.copy()
             await asyncio.gather(
@@ -363,6 +381,9 @@ async def run(members: int, database_url: str | None, profile: bool) -> None:
             )
             wall = time.perf_counter() - wall
             cpu = bot.cpu() - cpu
+            threads = {k: v - threads.get(k, 0.0) for k, v in bot.cpu_by_thread().items()}
+            after = bot.user_system()
+            cpu_user, cpu_system = after[0] - split[0], after[1] - split[1]
             names = proxy.names - names
             # A new pooled connection says HELLO and CLIENT SETINFO once: set-up, not traffic.
             setup = sum(n for name, n in names.items() if name in ("HELLO", "CLIENT"))
@@ -387,6 +408,9 @@ async def run(members: int, database_url: str | None, profile: bool) -> None:
     print(f"members {members}, {messages} messages, {wall:.1f} s, load average {load[0]:.2f}")
     print(f"  msgs/s              {messages / wall:8.1f}")
     print(f"  bot CPU per message {cpu / messages * 1000:8.2f} ms")
+    per = {name: f"{t / messages * 1000:.2f}" for name, t in threads.items()}
+    ms = 1000 / messages
+    print(f"    user {cpu_user * ms:.2f} ms, system {cpu_system * ms:.2f} ms; in", per)
     print(f"  Redis per message   {commands / messages:8.2f} round trips", end="")
     print(f" (+ {setup} commands setting up new connections)")
     print("   ", ", ".join(f"{n} {c / messages:.2f}" for n, c in names.most_common()))

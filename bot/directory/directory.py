@@ -234,38 +234,46 @@ class Directory:
         ``display_name=None`` keeps the name already on file.
         """
         _require_aware(now)
-        with self._transaction(write=True) as session:
+        # Core statements on one connection: this runs once per verification, on the member's
+        # path, and the ORM's session, identity map and flush cost more than the SQL itself.
+        values: dict[str, Any] = {
+            "phone_e164": phone_e164,
+            "country": country,
+            "is_phone_verified": True,
+            "verified_at": now,
+            "updated_at": now,
+        }
+        if display_name is not None:
+            values["display_name"] = display_name
+        if handle is not None:
+            values["handle"] = handle.lstrip("@").lower()
+        with self._connection(write=True) as connection:
             # Members first, then phones: a fixed order, so the locks cannot deadlock.
-            _lock(session.connection(), f"member:{member}", f"phone:{phone_e164}")
-            taken = _count_links(session, phone_e164, excluding=member)
+            _lock(connection, f"member:{member}", f"phone:{phone_e164}")
+            taken = _count_links(connection, phone_e164, excluding=member)
             if taken >= self._max_accounts_per_phone:
                 return RecordOutcome.PHONE_TAKEN
-            link = _link_row(session, member)
-            if link is None:
-                link = PhoneLinkRow(
-                    platform=member.platform,
-                    scope=member.scope,
-                    user_id=member.user_id,
-                    created_at=now,
+            link_id = connection.scalar(select(PhoneLinkRow.id).where(*_is(member)))
+            if link_id is None:
+                new = {"platform": member.platform, "scope": member.scope, "created_at": now}
+                new["user_id"] = member.user_id
+                connection.execute(insert(PhoneLinkRow), [{**new, **values}])
+            else:
+                connection.execute(
+                    update(PhoneLinkRow).where(PhoneLinkRow.id == link_id).values(values)
                 )
-                session.add(link)
-            link.phone_e164 = phone_e164
-            link.country = country
-            if display_name is not None:
-                link.display_name = display_name
-            if handle is not None:
-                link.handle = handle.lstrip("@").lower()
-            link.is_phone_verified = True
-            link.verified_at = now
-            link.updated_at = now
-            session.add(
-                AuditRow(
-                    at=now,
-                    event="verified",
-                    actor=str(member),
-                    subject=str(member),
-                    details={"phone_masked": mask_phone(phone_e164), "country": country},
-                )
+            audit = {"phone_masked": mask_phone(phone_e164), "country": country}
+            connection.execute(
+                insert(AuditRow),
+                [
+                    {
+                        "at": now,
+                        "event": "verified",
+                        "actor": str(member),
+                        "subject": str(member),
+                        "details": audit,
+                    }
+                ],
             )
             return RecordOutcome.RECORDED
 
