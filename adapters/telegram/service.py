@@ -102,6 +102,8 @@ def build_application(app: App) -> AnyApplication:
         .base_url(settings.telegram_api_base_url)
         .base_file_url(file_url_for(settings.telegram_api_base_url))
         .request(AiohttpRequest())
+        # The long poll too: PTB would otherwise load httpx for this one connection.
+        .get_updates_request(AiohttpRequest(connections=1))
         .concurrent_updates(InOrderPerMember(per_chat=settings.telegram_group_concurrency))
         # Paces sends (TELEGRAM_SEND_RATE overall, 20/min per group); waits out a 429 twice.
         .rate_limiter(PaceMessages.at(settings.telegram_send_rate, max_retries=2))

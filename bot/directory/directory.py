@@ -17,11 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from sqlalchemy import (
     Connection,
     Engine,
@@ -29,12 +26,16 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    inspect,
     or_,
     select,
     text,
     update,
 )
 from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+if TYPE_CHECKING:  # alembic is loaded only to migrate: 11 MiB a running bot does without
+    from alembic.config import Config
 
 from bot.directory.engine import BEGIN_MODE, POOL_CAPACITY, create_directory_engine
 from bot.directory.models import (
@@ -130,6 +131,8 @@ class AuditEntry:
 
 def alembic_config() -> Config:
     """Alembic's configuration, built in code so that an installed wheel needs no alembic.ini."""
+    from alembic.config import Config
+
     config = Config()
     # set_main_option interpolates "%(name)s", so a literal "%" in the path must be doubled.
     config.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))
@@ -173,6 +176,10 @@ class Directory:
     def upgrade(self) -> None:
         """Bring the schema to the newest migration, in one transaction; safe to repeat, and
         safe to run from several processes at once (see migrations/env.py)."""
+        if self.revision() == newest_migration():
+            return  # the usual start: nothing to do, and alembic is not even imported
+        from alembic import command
+
         # Its own engine, without the timeouts: a migration may take long, and may have to
         # wait for another process's migration to finish.
         engine = create_directory_engine(self._url, timeout=None)
@@ -188,7 +195,11 @@ class Directory:
         """The migration the database is at, or None before the first ``upgrade()``."""
         with self._engine.connect() as connection:
             connection.execution_options(**{BEGIN_MODE: "DEFERRED"})
-            return MigrationContext.configure(connection).get_current_revision()
+            if not inspect(connection).has_table(_VERSION_TABLE):
+                return None
+            query = select(text("version_num")).select_from(text(_VERSION_TABLE))
+            found = connection.scalar(query)
+            return None if found is None else str(found)
 
     def ping(self) -> None:
         """Raise if the database cannot be reached."""
@@ -633,6 +644,17 @@ class Directory:
             session.connection(execution_options={BEGIN_MODE: "IMMEDIATE" if write else "DEFERRED"})
             yield session
             session.commit()
+
+
+#: Where alembic keeps the revision a database is at (its default table).
+_VERSION_TABLE: Final = "alembic_version"
+
+
+def newest_migration() -> str | None:
+    """The head revision, by the migrations' file names (``0004_invite_links.py`` is revision
+    "0004"; tests/unit/test_migration_head.py holds that to alembic's own view)."""
+    names = (MIGRATIONS / "versions").glob("[0-9][0-9][0-9][0-9]_*.py")
+    return max((path.name[:4] for path in names), default=None)
 
 
 def lock_migrations(connection: Connection) -> None:

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from importlib.metadata import version
 from typing import Any, TypeVar
 
 import jwt
@@ -24,8 +25,10 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from requests.adapters import HTTPAdapter
 from urllib3 import Retry
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
-from vonage import Auth, HttpClientOptions, Vonage
+from vonage_http_client import Auth, HttpClient, HttpClientOptions
 from vonage_http_client.errors import HttpRequestError
+from vonage_verify import Verify
+from vonage_verify_legacy import VerifyLegacy
 
 from bot.logs import quiet_third_party_loggers
 from bot.verifier.keys import pkcs8_pem
@@ -159,20 +162,23 @@ class VonageOptions:
     start_attempts: int = 3
     retry_wait: float = 0.5
 
-    def client(self, auth: Auth, *, send_once: bool = False) -> Vonage:
+    def client(self, auth: Auth, *, send_once: bool = False) -> VonageApis:
         """One client per API (the SDK shares a mutable headers dict between APIs on a
         client). ``send_once``: never re-send a request whose answer was lost; for calls
         whose repetition is not harmless (a check spends a try, a resend an SMS)."""
-        client = Vonage(
-            auth,
-            HttpClientOptions(
-                api_host=self.api_host,
-                rest_host=self.rest_host,
-                timeout=self.timeout,
-                pool_connections=1,
-                pool_maxsize=self.max_workers,
-                max_retries=_CONNECT_RETRIES,
-            ),
+        client = VonageApis(
+            HttpClient(
+                auth,
+                HttpClientOptions(
+                    api_host=self.api_host,
+                    rest_host=self.rest_host,
+                    timeout=self.timeout,
+                    pool_connections=1,
+                    pool_maxsize=self.max_workers,
+                    max_retries=_CONNECT_RETRIES,
+                ),
+                _SDK_VERSION,
+            )
         )
         if send_once:
             # The SDK has no option for this; its session is private, so a test pins it
@@ -187,6 +193,22 @@ class VonageOptions:
             )
         return client
 
+
+class VonageApis:
+    """The two Verify APIs over one HTTP client, as the SDK's ``Vonage`` object offers them.
+
+    Not ``vonage.Vonage`` itself: importing it loads every Vonage API (video, voice,
+    messages, ...), about 9 MiB of pydantic models a verification bot never uses.
+    """
+
+    def __init__(self, http_client: HttpClient) -> None:
+        self.http_client = http_client
+        self.verify = Verify(http_client)
+        self.verify_legacy = VerifyLegacy(http_client)
+
+
+#: What the SDK's own client says in its User-Agent.
+_SDK_VERSION = version("vonage")
 
 #: urllib3 retries a POST only where nothing was sent (a connection that never opened).
 _CONNECT_RETRIES = 1

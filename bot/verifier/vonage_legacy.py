@@ -14,7 +14,7 @@ from typing import Any
 import requests
 import structlog
 from pydantic import ValidationError
-from vonage import Auth
+from vonage_http_client import Auth
 from vonage_http_client.errors import HttpRequestError
 from vonage_verify_legacy import VerifyRequest
 from vonage_verify_legacy.errors import VerifyError
