@@ -394,6 +394,8 @@ class Moderation:
         Not fresh: a member verified before came back by a deep link. Their auto roles are
         ensured (the roles file may have changed), but the log hears nothing new.
         """
+        if not self.roles.auto and not (fresh and self.log is not None):
+            return  # nothing to post, no role to give: no need to ask the directory who it is
         try:
             _, who = await self._named(member.key)
             if fresh:
