@@ -210,9 +210,9 @@ class BotProcess:
         tick = os.sysconf("SC_CLK_TCK")
         return int(fields[11]) / tick, int(fields[12]) / tick
 
-    def peak_rss_mib(self) -> float:
+    def peak_rss_mib(self, field: str = "VmHWM") -> float:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
         return 0.0
 
@@ -369,6 +369,7 @@ async def run(members: int, database_url: str | None, profile: bool) -> None:
             for n, user in enumerate(warmup):
                 await verify(emu, vonage, replies, user, 900000 + n, Wave())
 
+            started_rss = bot.peak_rss_mib("VmRSS")
             users = [emu.add_user(f"M{i}") for i in range(members)]
             wave = Wave()
             if profile:
@@ -414,7 +415,7 @@ async def run(members: int, database_url: str | None, profile: bool) -> None:
     print(f"  Redis per message   {commands / messages:8.2f} round trips", end="")
     print(f" (+ {setup} commands setting up new connections)")
     print("   ", ", ".join(f"{n} {c / messages:.2f}" for n, c in names.most_common()))
-    print(f"  peak RSS            {rss:8.1f} MiB")
+    print(f"  peak RSS            {rss:8.1f} MiB (RSS after the warm-up {started_rss:.1f} MiB)")
     print(f"  starts/phone entry  {starts_per_entry:8.2f} (double-send probe, {PROBE_MEMBERS})")
     print(f"  {'kind':<12} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
     for kind in KINDS:
