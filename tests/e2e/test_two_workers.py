@@ -18,6 +18,7 @@ import itertools
 import json
 import re
 import signal
+import socket
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -257,7 +258,11 @@ async def deployment(
                 if any(w.exited for w in running):
                     logs = "\n".join(w.output()[-3000:] for w in running)
                     raise AssertionError(f"a worker exited:\n{logs}")
-                return len(telegram.calls_to("setWebhook")) >= len(running)
+                if len(telegram.calls_to("setWebhook")) < len(running):
+                    return False
+                # PTB sets the webhook before its server listens (Updater._start_webhook), so
+                # under load a first update could be refused: wait until both accept.
+                return all(accepts(port) for port in ports)
 
             await telegram.wait_for(both_listening, timeout=WAIT)
             yield Deployment(telegram, vonage, balancer, running, database_url)
@@ -271,6 +276,14 @@ async def deployment(
         assert private_data_in(output, vonage) == []
     assert balancer.errors == []
     assert {status for _, status in telegram.webhook_deliveries} == {200}
+
+
+def accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
 
 
 def private_data_in(output: str, vonage: VonageEmulator) -> list[str]:
