@@ -124,6 +124,11 @@ class Settings(BaseSettings):
     telegram_gate_mode: Literal["restrict", "join_request", "off"] = "restrict"
     telegram_verify_timeout: Seconds = 0
     telegram_admit_verified: Literal["group", "anywhere"] = "group"
+    #: What befalls a member who does not verify in time (``bot.consequence``); a default
+    #: that each group's policy may override.
+    telegram_consequence: str = "kick"
+    #: Deal with a member at once after this many failed verifications in a day; 0 is off.
+    ban_after_failures: int = Field(0, ge=0, le=100)
     #: Updates of one group handled at once (a raid's joins are muted side by side).
     telegram_group_concurrency: int = Field(32, ge=1, le=1000)
     telegram_webhook_url: str | None = None
@@ -170,6 +175,14 @@ class Settings(BaseSettings):
     @classmethod
     def _seconds(cls, value: Any) -> Any:
         return parse_seconds(value) if isinstance(value, str) else value
+
+    @field_validator("telegram_consequence")
+    @classmethod
+    def _consequence(cls, value: str) -> str:
+        # Imported here: bot.consequence reads its durations with this module's parse_seconds.
+        from bot.consequence import parse_consequence
+
+        return str(parse_consequence(value))
 
     @field_validator("telegram_webhook_secret")
     @classmethod
