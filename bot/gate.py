@@ -504,8 +504,9 @@ class Gatekeeper:
             now=self._now(),
         )
 
-    async def deny(self, hold: Hold, *, moderator: str, reason: Setback) -> Sanction:
-        """A moderator turns the member away: the place's consequence, now."""
+    async def deny(self, hold: Hold, *, moderator: str, reason: Setback) -> Sanction | None:
+        """A moderator turns the member away: the place's consequence, now; None when it
+        befell them already (``ban_after_failures`` queues the members it dealt with)."""
         await self.gate.release(hold.member, hold.place)
         await self.directory.audit(
             "denied",
@@ -514,7 +515,7 @@ class Gatekeeper:
             details={"place": hold.place, "reason": reason.value},
             now=self._now(),
         )
-        return await self._sanction(hold)
+        return None if reason is Setback.FAILED else await self._sanction(hold)
 
     async def _walks_in(self, member: MemberKey, place: str, invite: str | None = None) -> bool:
         try:

@@ -14,15 +14,15 @@ import phonenumbers
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bot.consequence import parse_consequence
 from bot.phone import DEFAULT_SMS_TYPES, TYPE_NAMES
-from bot.rates import Rate
+from bot.rates import UNITS, Rate, parse_seconds
 
 
 class ConfigError(Exception):
     """Bad configuration, explained in one line for the operator."""
 
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([smhd])\s*$")
 
 
@@ -36,21 +36,8 @@ def parse_rates(value: str) -> tuple[Rate, ...]:
         if not match:
             raise ValueError(f"{part.strip()!r} is not a rate like 3/10m or 10/1d")
         count, size, unit = match.groups()
-        rates.append(Rate(int(count), int(size or 1) * _UNITS[unit]))
+        rates.append(Rate(int(count), int(size or 1) * UNITS[unit]))
     return tuple(rates)
-
-
-def parse_seconds(value: str | int) -> int:
-    """``"90"``, ``"15m"``, ``"2h"`` or ``"1d"`` -> seconds; ``"0"`` or ``"off"`` -> 0."""
-    if isinstance(value, int):
-        return value
-    text = value.strip().lower()
-    if text in ("", "off", "none", "0"):
-        return 0
-    match = re.match(r"^(\d+)\s*([smhd]?)$", text)
-    if not match:
-        raise ValueError(f"{value!r} is not a duration like 90, 15m, 2h or 1d")
-    return int(match.group(1)) * _UNITS[match.group(2) or "s"]
 
 
 Rates = Annotated[tuple[Rate, ...], NoDecode]
@@ -179,9 +166,6 @@ class Settings(BaseSettings):
     @field_validator("telegram_consequence")
     @classmethod
     def _consequence(cls, value: str) -> str:
-        # Imported here: bot.consequence reads its durations with this module's parse_seconds.
-        from bot.consequence import parse_consequence
-
         return str(parse_consequence(value))
 
     @field_validator("telegram_webhook_secret")
