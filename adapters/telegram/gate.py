@@ -205,16 +205,17 @@ class GroupGate:
             await self.clear_welcome(hold)
 
     async def on_lapsed(self, lapsed: Lapsed) -> None:
-        hold = lapsed.hold
-        if lapsed.verified or lapsed.sanction is None:
+        hold, sanction = lapsed.hold, lapsed.sanction
+        if lapsed.verified:
             await self._let_in(hold, None)
             return
-        await self.carry_out(hold, lapsed.sanction, None)
+        if sanction is not None:  # the core always gives one for a member who did not verify
+            await self.carry_out(hold, sanction, None)
         log.info(
             "gate_timed_out",
             place=hold.place,
             kind=hold.kind,
-            consequence=str(lapsed.sanction.consequence),
+            consequence=str(sanction.consequence) if sanction else None,
         )
         await self.clear_welcome(hold)
 
