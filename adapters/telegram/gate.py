@@ -4,7 +4,10 @@ restrict: a joining member is muted and welcomed with a deep link to the bot's p
 verifying lifts the restriction. join_request: the bot messages the requester (through
 ``user_chat_id``) and approves the request once they verify. Either way a deadline
 (``TELEGRAM_VERIFY_TIMEOUT``) is kept by the core's ``Gatekeeper`` in Redis, so it survives a
-restart, and a member who verified meanwhile is never removed.
+restart, and a member who verified meanwhile is never removed. What befalls one who did not
+(kick, ban, mute, decline) is the group's consequence, decided by the core (``bot.sanction``);
+``carry_out`` turns it into Bot API calls, at the deadline or at once after too many failed
+verifications (``member_set_back``).
 
 Only one welcome per group is visible at a time, a new one at most every ``WELCOME_INTERVAL``
 seconds, and it goes once every member it serves has verified or left; join/leave service
