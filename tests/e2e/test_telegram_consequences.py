@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
+from bot.consequence import parse_consequence
 from bot.identity import MemberKey
+from bot.sanction import GateRules
 from tests.e2e.conftest import RunBot
 from tests.e2e.test_telegram import E164, NUMBER, callback_data, next_message, verify_by_typing
 from tests.emulators.telegram import SentMessage, TelegramEmulator
@@ -326,3 +328,40 @@ async def test_a_forum_welcomes_in_general_and_answers_in_the_topic_asked(
         telegram.send_text(grace, "/verify", chat_id=forum)  # in General: answered there
         await telegram.wait_for(lambda: len(telegram.messages_in(forum)) >= 4)
         assert telegram.messages_in(forum)[-1].message_thread_id is None
+
+
+# --- Per group ---------------------------------------------------------------------------------
+
+
+async def test_two_groups_in_one_process_each_deal_by_their_own_rules(
+    run_bot: RunBot, telegram: TelegramEmulator
+) -> None:
+    ada = telegram.add_user("Ada")
+    kicks, bans, mutes = (telegram.add_group(t) for t in ("Kickers", "Banners", "Muters"))
+    rules = {
+        str(kicks): GateRules(parse_consequence("kick")),
+        str(bans): GateRules(parse_consequence("ban:1d")),
+        str(mutes): GateRules(parse_consequence("mute")),
+    }
+
+    async def rules_for(place: str) -> GateRules:  # what a community's policy will answer
+        return rules[place]
+
+    async with run_bot(telegram_verify_timeout="1") as app:
+        app.gatekeeper.rules_for = rules_for
+        await reachable(telegram, ada)
+        for group in (kicks, bans, mutes):
+            telegram.join(ada, group)
+
+        await telegram.wait_for(
+            lambda: (
+                [telegram.member_status(g, ada) for g in (kicks, bans, mutes)]
+                == ["left", "kicked", "restricted"]
+                and len(telegram.messages_in(ada)) >= 4
+            )
+        )
+        assert (telegram.banned_until(bans, ada) or 0) > time.time() + 86000
+        texts = " | ".join(m.text for m in telegram.messages_in(ada))
+        assert "removed from Kickers" in texts
+        assert "banned from Banners until" in texts
+        assert "you stay in Muters" in texts
