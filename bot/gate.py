@@ -505,9 +505,10 @@ class Gatekeeper:
         )
 
     async def deny(self, hold: Hold, *, moderator: str, reason: Setback) -> Sanction | None:
-        """A moderator turns the member away: the place's consequence, now; None when it
-        befell them already (``ban_after_failures`` queues the members it dealt with)."""
-        await self.gate.release(hold.member, hold.place)
+        """A moderator turns the member away: the place's consequence, now, for a member
+        still held there. None when they are not: the consequence befell them already (at
+        the deadline, or by ``ban_after_failures``), or they verified or left meanwhile."""
+        released = await self.gate.release(hold.member, hold.place)
         await self.directory.audit(
             "denied",
             actor=moderator,
@@ -515,7 +516,7 @@ class Gatekeeper:
             details={"place": hold.place, "reason": reason.value},
             now=self._now(),
         )
-        return None if reason is Setback.FAILED else await self._sanction(hold)
+        return await self._sanction(hold) if released else None
 
     async def _walks_in(self, member: MemberKey, place: str, invite: str | None = None) -> bool:
         try:

@@ -513,17 +513,22 @@ async def test_approve_releases_the_hold_and_is_audited_as_a_manual_admission(
     )
 
 
-async def test_deny_applies_the_consequence_unless_it_befell_them_already(
+async def test_deny_applies_the_consequence_to_a_member_still_held_only(
     redis: Redis, key_prefix: str, directory: Directory
 ) -> None:
     rules = rules_by_place({"-1001": GateRules(Consequence("ban"))})
-    gatekeeper = keeper(redis, key_prefix, directory, Clock(), rules_for=rules)
-    hold = await gatekeeper.arrive(ADA, "-1001", "restrict")
-    assert hold is not None
+    clock = Clock()
+    gatekeeper = keeper(redis, key_prefix, directory, clock, rules_for=rules)
+    held = await gatekeeper.arrive(ADA, "-1001", "restrict")
+    verified = await gatekeeper.arrive(BOB, "-1001", "restrict")
+    assert held is not None and verified is not None
+    verify(directory, BOB)
+    await gatekeeper.verified(BOB)  # verified after being queued: never punished for it
 
-    denied = await gatekeeper.deny(hold, moderator="telegram:42:7", reason=Setback.LIMITED)
-    dealt = await gatekeeper.deny(hold, moderator="telegram:42:7", reason=Setback.FAILED)
+    denied = await gatekeeper.deny(held, moderator="telegram:42:7", reason=Setback.LIMITED)
+    again = await gatekeeper.deny(held, moderator="telegram:42:7", reason=Setback.LIMITED)
+    spared = await gatekeeper.deny(verified, moderator="telegram:42:7", reason=Setback.LIMITED)
 
     assert denied == Sanction(Consequence("ban"), ban=True)
-    assert dealt is None
+    assert (again, spared) == (None, None)
     assert [e.event for e in directory.audit_trail(subject=str(ADA))] == ["denied", "denied"]
