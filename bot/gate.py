@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -45,6 +46,8 @@ DEFAULT_HOLD_TTL = 7 * 86400
 GRACE = 86400
 #: A review nobody decided is dropped after this long.
 REVIEW_TTL = 7 * 86400
+#: What ``secrets.token_urlsafe(12)`` makes: a review's id, and all a button carries.
+_REVIEW_ID = re.compile(r"[A-Za-z0-9_-]{16}")
 #: Failed verifications count towards ``ban_after_failures`` for a day from the first.
 FAILURE_WINDOW = 86400
 
@@ -274,11 +277,15 @@ class Gate:
 
     async def peek_review(self, review_id: str) -> Review | None:
         """The entry as it stands, taking nothing: to check who may decide it first."""
+        if not _REVIEW_ID.fullmatch(review_id):  # a forged id never names another key
+            return None
         raw = await self.redis.get(self.keys.review(review_id))
         return Review.from_json(raw) if raw else None
 
     async def take_review(self, review_id: str) -> Review | None:
         """The entry, to one caller only; None if it was decided already, or is unknown."""
+        if not _REVIEW_ID.fullmatch(review_id):
+            return None
         raw = await self._take_review(
             keys=[self.keys.review(review_id)], args=[self.keys.review_open("")]
         )

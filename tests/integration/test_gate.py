@@ -488,6 +488,10 @@ async def test_a_limit_queues_the_member_once_per_place_until_decided(
     assert again.reviews == []  # one open entry per member and place
     (review,) = first.reviews
     assert await gatekeeper.gate.peek_review(review.id) == review
+    # A forged id reads nothing else: not even the open-entry key beside the entry.
+    for forged in ("open:" + review.hold.field, "../x", review.id + "x", ""):
+        assert await gatekeeper.gate.peek_review(forged) is None
+        assert await gatekeeper.gate.take_review(forged) is None
     taken = await asyncio.gather(*(gatekeeper.gate.take_review(review.id) for _ in range(5)))
     assert [t for t in taken if t is not None] == [review]  # one press wins
     assert await gatekeeper.gate.peek_review(review.id) is None
