@@ -70,6 +70,10 @@ def test_admins_and_auto_roles_are_comma_separated(monkeypatch: pytest.MonkeyPat
         ("TELEGRAM_LOG_CHAT_ID", "mods", "use a chat id like -1001234567890"),
         ("TELEGRAM_GROUP_CONCURRENCY", "0", "TELEGRAM_GROUP_CONCURRENCY"),
         ("SLACK_LOG_CHANNEL", "#mods", "use a channel id like C0123ABCD"),
+        ("TELEGRAM_CONSEQUENCE", "shame", "TELEGRAM_CONSEQUENCE: 'shame' is not one of kick, ban"),
+        ("TELEGRAM_CONSEQUENCE", "mute:1d", "only a ban takes a duration"),
+        ("TELEGRAM_CONSEQUENCE", "ban:400d", "a ban lasts from 30s to 366d"),
+        ("BAN_AFTER_FAILURES", "-1", "BAN_AFTER_FAILURES: Input should be greater"),
     ],
 )
 def test_bad_values_are_explained_in_one_line(
@@ -80,6 +84,16 @@ def test_bad_values_are_explained_in_one_line(
         settings()
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_the_consequence_is_kept_as_the_settings_file_writes_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert (settings().telegram_consequence, settings().ban_after_failures) == ("kick", 0)
+    monkeypatch.setenv("TELEGRAM_CONSEQUENCE", " BAN:168h ")
+    monkeypatch.setenv("BAN_AFTER_FAILURES", "3")
+    s = settings()
+    assert (s.telegram_consequence, s.ban_after_failures) == ("ban:7d", 3)
 
 
 def test_an_application_without_a_key_is_refused() -> None:
