@@ -16,6 +16,7 @@ from bot.app import App, moderation_desk
 from bot.directory import Directory, DirectoryConfigError
 from bot.engine import Engine
 from bot.flow import FlowPolicy
+from bot.fraud import Breaker
 from bot.gate import Gate, Gatekeeper
 from bot.limits import Limits
 from bot.moderation import EveryLog, Moderation, ModLog
@@ -113,6 +114,17 @@ def limits_from(settings: Settings) -> Limits:
         sms_per_country=settings.limit_sms_per_country,
         sms_global=settings.limit_sms_global,
         wrong_codes_per_member=settings.limit_wrong_codes_per_member,
+    )
+
+
+def breaker_from(settings: Settings) -> Breaker:
+    return Breaker(
+        enabled=settings.fraud_breaker,
+        window=settings.fraud_window,
+        cooldown=settings.fraud_cooldown,
+        min_conversion=settings.fraud_min_conversion,
+        min_sends_prefix=settings.fraud_min_sends,
+        min_sends_country=settings.fraud_min_sends_country,
     )
 
 
@@ -233,6 +245,7 @@ async def open_app(
                     policy=flow_policy(settings),
                     limits=limits_from(settings),
                     clock=clock,
+                    breaker=breaker_from(settings),
                 )
                 if verifier.name == "sandbox":
                     log.warning(
@@ -264,11 +277,14 @@ async def open_app(
 
 
 @asynccontextmanager
-async def open_desk(settings: Settings, *, connect: bool) -> AsyncIterator[Moderation]:
+async def open_desk(
+    settings: Settings, *, connect: bool, redis: bool = False
+) -> AsyncIterator[Moderation]:
     """The moderators' desk outside the running bot, for the command line, with its directory.
 
     ``connect`` reaches each platform whose bot token is set here; its adapter is imported
-    only then, so a command that needs no platform never loads an SDK.
+    only then, so a command that needs no platform never loads an SDK. ``redis`` gives the
+    desk the store, for the commands about what lives there (the fraud breaker's pauses).
     """
     roles, catalogue = load_roles(settings), load_catalogue(settings)
     directory = open_directory(settings)
@@ -276,6 +292,10 @@ async def open_desk(settings: Settings, *, connect: bool) -> AsyncIterator[Moder
         platforms: dict[str, RolePlatform] = {}
         logs: list[ModLog] = []
         async with AsyncExitStack() as stack:
+            store = None
+            if redis:
+                client = await stack.enter_async_context(open_redis(settings))
+                store = Store(client, prefix=settings.redis_prefix, max_in_flight=4)
             if connect and settings.telegram_bot_token is not None:
                 from adapters.telegram import roles as telegram_roles
 
@@ -290,6 +310,8 @@ async def open_desk(settings: Settings, *, connect: bool) -> AsyncIterator[Moder
                 slack = await stack.enter_async_context(slack_roles.standalone(settings, catalogue))
                 platforms["slack"] = slack
                 logs += filter(None, [slack_roles.mod_log(slack, settings, catalogue)])
-            yield moderation_desk(directory, roles, admin_ids(settings), platforms, EveryLog(logs))
+            yield moderation_desk(
+                directory, roles, admin_ids(settings), platforms, EveryLog(logs), store=store
+            )
     finally:
         directory.close()
