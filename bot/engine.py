@@ -61,6 +61,7 @@ from bot.flow import (
     Resent,
     Reserved,
     ReserveSms,
+    Start,
     StartVerification,
     State,
     Status,
@@ -70,6 +71,7 @@ from bot.flow import (
 )
 from bot.identity import Member, MemberKey
 from bot.limits import Limits
+from bot.policy import Policies, scope_for
 from bot.privacy import mask_phone
 from bot.store import Claim, ClaimHeld, Committed, Conflict, Hit, LimitReached, Store
 from bot.verifier.base import Verifier
@@ -102,6 +104,8 @@ class _Turn:
 
     member: Member
     ctx: Context
+    #: The rules of the community the member is verifying for, for this message.
+    policy: FlowPolicy
     conversation: Conversation
     version: int
     saved: Conversation
@@ -134,11 +138,15 @@ class Engine:
         limits: Limits,
         clock: Callable[[], float] = time.time,
         bus: Bus | None = None,
+        policies: Policies | None = None,
     ) -> None:
         self.store = store
         self.directory = AsyncDirectory.bounded(directory)
         self.verifier = verifier
+        #: The process-wide part of every conversation's policy (and, without ``policies``,
+        #: all of it); each community's own rules go on top, per message.
         self.policy = policy
+        self.policies = policies
         self.limits = limits
         self.clock = clock
         #: What follows a verification; the shell registers its handlers.
@@ -185,6 +193,14 @@ class Engine:
                     log.warning("forget_delivery_failed", member=str(member.key))
             return Outcome((Reply("error.internal"),))
 
+    async def policy_for(self, member: Member, origin: str | None) -> FlowPolicy:
+        """The conversation's policy for the community ``origin`` names (a group's deep link
+        or join request), else the member's own scope (a Slack team)."""
+        if self.policies is None:
+            return self.policy
+        community = await self.policies.policy_for(scope_for(member.key, origin))
+        return community.flow_policy(self.policy)
+
     async def conversation(self, member: Member) -> Conversation:
         """The member's conversation as it stands, for status displays."""
         snapshot = await self.store.load(member.key, now=self.clock())
@@ -220,8 +236,10 @@ class Engine:
                 return Outcome(duplicate=True)
             wait = max(snapshot.waits, default=0.0)
             ctx = Context(now=now, wrong_codes_blocked_until=now + wait if wait > 0 else None)
+            origin = event.origin if isinstance(event, Start) else snapshot.conversation.origin
+            policy = await self.policy_for(member, origin)
             turn = _Turn(
-                member, ctx, snapshot.conversation, snapshot.version, snapshot.conversation
+                member, ctx, policy, snapshot.conversation, snapshot.version, snapshot.conversation
             )
             try:
                 return await self._run(turn, event)
@@ -279,7 +297,7 @@ class Engine:
         return Outcome(tuple(turn.replies), turn.conversation.state, turn.verified, previous=before)
 
     def _advance(self, turn: _Turn, event: Event, effects: deque[Effect]) -> None:
-        result = step(turn.conversation, event, turn.ctx, self.policy)
+        result = step(turn.conversation, event, turn.ctx, turn.policy)
         turn.conversation = result.conversation
         effects.extend(result.effects)
 
@@ -389,6 +407,7 @@ class Engine:
                 display_name=turn.member.display_name,
                 handle=turn.member.handle,
                 now=datetime.fromtimestamp(turn.ctx.now, UTC),
+                max_accounts=turn.policy.max_accounts_per_phone,
             )
         except Exception:
             log.exception("record_verified_failed", member=str(turn.member.key))
@@ -416,7 +435,7 @@ class Engine:
         if turn.release:  # Vonage's word that the request is over stands all the same
             await self.store.release_claim(turn.member.key, turn.release)
         snapshot = await self.store.load(turn.member.key, now=turn.ctx.now)
-        status = step(snapshot.conversation, Status(), turn.ctx, self.policy)
+        status = step(snapshot.conversation, Status(), turn.ctx, turn.policy)
         turn.conversation = snapshot.conversation
         turn.replies = [e for e in status.effects if isinstance(e, Reply)] or [Reply("help.stale")]
         turn.cancels = []

@@ -256,13 +256,17 @@ class Gatekeeper:
         reach: str | None = None,
         title: str | None = None,
         invite: str | None = None,
+        deadline_in: int | None = None,
+        admit_anywhere: bool | None = None,
     ) -> Hold | None:
         """A member joins or asks to join ``place`` (by the link ``invite``, if one is named):
-        None to let them in, else their hold."""
-        if await self._walks_in(member, place, invite):
+        None to let them in, else their hold. ``deadline_in`` (seconds, 0 for none) and
+        ``admit_anywhere`` are the place's own policy, when it has one."""
+        if await self._walks_in(member, place, invite, admit_anywhere):
             return None
         now = self.clock()
-        deadline = now + self.timeout if self.timeout else None
+        timeout = self.timeout if deadline_in is None else deadline_in
+        deadline = now + timeout if timeout else None
         hold = Hold(place, member, kind, deadline=deadline, reach=reach, title=title)
         await self.gate.hold(hold, now=now)
         return hold
@@ -301,13 +305,15 @@ class Gatekeeper:
         """The member left ``place`` (or was removed by someone else): forget their hold."""
         return await self.gate.release(member, place)
 
-    async def still_held(self, hold: Hold, *, invite: str | None = None) -> bool:
+    async def still_held(
+        self, hold: Hold, *, invite: str | None = None, admit_anywhere: bool | None = None
+    ) -> bool:
         """Asked right after the platform held the member: False if they may walk in by now
         (they verified, or were admitted, while the hold was being applied), with the hold
         released, so the adapter lifts it at once. A verification always records the
         admission before its own lift is sent, so whichever lift comes last is the member's.
         ``invite`` is the link they joined by, judged as ``arrive`` judged it."""
-        if not await self._walks_in(hold.member, hold.place, invite):
+        if not await self._walks_in(hold.member, hold.place, invite, admit_anywhere):
             return True
         await self.gate.release(hold.member, hold.place)
         return False
@@ -333,7 +339,13 @@ class Gatekeeper:
             results.append(Lapsed(hold, verified))
         return results
 
-    async def _walks_in(self, member: MemberKey, place: str, invite: str | None = None) -> bool:
+    async def _walks_in(
+        self,
+        member: MemberKey,
+        place: str,
+        invite: str | None = None,
+        admit_anywhere: bool | None = None,
+    ) -> bool:
         try:
             withdrawn = invite is not None and await self.directory.invite_withdrawn(invite)
             if withdrawn:
@@ -341,7 +353,8 @@ class Gatekeeper:
                 # took effect): it vouches for nothing, and the member is judged a stranger.
                 log.info("gate_withdrawn_invite", place=place)
                 return False
-            if self.admit_anywhere:
+            anywhere = self.admit_anywhere if admit_anywhere is None else admit_anywhere
+            if anywhere:
                 # Any verified member: admit() checks that and records the admission at once.
                 return await self.directory.admit(member, place, now=self._now())
             # Only a remembered admission counts, and it is already on record.

@@ -69,3 +69,9 @@ class Keys:
     def gate_welcomed(self, place: str) -> str:
         """Set while a welcome posted at ``place`` is recent (the welcome pace)."""
         return f"{self.prefix}gate:welcomed:{place}"
+
+    # -- communities' policies ----------------------------------------------------------------
+
+    def policy(self, scope: str) -> str:
+        """A community's stored policy (``bot.policy``), cached from the directory."""
+        return f"{self.prefix}policy:{scope}"

@@ -7,12 +7,14 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import replace
 
 import structlog
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from bot.app import App, moderation_desk
+from bot.consequence import parse_consequence
 from bot.directory import Directory, DirectoryConfigError
 from bot.engine import Engine
 from bot.flow import FlowPolicy
@@ -20,6 +22,7 @@ from bot.gate import Gate, Gatekeeper
 from bot.limits import Limits
 from bot.moderation import EveryLog, Moderation, ModLog
 from bot.phone import PhonePolicy
+from bot.policy import CommunityPolicy, Policies
 from bot.roles import RoleBook, RoleBookError, RolePlatform, load_role_book
 from bot.settings import ConfigError, Settings
 from bot.store import Store
@@ -103,6 +106,32 @@ def flow_policy(settings: Settings) -> FlowPolicy:
         check_lease=float(2 * settings.vonage_timeout_seconds + 15),
         max_accounts_per_phone=settings.max_accounts_per_phone,
     )
+
+
+def community_defaults(settings: Settings) -> dict[str, CommunityPolicy]:
+    """Each platform's policy for communities that set nothing of their own."""
+    try:
+        consequence = parse_consequence(settings.telegram_consequence)
+    except ValueError as exc:
+        raise ConfigError(f"bad configuration: TELEGRAM_CONSEQUENCE: {exc}") from None
+    common = CommunityPolicy(
+        gate_mode=settings.telegram_gate_mode,
+        verify_timeout=settings.telegram_verify_timeout,
+        consequence=consequence,
+        ban_after_failures=settings.telegram_ban_after_failures,
+        admit_verified=settings.telegram_admit_verified,
+        allowed_countries=settings.allowed_countries,
+        blocked_countries=settings.blocked_countries,
+        allowed_number_types=settings.allowed_number_types,
+        max_accounts_per_phone=settings.max_accounts_per_phone,
+        default_language=settings.default_language.lower(),
+        auto_roles=settings.auto_roles,
+    )
+    return {
+        "telegram": replace(common, log_chat=settings.telegram_log_chat_id),
+        "slack": replace(common, log_chat=settings.slack_log_channel),
+        "": common,
+    }
 
 
 def limits_from(settings: Settings) -> Limits:
@@ -214,6 +243,7 @@ async def open_app(
     """Everything the bot needs, opened in order of what fails most plainly first."""
     catalogue = load_catalogue(settings)
     roles = load_roles(settings)
+    defaults = community_defaults(settings)
     verifier = build_verifier(settings, **({"show_code": show_code} if show_code else {}))
     try:
         directory = open_directory(settings)
@@ -226,6 +256,7 @@ async def open_app(
                     duplicate_ttl=settings.duplicate_ttl_seconds,
                     max_in_flight=settings.redis_max_connections,
                 )
+                policies = Policies(redis, directory, defaults, prefix=settings.redis_prefix)
                 engine = Engine(
                     store=store,
                     directory=directory,
@@ -233,6 +264,7 @@ async def open_app(
                     policy=flow_policy(settings),
                     limits=limits_from(settings),
                     clock=clock,
+                    policies=policies,
                 )
                 if verifier.name == "sandbox":
                     log.warning(
@@ -256,6 +288,7 @@ async def open_app(
                     gatekeeper,
                     roles,
                     admin_ids(settings),
+                    policies,
                 )
         finally:
             directory.close()
