@@ -217,6 +217,10 @@ class Gate:
         return notice.decode() if isinstance(notice, bytes) else notice
 
 
+#: Whether the rules of a place (platform, place) accept a verified phone number.
+Accepts = Callable[[str, str, str], Awaitable[bool]]
+
+
 @dataclass(frozen=True, slots=True)
 class Lapsed:
     """A hold whose deadline passed, and whether the member verified just in time after all."""
@@ -240,12 +244,15 @@ class Gatekeeper:
         admit_anywhere: bool,
         timeout: int,
         clock: Callable[[], float] = time.time,
+        accepts: Accepts | None = None,
     ) -> None:
         self.gate = gate
         self.directory = AsyncDirectory.bounded(directory)
         self.admit_anywhere = admit_anywhere
         self.timeout = timeout
         self.clock = clock
+        #: Whether a place's own rules accept a verified number (``bot.policy``).
+        self.accepts = accepts
 
     async def arrive(
         self,
@@ -271,8 +278,11 @@ class Gatekeeper:
         await self.gate.hold(hold, now=now)
         return hold
 
-    async def verified(self, member: MemberKey, *, origin: str | None = None) -> list[Hold]:
-        """The member verified: release every hold on them and remember the admissions.
+    async def verified(
+        self, member: MemberKey, *, origin: str | None = None, phone: str | None = None
+    ) -> list[Hold]:
+        """The member verified: release every hold on them whose place accepts ``phone``
+        and remember the admissions.
 
         ``origin`` is the place whose link they verified through. It is admitted even when
         no hold is there yet, because their join may still be queued: when it comes, they
@@ -281,11 +291,27 @@ class Gatekeeper:
         """
         if origin is not None:
             await self._record_admission(member, origin)
-        holds = await self.gate.release(member)
-        for hold in holds:
+        released = []
+        for hold in await self.gate.release(member):
+            if hold.place != origin and not await self._accepted(hold, phone):
+                # Verified under another place's rules, which this place's refuse: still
+                # held here (with its deadline), until they verify a number it accepts.
+                log.info("gate_number_refused_here", place=hold.place)
+                await self.gate.hold(hold, now=self.clock())
+                continue
+            released.append(hold)
             if hold.place != origin:
                 await self._record_admission(member, hold.place)
-        return holds
+        return released
+
+    async def _accepted(self, hold: Hold, phone: str | None) -> bool:
+        if self.accepts is None or phone is None:
+            return True
+        try:
+            return await self.accepts(hold.member.platform, hold.place, phone)
+        except Exception:
+            log.warning("policy_unknown", place=hold.place)
+            return False
 
     async def _record_admission(self, member: MemberKey, place: str) -> None:
         try:

@@ -31,7 +31,7 @@ from redis.exceptions import RedisError
 
 from bot.consequence import Consequence, parse_consequence
 from bot.directory import AsyncDirectory, Directory, StoredPolicy
-from bot.flow import FlowPolicy
+from bot.flow import FlowPolicy, Reply, screen_phone
 from bot.identity import MemberKey
 from bot.keys import Keys
 from bot.phone import DEFAULT_SMS_TYPES
@@ -95,6 +95,11 @@ class CommunityPolicy:
             allowed_types=self.allowed_number_types,
         )
         return replace(base, phone=phone, max_accounts_per_phone=self.max_accounts_per_phone)
+
+    def accepts(self, phone: str, base: FlowPolicy) -> bool:
+        """Whether these rules accept a number verified elsewhere (``base`` as for
+        ``flow_policy``); the account limit was the directory's to enforce then."""
+        return not isinstance(screen_phone(phone, self.flow_policy(base)), Reply)
 
     def written(self, name: str) -> str:
         """A field as the settings file (and ``/settings``) writes it."""

@@ -22,7 +22,7 @@ from bot.gate import Gate, Gatekeeper
 from bot.limits import Limits
 from bot.moderation import EveryLog, Moderation, ModLog
 from bot.phone import PhonePolicy
-from bot.policy import CommunityPolicy, Policies
+from bot.policy import CommunityPolicy, Policies, community_scope
 from bot.roles import RoleBook, RoleBookError, RolePlatform, load_role_book
 from bot.settings import ConfigError, Settings
 from bot.store import Store
@@ -271,12 +271,19 @@ async def open_app(
                         "sandbox_verifier",
                         note="no Vonage credentials: codes are shown here and no SMS is sent",
                     )
+                base = engine.policy
+
+                async def accepts(platform: str, place: str, phone: str) -> bool:
+                    community = await policies.policy_for(community_scope(platform, place))
+                    return community.accepts(phone, base)
+
                 gatekeeper = Gatekeeper(
                     Gate(redis, prefix=settings.redis_prefix),
                     directory,
                     admit_anywhere=settings.telegram_admit_verified == "anywhere",
                     timeout=settings.telegram_verify_timeout,
                     clock=clock,
+                    accepts=accepts,
                 )
                 yield App(
                     settings,

@@ -207,10 +207,13 @@ class GroupGate:
 
     # -- departures ----------------------------------------------------------------------------
 
-    async def member_verified(self, member: Member, *, origin: str | None = None) -> None:
-        """Let the member into every group holding them, and tell them so; the group they
-        came from (``origin``) lets them in even if their join is still to be handled."""
-        for hold in await self.gatekeeper.verified(member.key, origin=origin):
+    async def member_verified(
+        self, member: Member, *, origin: str | None = None, phone: str | None = None
+    ) -> None:
+        """Let the member into every group holding them whose rules accept ``phone``, and
+        tell them so; the group they came from (``origin``) lets them in even if their join
+        is still to be handled."""
+        for hold in await self.gatekeeper.verified(member.key, origin=origin, phone=phone):
             await self._let_in(hold, member.locale)
 
     async def admit(self, member: MemberKey, chat: int, role: str) -> None:

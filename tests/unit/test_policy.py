@@ -6,7 +6,19 @@ from __future__ import annotations
 import pytest
 
 from bot.consequence import Consequence
-from bot.flow import Context, Conversation, FlowPolicy, LinksCounted, PhoneGiven, Reply, State, step
+from bot.flow import (
+    Context,
+    Conversation,
+    FlowPolicy,
+    LinkLookedUp,
+    LinksCounted,
+    MemberVerified,
+    PhoneGiven,
+    Purpose,
+    Reply,
+    State,
+    step,
+)
 from bot.identity import MemberKey
 from bot.phone import PhonePolicy
 from bot.policy import (
@@ -159,3 +171,24 @@ def test_max_accounts_per_phone_is_the_community_s() -> None:
     assert step(held_once, LinksCounted(1), Context(0.0), one).conversation.state is not (
         State.STARTING
     )
+
+
+def test_a_member_verified_elsewhere_must_meet_the_rules_of_the_group_that_sent_them() -> None:
+    blocking = CommunityPolicy(blocked_countries=frozenset({"FR"})).flow_policy(BASE)
+    sent_by_group = Conversation(origin="-1001234")
+    french = LinkLookedUp(Purpose.START, "+33612345678", 1.0)
+
+    refused = step(sent_by_group, french, Context(10.0), blocking)
+    let_in = step(sent_by_group, french, Context(10.0), CommunityPolicy().flow_policy(BASE))
+
+    assert refused.conversation.state is State.AWAIT_PHONE
+    assert [e.key for e in refused.effects if isinstance(e, Reply)] == ["phone.country_not_allowed"]
+    assert not any(isinstance(e, MemberVerified) for e in refused.effects)
+    assert let_in.conversation.state is State.VERIFIED
+    assert MemberVerified("+33612345678", "-1001234", fresh=False) in let_in.effects
+
+
+def test_a_community_accepts_a_number_verified_elsewhere_only_by_its_own_rules() -> None:
+    assert CommunityPolicy().accepts("+33612345678", BASE)
+    assert not CommunityPolicy(blocked_countries=frozenset({"FR"})).accepts("+33612345678", BASE)
+    assert not CommunityPolicy(allowed_countries=frozenset({"GB"})).accepts("+33612345678", BASE)
