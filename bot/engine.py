@@ -79,6 +79,8 @@ from bot.verifier.base import Verifier
 log = structlog.get_logger("verifybot.engine")
 
 _ATTEMPTS = 3
+#: States in which ``Start`` names the place the member verifies for (``flow.machine``).
+_STARTABLE = frozenset({State.IDLE, State.VERIFIED})
 #: A number's claim outlives the provider's request by this much on top of the start lease
 #: (the request may begin that late): clocks and queues are never exact.
 _CLAIM_MARGIN = 30.0
@@ -96,6 +98,8 @@ class Outcome:
     duplicate: bool = False
     #: The state before this message, so an adapter can tidy up what it showed for it.
     previous: State = State.IDLE
+    #: The community's language, for a member whose own language has no translation.
+    language: str | None = None
 
 
 @dataclass(slots=True)
@@ -106,6 +110,7 @@ class _Turn:
     ctx: Context
     #: The rules of the community the member is verifying for, for this message.
     policy: FlowPolicy
+    language: str | None
     conversation: Conversation
     version: int
     saved: Conversation
@@ -193,13 +198,13 @@ class Engine:
                     log.warning("forget_delivery_failed", member=str(member.key))
             return Outcome((Reply("error.internal"),))
 
-    async def policy_for(self, member: Member, origin: str | None) -> FlowPolicy:
-        """The conversation's policy for the community ``origin`` names (a group's deep link
-        or join request), else the member's own scope (a Slack team)."""
+    async def _rules(self, member: Member, origin: str | None) -> tuple[FlowPolicy, str | None]:
+        """The conversation's policy and language for the community ``origin`` names (a
+        group's deep link or join request), else the member's own scope (a Slack team)."""
         if self.policies is None:
-            return self.policy
+            return self.policy, None
         community = await self.policies.policy_for(scope_for(member.key, origin))
-        return community.flow_policy(self.policy)
+        return community.flow_policy(self.policy), community.default_language
 
     async def conversation(self, member: Member) -> Conversation:
         """The member's conversation as it stands, for status displays."""
@@ -236,10 +241,20 @@ class Engine:
                 return Outcome(duplicate=True)
             wait = max(snapshot.waits, default=0.0)
             ctx = Context(now=now, wrong_codes_blocked_until=now + wait if wait > 0 else None)
-            origin = event.origin if isinstance(event, Start) else snapshot.conversation.origin
-            policy = await self.policy_for(member, origin)
+            conversation = snapshot.conversation
+            # As the table has it: a start from idle or verified names (or forgets) the place
+            # that sent the member; otherwise the conversation's place stands.
+            starts = isinstance(event, Start) and conversation.state in _STARTABLE
+            origin = event.origin if starts and isinstance(event, Start) else conversation.origin
+            policy, language = await self._rules(member, origin)
             turn = _Turn(
-                member, ctx, policy, snapshot.conversation, snapshot.version, snapshot.conversation
+                member,
+                ctx,
+                policy,
+                language,
+                snapshot.conversation,
+                snapshot.version,
+                snapshot.conversation,
             )
             try:
                 return await self._run(turn, event)
@@ -294,7 +309,13 @@ class Engine:
                 state_from=before.value,
                 state_to=turn.conversation.state.value,
             )
-        return Outcome(tuple(turn.replies), turn.conversation.state, turn.verified, previous=before)
+        return Outcome(
+            tuple(turn.replies),
+            turn.conversation.state,
+            turn.verified,
+            previous=before,
+            language=turn.language,
+        )
 
     def _advance(self, turn: _Turn, event: Event, effects: deque[Effect]) -> None:
         result = step(turn.conversation, event, turn.ctx, turn.policy)

@@ -173,3 +173,14 @@ async def test_the_bot_knows_the_groups_it_is_added_to_and_lists_those_you_admin
         await telegram.wait_for(
             lambda: "Settings for Chess club" in (panel_now(telegram, listed) or listed).text
         )
+
+        # The group's language greets members whose own language has no translation.
+        panel = panel_now(telegram, listed)
+        assert panel is not None
+        telegram.press(alice, panel, button(panel, "c", chess, "default_language"))
+        await next_message(telegram, alice, "Language is now es (was en)")
+        amelie = telegram.add_user("Amélie", language_code="fr")
+        telegram.send_text(amelie, f"/start g{chess}")
+        await next_message(telegram, amelie, "envíame tu número de móvil")
+        telegram.send_text(amelie, "/help")  # still verifying for Chess club
+        await next_message(telegram, amelie, "Envía tu número de móvil")
