@@ -184,3 +184,38 @@ async def test_the_bot_knows_the_groups_it_is_added_to_and_lists_those_you_admin
         await next_message(telegram, amelie, "envíame tu número de móvil")
         telegram.send_text(amelie, "/help")  # still verifying for Chess club
         await next_message(telegram, amelie, "Envía tu número de móvil")
+
+
+async def test_a_number_one_group_blocks_does_not_open_it_when_verified_through_another(
+    run_bot: RunBot, telegram: TelegramEmulator, vonage: VonageEmulator
+) -> None:
+    chess, books = telegram.add_group("Chess club"), telegram.add_group("Book club")
+    dave = telegram.add_user("Dave")
+    async with run_bot() as app:
+        await app.policies.change(
+            community_scope("telegram", str(books)), "blocked_countries", "FR", actor="test"
+        )
+        telegram.join(dave, books)
+        await telegram.wait_for(lambda: telegram.member_status(books, dave) == "restricted")
+        telegram.join(dave, chess)
+        await telegram.wait_for(lambda: telegram.member_status(chess, dave) == "restricted")
+
+        # Verified through Chess club's button, with a number Book club blocks.
+        telegram.send_text(dave, f"/start g{chess}")
+        await next_message(telegram, dave, "send me your mobile phone number")
+        telegram.send_text(dave, FR_NUMBER)
+        await next_message(telegram, dave, "I've sent")
+        telegram.send_text(dave, vonage.last_code(FR_E164))
+        await next_message(telegram, dave, "You can now take part in Chess club")
+        assert telegram.member_status(chess, dave) == "member"
+        assert telegram.member_status(books, dave) == "restricted"
+
+        # Book club's own button: that number is not good enough there, so a new one is asked.
+        seen = len(telegram.messages_in(dave))
+        telegram.send_text(dave, f"/start g{books}")
+        await next_message(telegram, dave, "Numbers from that country can't be used", after=seen)
+        telegram.send_text(dave, NUMBER)
+        await next_message(telegram, dave, "I've sent", after=seen)
+        telegram.send_text(dave, vonage.last_code(E164))
+        await next_message(telegram, dave, "You can now take part in Book club")
+        assert telegram.member_status(books, dave) == "member"
