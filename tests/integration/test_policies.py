@@ -3,7 +3,8 @@ community changed, audited, and seen by every worker within a second of a change
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -149,3 +150,25 @@ def test_the_groups_the_bot_is_in_are_kept_as_it_is_added_and_removed(
     assert [(g.chat_id, g.title) for g in directory.groups()] == [
         ("-1001", "Chess club (new name)")
     ]
+
+
+def test_migration_0006_downgrades_and_upgrades_again(directory: Directory) -> None:
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from bot.directory.directory import alembic_config
+
+    def run(step: Callable[[Any, str], None], target: str) -> None:
+        with directory.engine.begin() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            step(config, target)
+
+    run(command.downgrade, "0004")
+    assert not {"community_policies", "telegram_groups"} & set(
+        inspect(directory.engine).get_table_names()
+    )
+    run(command.upgrade, "head")
+    assert {"community_policies", "telegram_groups"} <= set(
+        inspect(directory.engine).get_table_names()
+    )
