@@ -183,6 +183,8 @@ class GroupGate:
             await self.client.call(request.approve())
             return
         intro = self.client.text("gate.join_request", member.locale, group=request.chat.title or "")
+        if policy.welcome:  # the community's own words, as plain text
+            intro += "\n\n" + policy.welcome
         await self.client.send(reach, intro)
         await self.engine.handle(
             member, Start(origin=place), render=partial(self.chat.show, reach, locale=member.locale)

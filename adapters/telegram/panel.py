@@ -124,8 +124,7 @@ class SettingsPanel:
             await self._list_groups(user, locale)
             return
         if not await self.desk.administers(user.id, (chat.id,)):
-            log.info("settings_refused", place=str(chat.id))
-            await self.client.send(chat.id, self._text("refused", locale))
+            await self._refuse(user, chat.id, tell=chat.id)
             return
         # A group the bot was in before the registry existed is known from now on.
         await self.directory.record_group(str(chat.id), chat.title, now=datetime.now(UTC))
@@ -166,8 +165,7 @@ class SettingsPanel:
             return
         # The button names a group; only Telegram's word says who administers it.
         if not await self.desk.administers(user.id, (place,)):
-            log.info("settings_refused", place=str(place))
-            await self.client.send(user.id, self._text("refused", locale))
+            await self._refuse(user, place, tell=user.id)
             return
         title = await self._title(place)
         if op == "a" and name is not None:
@@ -215,7 +213,7 @@ class SettingsPanel:
         place_text, _, name = pending.partition("|")
         place, locale = int(place_text), user.language_code
         if not await self.desk.administers(user.id, (place,)):
-            await self.client.send(user.id, self._text("refused", locale))
+            await self._refuse(user, place, tell=user.id)
             return
         answer = message.text.strip()
         try:
@@ -227,6 +225,19 @@ class SettingsPanel:
         await self._send(user.id, *await self._panel(place, await self._title(place), locale))
 
     # -- helpers ------------------------------------------------------------------------------
+
+    async def _refuse(self, user: User, place: int, *, tell: int) -> None:
+        """Not an administrator of ``place`` (now): said politely, and audited as the
+        moderators' desk audits its refusals."""
+        actor = str(self.client.member_for(user).key)
+        log.info("settings_refused", place=str(place))
+        try:
+            await self.directory.audit(
+                "policy_refused", actor=actor, subject=self._scope(place), now=datetime.now(UTC)
+            )
+        except Exception:  # the refusal stands; a missing audit line must not undo it
+            log.exception("audit_failed", audit_event="policy_refused")
+        await self.client.send(tell, self._text("refused", user.language_code))
 
     async def _change(self, user: User, place: int, name: str, value: str | None) -> None:
         """Change one field, audited as this admin; tell them what it was and is now."""

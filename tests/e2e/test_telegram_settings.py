@@ -146,7 +146,12 @@ async def test_settings_are_refused_to_anyone_who_does_not_administer_the_group(
 
         scope = community_scope("telegram", str(chess))
         assert app.directory.community_policy(scope).overrides == {}
-        assert app.directory.audit_trail(subject=scope) == []
+        refusals = app.directory.audit_trail(subject=scope)
+        assert [(e.event, e.actor.rsplit(":", 1)[1]) for e in reversed(refusals)] == [
+            ("policy_refused", str(mallory)),
+            ("policy_refused", str(mallory)),
+            ("policy_refused", str(alice)),
+        ]
 
 
 async def test_the_bot_knows_the_groups_it_is_added_to_and_lists_those_you_administer(
