@@ -4,6 +4,11 @@
 
 from __future__ import annotations
 
+import time
+
+from bot.app import App
+from bot.gate import Hold
+from bot.identity import MemberKey
 from bot.policy import community_scope
 from tests.e2e.conftest import RunBot
 from tests.e2e.test_telegram import E164, NUMBER, callback_data, next_message
@@ -89,6 +94,12 @@ async def test_two_groups_each_set_their_own_rules_through_settings(
         welcome = await next_message(telegram, books, "Welcome, Dave")
         assert welcome.text.endswith("\n\nRead the <b>rules</b> first.")  # plain text, as typed
         assert telegram.member_status(books, dave) == "restricted"
+        # ...and gives newcomers its own time: five minutes in Chess club, no limit in Book club.
+        carol_hold = await hold_of(app, telegram, chess, carol)
+        dave_hold = await hold_of(app, telegram, books, dave)
+        assert carol_hold is not None and carol_hold.deadline is not None
+        assert 250 < carol_hold.deadline - time.time() <= 300
+        assert dave_hold is not None and dave_hold.deadline is None
 
         # A French number: refused for Book club, accepted for Chess club.
         telegram.send_text(dave, f"/start g{books}")
@@ -105,6 +116,13 @@ async def test_two_groups_each_set_their_own_rules_through_settings(
         await next_message(telegram, dave, "I've sent")
         telegram.send_text(dave, vonage.last_code(E164))
         await next_message(telegram, dave, "You can now take part in Book club")
+
+
+async def hold_of(app: App, telegram: TelegramEmulator, place: int, user: int) -> Hold | None:
+    """The member's hold at the group's gate, as the gate keeps it in Redis."""
+    member = MemberKey("telegram", str(telegram.bot_id), str(user))
+    raw = await app.store.redis.get(app.store.keys.gate_hold(Hold(str(place), member, "").field))
+    return Hold.from_json(raw) if raw else None
 
 
 def panel_now(telegram: TelegramEmulator, panel: SentMessage) -> SentMessage | None:
