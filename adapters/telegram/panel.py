@@ -12,6 +12,7 @@ person still administers the group it names. The rules and the audit are the cor
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -62,6 +63,10 @@ ASKED = ("allowed_countries", "blocked_countries", "allowed_number_types", "welc
 #: How long a question waits for its answer.
 QUESTION_SECONDS = 86400
 RESET = "-"
+#: Groups listed in one private /settings (Telegram shows at most 100 buttons), and
+#: getChatMember calls made at once to list them.
+LISTED_GROUPS = 50
+ASKED_AT_ONCE = 8
 _DATA = re.compile(r"^vs:([oca]):(-?\d{1,20})(?::(\w+))?$")
 
 Reply = Callable[[Update, ContextTypes.DEFAULT_TYPE], Awaitable[None]]
@@ -134,13 +139,21 @@ class SettingsPanel:
         await self.client.send(chat.id, self._text(note, locale, link=link))
 
     async def _list_groups(self, user: User, locale: str | None) -> None:
-        rows = []
-        for group in await self.directory.groups():
-            if await self.desk.administers(user.id, (int(group.chat_id),)):
+        groups = await self.directory.groups()
+        slots = asyncio.Semaphore(ASKED_AT_ONCE)
+
+        async def administers(chat_id: str) -> bool:
+            async with slots:
+                return await self.desk.administers(user.id, (int(chat_id),))
+
+        # Telegram is asked about each group (the moderators' cache remembers the answers).
+        theirs = await asyncio.gather(*(administers(group.chat_id) for group in groups))
+        rows: list[list[InlineKeyboardButton]] = []
+        for group, administered in zip(groups, theirs, strict=True):
+            if administered and len(rows) < LISTED_GROUPS:
                 data = f"{CALLBACK_PREFIX}o:{group.chat_id}"
-                rows.append(
-                    [InlineKeyboardButton(group.title or group.chat_id, callback_data=data)]
-                )
+                label = group.title or group.chat_id
+                rows.append([InlineKeyboardButton(label, callback_data=data)])
         if not rows:
             await self.client.send(user.id, self._text("no_groups", locale))
             return
