@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from bot.bus import GatePort, desk_handler, gate_handler
+from bot.bus import GatePort, SetbackPort, desk_handler, gate_handler, setback_handler
 from bot.directory import Directory
 from bot.engine import Engine
 from bot.gate import Gatekeeper
@@ -52,6 +52,13 @@ class App:
         member in, then the moderators' desk logs it and grants ``AUTO_ROLES``."""
         opening = [gate_handler(gate)] if gate is not None else []
         self.engine.bus.register(platform, [*opening, desk_handler(moderation)])
+        # A trip of the SMS-fraud breaker goes to the same moderators' log.
+        self.engine.bus.on_trip(platform, moderation.breaker_tripped)
+
+    def follow_setbacks(self, platform: str, port: SetbackPort) -> None:
+        """What follows a failed verification on ``platform``: its gate deals with the member
+        (``ban_after_failures``) or queues them for the moderators' review."""
+        self.engine.bus.register_setbacks(platform, [setback_handler(port)])
 
 
 def moderation_desk(

@@ -35,12 +35,11 @@ from bot.flow import FlowPolicy, Reply, screen_phone
 from bot.identity import MemberKey
 from bot.keys import Keys
 from bot.phone import DEFAULT_SMS_TYPES
-from bot.rates import format_duration
+from bot.rates import format_duration, parse_seconds
 from bot.settings import (
     parse_countries,
     parse_number_types,
     parse_role_names,
-    parse_seconds,
     parse_slack_channel,
     parse_telegram_chat,
 )

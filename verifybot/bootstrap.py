@@ -18,12 +18,14 @@ from bot.consequence import parse_consequence
 from bot.directory import Directory, DirectoryConfigError
 from bot.engine import Engine
 from bot.flow import FlowPolicy
+from bot.fraud import Breaker
 from bot.gate import Gate, Gatekeeper
 from bot.limits import Limits
 from bot.moderation import EveryLog, Moderation, ModLog
 from bot.phone import PhonePolicy
 from bot.policy import CommunityPolicy, Policies, community_scope
 from bot.roles import RoleBook, RoleBookError, RolePlatform, load_role_book
+from bot.sanction import GateRules
 from bot.settings import ConfigError, Settings
 from bot.store import Store
 from bot.texts import Catalogue, CatalogueError
@@ -110,15 +112,11 @@ def flow_policy(settings: Settings) -> FlowPolicy:
 
 def community_defaults(settings: Settings) -> dict[str, CommunityPolicy]:
     """Each platform's policy for communities that set nothing of their own."""
-    try:
-        consequence = parse_consequence(settings.telegram_consequence)
-    except ValueError as exc:
-        raise ConfigError(f"bad configuration: TELEGRAM_CONSEQUENCE: {exc}") from None
     common = CommunityPolicy(
         gate_mode=settings.telegram_gate_mode,
         verify_timeout=settings.telegram_verify_timeout,
-        consequence=consequence,
-        ban_after_failures=settings.telegram_ban_after_failures,
+        consequence=parse_consequence(settings.telegram_consequence),  # checked by Settings
+        ban_after_failures=settings.ban_after_failures,
         admit_verified=settings.telegram_admit_verified,
         allowed_countries=settings.allowed_countries,
         blocked_countries=settings.blocked_countries,
@@ -142,6 +140,17 @@ def limits_from(settings: Settings) -> Limits:
         sms_per_country=settings.limit_sms_per_country,
         sms_global=settings.limit_sms_global,
         wrong_codes_per_member=settings.limit_wrong_codes_per_member,
+    )
+
+
+def breaker_from(settings: Settings) -> Breaker:
+    return Breaker(
+        enabled=settings.fraud_breaker,
+        window=settings.fraud_window,
+        cooldown=settings.fraud_cooldown,
+        min_conversion=settings.fraud_min_conversion,
+        min_sends_prefix=settings.fraud_min_sends,
+        min_sends_country=settings.fraud_min_sends_country,
     )
 
 
@@ -264,6 +273,7 @@ async def open_app(
                     policy=flow_policy(settings),
                     limits=limits_from(settings),
                     clock=clock,
+                    breaker=breaker_from(settings),
                     policies=policies,
                 )
                 if verifier.name == "sandbox":
@@ -277,12 +287,18 @@ async def open_app(
                     community = await policies.policy_for(community_scope(platform, place))
                     return community.accepts(phone, base)
 
+                async def rules_for(place: str) -> GateRules:
+                    # Held places are Telegram groups today.
+                    community = await policies.policy_for(community_scope("telegram", place))
+                    return GateRules(community.consequence, community.ban_after_failures)
+
                 gatekeeper = Gatekeeper(
                     Gate(redis, prefix=settings.redis_prefix),
                     directory,
                     admit_anywhere=settings.telegram_admit_verified == "anywhere",
                     timeout=settings.telegram_verify_timeout,
                     clock=clock,
+                    rules_for=rules_for,
                     accepts=accepts,
                 )
                 yield App(
@@ -304,11 +320,14 @@ async def open_app(
 
 
 @asynccontextmanager
-async def open_desk(settings: Settings, *, connect: bool) -> AsyncIterator[Moderation]:
+async def open_desk(
+    settings: Settings, *, connect: bool, redis: bool = False
+) -> AsyncIterator[Moderation]:
     """The moderators' desk outside the running bot, for the command line, with its directory.
 
     ``connect`` reaches each platform whose bot token is set here; its adapter is imported
-    only then, so a command that needs no platform never loads an SDK.
+    only then, so a command that needs no platform never loads an SDK. ``redis`` gives the
+    desk the store, for the commands about what lives there (the fraud breaker's pauses).
     """
     roles, catalogue = load_roles(settings), load_catalogue(settings)
     directory = open_directory(settings)
@@ -316,6 +335,10 @@ async def open_desk(settings: Settings, *, connect: bool) -> AsyncIterator[Moder
         platforms: dict[str, RolePlatform] = {}
         logs: list[ModLog] = []
         async with AsyncExitStack() as stack:
+            store = None
+            if redis:
+                client = await stack.enter_async_context(open_redis(settings))
+                store = Store(client, prefix=settings.redis_prefix, max_in_flight=4)
             if connect and settings.telegram_bot_token is not None:
                 from adapters.telegram import roles as telegram_roles
 
@@ -330,6 +353,8 @@ async def open_desk(settings: Settings, *, connect: bool) -> AsyncIterator[Moder
                 slack = await stack.enter_async_context(slack_roles.standalone(settings, catalogue))
                 platforms["slack"] = slack
                 logs += filter(None, [slack_roles.mod_log(slack, settings, catalogue)])
-            yield moderation_desk(directory, roles, admin_ids(settings), platforms, EveryLog(logs))
+            yield moderation_desk(
+                directory, roles, admin_ids(settings), platforms, EveryLog(logs), store=store
+            )
     finally:
         directory.close()

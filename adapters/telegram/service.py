@@ -38,6 +38,7 @@ from adapters.telegram.desk import TelegramDesk
 from adapters.telegram.gate import GroupGate
 from adapters.telegram.http import AiohttpRequest
 from adapters.telegram.panel import SettingsPanel
+from adapters.telegram.review import ReviewDesk
 from adapters.telegram.roles import TelegramRoles, mod_log
 from adapters.telegram.updates import InOrderPerMember, PaceMessages
 from bot.desk_commands import ADMIN_COMMANDS as DESK_ADMIN_COMMANDS
@@ -75,6 +76,7 @@ class Wired:
     chat: TelegramChat
     gate: GroupGate
     desk: TelegramDesk
+    review: ReviewDesk
     panel: SettingsPanel
 
 
@@ -119,9 +121,12 @@ def build_application(app: App) -> AnyApplication:
     moderation = app.moderation({PLATFORM: roles}, mod_log(roles, app.settings, app.catalogue))
     desk = TelegramDesk(client, app, moderation, roles)
     gate.on_link_join = desk.joined_by_link
+    review = ReviewDesk(client, app, gate, desk)
+    gate.on_review = review.post
     app.follow_verifications(PLATFORM, moderation, gate)
+    app.follow_setbacks(PLATFORM, gate)
     panel = SettingsPanel(client, app, desk, otherwise=chat.on_text)
-    wired = Wired(client, chat, gate, desk, panel)
+    wired = Wired(client, chat, gate, desk, review, panel)
     register(application, wired)
     application.bot_data["wired"] = wired
     return application
@@ -133,7 +138,8 @@ def register(application: AnyApplication, wired: Wired) -> None:
     add = application.add_handler
     add(CommandHandler(["start", "verify"], chat.on_start, filters=private))
     add(CommandHandler(list(COMMAND_EVENTS), chat.on_command, filters=private))
-    for handler in [*wired.desk.handlers(), *wired.panel.handlers()]:  # before the catch-alls
+    # Before the catch-alls below.
+    for handler in [*wired.desk.handlers(), *wired.review.handlers(), *wired.panel.handlers()]:
         add(handler)
     add(MessageHandler(private & filters.CONTACT, chat.on_contact))
     add(MessageHandler(private & filters.TEXT & ~filters.COMMAND, chat.on_text))
