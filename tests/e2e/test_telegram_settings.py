@@ -242,3 +242,36 @@ async def test_a_number_one_group_blocks_does_not_open_it_when_verified_through_
         telegram.send_text(dave, vonage.last_code(E164))
         await next_message(telegram, dave, "You can now take part in Book club")
         assert telegram.member_status(books, dave) == "member"
+
+
+async def test_each_group_deals_with_the_unverified_by_the_consequence_its_admin_chose(
+    run_bot: RunBot, telegram: TelegramEmulator
+) -> None:
+    alice = telegram.add_user("Alice")
+    chess, books = telegram.add_group("Chess club"), telegram.add_group("Book club")
+    telegram.add_admin(chess, alice)
+    erin, fred = telegram.add_user("Erin"), telegram.add_user("Fred")
+    async with run_bot() as app:
+        telegram.send_text(alice, "/settings")
+        await next_message(telegram, alice, "I don't know of any group")
+        panel = await open_panel(telegram, alice, chess, "Chess club")
+        telegram.press(alice, panel, button(panel, "c", chess, "consequence"))
+        await next_message(telegram, alice, "If not verified is now mute (was kick)")
+        # Shorter than any button offers, as a test needs; the same rules otherwise.
+        for group in (chess, books):
+            scope = community_scope("telegram", str(group))
+            await app.policies.change(scope, "verify_timeout", "2", actor="test")
+
+        telegram.join(erin, chess)
+        telegram.join(fred, books)
+        await telegram.wait_for(lambda: telegram.member_status(books, fred) == "left", timeout=8)
+        # Erin never opened a private chat, so the bot's word to her is refused, but tried.
+        await telegram.wait_for(
+            lambda: [c for c in telegram.calls_to("sendMessage") if c.params["chat_id"] == erin],
+            timeout=8,
+        )
+        notice = next(c for c in telegram.calls_to("sendMessage") if c.params["chat_id"] == erin)
+        assert "you stay in Chess club without being able to post" in notice.params["text"]
+
+        assert telegram.member_status(chess, erin) == "restricted"  # muted: stays, silent
+        assert [c.params["user_id"] for c in telegram.calls_to("banChatMember")] == [fred]
