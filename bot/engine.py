@@ -8,7 +8,8 @@ It loads the member's conversation, runs ``flow.step``, carries out the effects 
 the ports (store, directory, verifier), feeds their answers back into ``step`` and saves
 the result, atomically. Adapters never touch Redis, Vonage or the database themselves.
 Once the adapter has rendered the replies, a verification goes to the bus (``bot.bus``),
-whose handlers open gates, tell the moderators' log and grant auto roles.
+whose handlers open gates, tell the moderators' log and grant auto roles; so does a trip of
+the SMS-fraud breaker (``bot.fraud``), which rides on the SMS's reservation.
 
 State is durable before the outside world hears of it: before a turn's first call to
 Vonage or the directory's write, a conversation that changed is committed (compare-and-set
@@ -49,6 +50,7 @@ from bot.flow import (
     LinksCounted,
     LookupLink,
     MemberEvent,
+    MemberSetback,
     MemberVerified,
     PhoneBusy,
     PhoneTaken,
@@ -61,6 +63,8 @@ from bot.flow import (
     Resent,
     Reserved,
     ReserveSms,
+    SmsPaused,
+    Start,
     StartVerification,
     State,
     Status,
@@ -69,10 +73,14 @@ from bot.flow import (
     screen_phone,
     step,
 )
+from bot.fraud import Breaker, FraudHit, Pause
 from bot.identity import Member, MemberKey
 from bot.limits import Limits
+from bot.metrics import FRAUD_TRIPS
+from bot.policy import Policies, scope_for
 from bot.privacy import mask_phone
 from bot.store import (
+    BreakerTripped,
     Claim,
     ClaimHeld,
     Committed,
@@ -81,6 +89,7 @@ from bot.store import (
     KnownLink,
     LimitReached,
     Remember,
+    ScopePaused,
     Store,
 )
 from bot.verifier.base import Verifier
@@ -88,6 +97,8 @@ from bot.verifier.base import Verifier
 log = structlog.get_logger("verifybot.engine")
 
 _ATTEMPTS = 3
+#: States in which ``Start`` names the place the member verifies for (``flow.machine``).
+_STARTABLE = frozenset({State.IDLE, State.VERIFIED})
 #: A number's claim outlives the provider's request by this much on top of the start lease
 #: (the request may begin that late): clocks and queues are never exact.
 _CLAIM_MARGIN = 30.0
@@ -105,6 +116,12 @@ class Outcome:
     duplicate: bool = False
     #: The state before this message, so an adapter can tidy up what it showed for it.
     previous: State = State.IDLE
+    #: The community's language, for a member whose own language has no translation.
+    language: str | None = None
+    #: Why a verification did not go through, for the gate and the moderators (``bot.bus``).
+    setbacks: tuple[MemberSetback, ...] = ()
+    #: Countries or prefixes this message's SMS found below the conversion and paused.
+    trips: tuple[Pause, ...] = ()
 
 
 @dataclass(slots=True)
@@ -113,15 +130,23 @@ class _Turn:
 
     member: Member
     ctx: Context
+    #: The rules of the community the member is verifying for, for this message.
+    policy: FlowPolicy
+    language: str | None
     conversation: Conversation
     version: int
     saved: Conversation
     replies: list[Reply] = field(default_factory=list)
     hits: list[Hit] = field(default_factory=list)
+    #: Codes and verifications counted for the fraud breaker, in the same write.
+    fraud: list[FraudHit] = field(default_factory=list)
+    #: Trips of the breaker, kept across replays of the message (each is reported once).
+    trips: list[Pause] = field(default_factory=list)
     cancels: list[CancelVerification] = field(default_factory=list)
     #: A number whose request Vonage has ended: its claim is released with the save.
     release: str | None = None
     verified: MemberVerified | None = None
+    setbacks: list[MemberSetback] = field(default_factory=list)
     #: Something outside Redis happened (Vonage, the DB), so a conflict cannot be replayed.
     external: bool = False
     #: The directory's answer kept in Redis for this member, if any (read with the load).
@@ -149,13 +174,19 @@ class Engine:
         limits: Limits,
         clock: Callable[[], float] = time.time,
         bus: Bus | None = None,
+        policies: Policies | None = None,
+        breaker: Breaker | None = None,
     ) -> None:
         self.store = store
         self.directory = AsyncDirectory.bounded(directory)
         self.verifier = verifier
+        #: The process-wide part of every conversation's policy (and, without ``policies``,
+        #: all of it); each community's own rules go on top, per message.
         self.policy = policy
+        self.policies = policies
         self.limits = limits
         self.clock = clock
+        self.breaker = breaker if breaker is not None else Breaker()
         #: What follows a verification; the shell registers its handlers.
         self.bus = bus if bus is not None else Bus()
 
@@ -180,8 +211,12 @@ class Engine:
             if render is not None:
                 await render(outcome)
         finally:
+            for pause in outcome.trips:
+                await self.bus.tripped(member, pause)
             if outcome.verified is not None:
                 await self.bus.publish(member, outcome.verified)
+            for setback in outcome.setbacks:
+                await self.bus.publish_setback(member, setback)
         return outcome
 
     async def _outcome(
@@ -199,6 +234,14 @@ class Engine:
                 except Exception:  # already failing; the first error is logged
                     log.warning("forget_delivery_failed", member=str(member.key))
             return Outcome((Reply("error.internal"),))
+
+    async def _rules(self, member: Member, origin: str | None) -> tuple[FlowPolicy, str | None]:
+        """The conversation's policy and language for the community ``origin`` names (a
+        group's deep link or join request), else the member's own scope (a Slack team)."""
+        if self.policies is None:
+            return self.policy, None
+        community = await self.policies.policy_for(scope_for(member.key, origin))
+        return community.flow_policy(self.policy), community.default_language
 
     async def conversation(self, member: Member) -> Conversation:
         """The member's conversation as it stands, for status displays."""
@@ -223,6 +266,7 @@ class Engine:
 
     async def _handle(self, member: Member, event: MemberEvent, delivery_id: str | None) -> Outcome:
         own_lease: float | None = None
+        trips: list[Pause] = []
         for attempt in range(_ATTEMPTS):
             now = self.clock()
             # A code to check takes its lease with the load: no commit of its own before
@@ -247,7 +291,22 @@ class Engine:
                 # A replay after this message leased (Redis keeps times to 0.1 ms): the lease
                 # is its own, not another worker's. A check renews it with a commit.
                 loaded = replace(loaded, checking_until=None)
-            turn = _Turn(member, ctx, loaded, snapshot.version, saved, known=snapshot.known)
+            # As the table has it: a start from idle or verified names (or forgets) the place
+            # that sent the member; otherwise the conversation's place stands.
+            starts = isinstance(event, Start) and loaded.state in _STARTABLE
+            origin = event.origin if starts and isinstance(event, Start) else loaded.origin
+            policy, language = await self._rules(member, origin)
+            turn = _Turn(
+                member,
+                ctx,
+                policy,
+                language,
+                loaded,
+                snapshot.version,
+                saved,
+                trips=trips,
+                known=snapshot.known,
+            )
             try:
                 return await self._run(turn, event)
             except _Replay:
@@ -272,6 +331,11 @@ class Engine:
                 turn.release = effect.phone
             elif isinstance(effect, MemberVerified):
                 turn.verified = effect
+                if effect.fresh:  # counted where the verified state is saved
+                    country = turn.conversation.country
+                    turn.fraud += self.breaker.for_verified(effect.phone, country)
+            elif isinstance(effect, MemberSetback):
+                turn.setbacks.append(effect)
             else:
                 self._advance(turn, await self._command(turn, effect), effects)
         try:
@@ -301,10 +365,18 @@ class Engine:
                 state_from=before.value,
                 state_to=turn.conversation.state.value,
             )
-        return Outcome(tuple(turn.replies), turn.conversation.state, turn.verified, previous=before)
+        return Outcome(
+            tuple(turn.replies),
+            turn.conversation.state,
+            turn.verified,
+            previous=before,
+            language=turn.language,
+            setbacks=tuple(turn.setbacks),
+            trips=tuple(turn.trips),
+        )
 
     def _advance(self, turn: _Turn, event: Event, effects: deque[Effect]) -> None:
-        result = step(turn.conversation, event, turn.ctx, self.policy)
+        result = step(turn.conversation, event, turn.ctx, turn.policy)
         turn.conversation = result.conversation
         effects.extend(result.effects)
 
@@ -313,7 +385,8 @@ class Engine:
         if isinstance(command, ReserveSms):
             hits = self.limits.for_sms(key, command.phone, command.country, command.purpose)
             claim = Claim(command.phone, self._claim_ttl())
-            return await self._reserve(turn, hits, claim)
+            fraud = self.breaker.for_sms(command.phone, command.country)
+            return await self._reserve(turn, hits, claim, fraud, command.country)
         if isinstance(command, LookupLink):
             known = turn.known
             if known is None:  # nothing kept: ask the directory, and keep its answer
@@ -354,9 +427,16 @@ class Engine:
     def _claim_ttl(self) -> float:
         return self.verifier.request_lifetime + self.policy.start_lease + _CLAIM_MARGIN
 
-    async def _reserve(self, turn: _Turn, hits: list[Hit], claim: Claim) -> Answer:
-        """Save the lease, take from the limits and take (or refresh) the number's claim in
-        one atomic write, before Vonage."""
+    async def _reserve(
+        self,
+        turn: _Turn,
+        hits: list[Hit],
+        claim: Claim,
+        fraud: list[FraudHit],
+        country: str | None,
+    ) -> Answer:
+        """Save the lease, take from the limits, take (or refresh) the number's claim and
+        pass the fraud breaker in one atomic write, before Vonage."""
         result = await self.store.commit(
             turn.member.key,
             turn.conversation,
@@ -365,6 +445,7 @@ class Engine:
             hits=[*turn.hits, *hits],
             claim=claim,
             remember=turn.remember,
+            fraud=[*turn.fraud, *fraud],
         )
         if isinstance(result, Conflict):
             if turn.external:
@@ -377,7 +458,20 @@ class Engine:
             # Say when, never who: the reply names no member.
             log.info("phone_in_progress", member=str(turn.member.key), wait=round(result.wait))
             return PhoneBusy(turn.ctx.now + result.wait)
-        turn.version, turn.saved, turn.hits = result.version, turn.conversation, []
+        if isinstance(result, ScopePaused):
+            log.info("sms_paused", member=str(turn.member.key), wait=round(result.wait))
+            return SmsPaused(turn.ctx.now + result.wait)
+        if isinstance(result, BreakerTripped):
+            for pause in result.pauses:
+                _report_trip(pause, country)
+            turn.trips += result.pauses
+            return SmsPaused(turn.ctx.now + result.wait)
+        turn.version, turn.saved, turn.hits, turn.fraud = (
+            result.version,
+            turn.conversation,
+            [],
+            [],
+        )
         turn.remember = None
         return Reserved()
 
@@ -385,7 +479,7 @@ class Engine:
         """Commit what changed before the first external call of the turn: another worker
         then sees it (a check's lease, say), and a conflict is replayed, as nothing outside
         Redis has happened yet. A reserved SMS is committed already: no extra round trip."""
-        if turn.conversation == turn.saved and not turn.hits:
+        if turn.conversation == turn.saved and not turn.hits and not turn.fraud:
             return
         result = await self.store.commit(
             turn.member.key,
@@ -394,12 +488,18 @@ class Engine:
             now=turn.ctx.now,
             hits=turn.hits,
             remember=turn.remember,
+            fraud=turn.fraud,
         )
         if isinstance(result, Conflict):
             raise _Replay
         if not isinstance(result, Committed):  # only counted hits here: nothing can refuse
             raise RuntimeError(f"unexpected commit result {result!r}")  # pragma: no cover
-        turn.version, turn.saved, turn.hits = result.version, turn.conversation, []
+        turn.version, turn.saved, turn.hits, turn.fraud = (
+            result.version,
+            turn.conversation,
+            [],
+            [],
+        )
         turn.remember = None
 
     async def _audit_sms(self, turn: _Turn, event: str, phone: str | None) -> None:
@@ -427,6 +527,7 @@ class Engine:
                 display_name=turn.member.display_name,
                 handle=turn.member.handle,
                 now=datetime.fromtimestamp(turn.ctx.now, UTC),
+                max_accounts=turn.policy.max_accounts_per_phone,
             )
         except Exception:
             log.exception("record_verified_failed", member=str(turn.member.key))
@@ -440,8 +541,8 @@ class Engine:
         return Recorded()
 
     async def _save(self, turn: _Turn) -> None:
-        unchanged = turn.conversation == turn.saved and not turn.hits and turn.release is None
-        if unchanged and turn.remember is None:
+        unchanged = turn.conversation == turn.saved and not turn.hits and not turn.fraud
+        if unchanged and turn.release is None and turn.remember is None:
             return
         release = Claim(turn.release) if turn.release else None
         if await self._commit_over(turn, turn.version, release):
@@ -457,7 +558,7 @@ class Engine:
         if turn.release:  # Vonage's word that the request is over stands all the same
             await self.store.release_claim(turn.member.key, turn.release)
         snapshot = await self.store.load(turn.member.key, now=turn.ctx.now)
-        status = step(snapshot.conversation, Status(), turn.ctx, self.policy)
+        status = step(snapshot.conversation, Status(), turn.ctx, turn.policy)
         turn.conversation = snapshot.conversation
         turn.replies = [e for e in status.effects if isinstance(e, Reply)] or [Reply("help.stale")]
         turn.cancels = []
@@ -484,6 +585,7 @@ class Engine:
             hits=turn.hits,
             claim=release,
             remember=turn.remember,
+            fraud=turn.fraud,
         )
         if not isinstance(result, Committed):
             return False
@@ -494,3 +596,20 @@ class Engine:
             # when the release came after the reply.
             turn.verified = replace(turn.verified, held=False)
         return True
+
+
+def _report_trip(pause: Pause, country: str | None) -> None:
+    """Once per trip (only the commit that tripped is told): the operator's alarm, with the
+    prefix masked like a number, and the metric."""
+    scope = pause.scope
+    log.critical(
+        "fraud_breaker_tripped",
+        scope=scope.kind,
+        country=scope.subject if scope.kind == "country" else country or "unknown",
+        prefix=scope.masked if scope.kind == "prefix" else None,
+        sent=pause.sent,
+        verified=pause.verified,
+        conversion=round(pause.conversion, 3),
+        paused_until=datetime.fromtimestamp(pause.until, UTC).isoformat(timespec="seconds"),
+    )
+    FRAUD_TRIPS.labels(scope=scope.kind).inc()
