@@ -18,6 +18,7 @@ length and lifetimes) is the operator's, because SMS cost is: it is not in here.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -236,6 +237,8 @@ class Policies:
         self.local_seconds = local_seconds
         self.clock = clock
         self._local: dict[str, tuple[float, CommunityPolicy]] = {}
+        #: The one lookup under way per scope, which every message that needs it waits for.
+        self._pending: dict[str, asyncio.Task[CommunityPolicy]] = {}
         self._put = redis.register_script(_PUT)
 
     def default_for(self, scope: str) -> CommunityPolicy:
@@ -248,10 +251,28 @@ class Policies:
         cached = self._local.get(scope)
         if cached is not None and cached[0] > now:
             return cached[1]
+        # As the copy lapses, every message in flight misses it at once: one asks Redis and
+        # the others wait for its answer, not a round trip each.
+        pending = self._pending.get(scope)
+        if pending is None:
+            pending = asyncio.create_task(self._look_up(scope, now))
+            self._pending[scope] = pending
+            pending.add_done_callback(lambda done: self._settled(scope, done))
+        return await asyncio.shield(pending)
+
+    def _settled(self, scope: str, done: asyncio.Task[CommunityPolicy]) -> None:
+        if self._pending.get(scope) is done:
+            del self._pending[scope]
+        if not done.cancelled():
+            done.exception()  # retrieved: each waiter has it raised already
+
+    async def _look_up(self, scope: str, now: float) -> CommunityPolicy:
         stored = await self.stored(scope)
         policy = self.default_for(scope).with_overrides(
             stored.overrides, platform=platform_of(scope)
         )
+        if self._pending.get(scope) is not asyncio.current_task():
+            return policy  # changed meanwhile: this answer may be older than the change
         if len(self._local) > 10_000:  # a bound, not an eviction policy: they expire anyway
             self._local.clear()
         self._local[scope] = (now + self.local_seconds, policy)
@@ -291,6 +312,7 @@ class Policies:
             now=datetime.now(UTC),
         )
         self._local.pop(scope, None)
+        self._pending.pop(scope, None)  # a lookup under way may have read the old policy
         await self._cache(scope, change.stored)
         log.info("policy_changed", scope=scope, policy_field=name, actor=actor)
         return change.old, change.new

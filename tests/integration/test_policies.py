@@ -3,6 +3,7 @@ community changed, audited, and seen by every worker within a second of a change
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -135,6 +136,37 @@ async def test_the_cache_is_rebuilt_from_the_directory_when_redis_forgot_it(
     clock.now += 1
     assert (await policies.policy_for(GROUP)).max_accounts_per_phone == 3
     assert await redis.ttl(f"{key_prefix}policy:{GROUP}") > 0
+
+
+class CountingRedis(Redis):
+    """A real client that counts the policy reads it sends."""
+
+    gets = 0
+
+    async def get(self, name: Any) -> Any:
+        self.gets += 1
+        return await super().get(name)
+
+
+async def test_messages_in_flight_as_the_copy_lapses_ask_redis_once(
+    redis_url: str, directory: Directory, key_prefix: str
+) -> None:
+    clock = Clock()
+    client = CountingRedis.from_url(redis_url)
+    assert isinstance(client, CountingRedis)
+    try:
+        writer = worker(client, directory, key_prefix, clock)
+        await writer.change(GROUP, "blocked_countries", "FR", actor="telegram:1:7")
+        policies = worker(client, directory, key_prefix, clock)
+
+        first = await asyncio.gather(*(policies.policy_for(GROUP) for _ in range(50)))
+        clock.now += LOCAL_SECONDS + 0.01
+        lapsed = await asyncio.gather(*(policies.policy_for(GROUP) for _ in range(50)))
+
+        assert client.gets == 2
+        assert {p.blocked_countries for p in [*first, *lapsed]} == {frozenset({"FR"})}
+    finally:
+        await client.aclose()
 
 
 def test_the_groups_the_bot_is_in_are_kept_as_it_is_added_and_removed(
