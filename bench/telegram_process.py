@@ -415,9 +415,9 @@ async def run(members: int, database_url: str | None, profile: bool) -> None:
     per = {name: f"{t / messages * 1000:.2f}" for name, t in threads.items()}
     ms = 1000 / messages
     print(f"    user {cpu_user * ms:.2f} ms, system {cpu_system * ms:.2f} ms; in", per)
-    print(f"  Redis per message   {commands / messages:8.2f} round trips", end="")
+    print(f"  Redis per message   {commands / messages:8.3f} round trips", end="")
     print(f" (+ {setup} commands setting up new connections)")
-    print("   ", ", ".join(f"{n} {c / messages:.2f}" for n, c in names.most_common()))
+    print("   ", ", ".join(f"{n} {c} ({c / messages:.3f})" for n, c in names.most_common()))
     print(f"  peak RSS            {rss:8.1f} MiB (RSS after the warm-up {started_rss:.1f} MiB)")
     print(f"  starts/phone entry  {starts_per_entry:8.2f} (double-send probe, {PROBE_MEMBERS})")
     print(f"  {'kind':<12} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")

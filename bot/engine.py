@@ -77,7 +77,7 @@ from bot.fraud import Breaker, FraudHit, Pause
 from bot.identity import Member, MemberKey
 from bot.limits import Limits
 from bot.metrics import FRAUD_TRIPS
-from bot.policy import Policies, scope_for
+from bot.policy import Policies, PolicyRead, scope_for
 from bot.privacy import mask_phone
 from bot.store import (
     BreakerTripped,
@@ -235,12 +235,15 @@ class Engine:
                     log.warning("forget_delivery_failed", member=str(member.key))
             return Outcome((Reply("error.internal"),))
 
-    async def _rules(self, member: Member, origin: str | None) -> tuple[FlowPolicy, str | None]:
+    async def _rules(
+        self, member: Member, origin: str | None, read: PolicyRead | None = None
+    ) -> tuple[FlowPolicy, str | None]:
         """The conversation's policy and language for the community ``origin`` names (a
-        group's deep link or join request), else the member's own scope (a Slack team)."""
+        group's deep link or join request), else the member's own scope (a Slack team).
+        ``read``: the community's Redis copy as the load read it, if it did."""
         if self.policies is None:
             return self.policy, None
-        community = await self.policies.policy_for(scope_for(member.key, origin))
+        community = await self.policies.policy_for(scope_for(member.key, origin), read)
         return community.flow_policy(self.policy), community.default_language
 
     async def conversation(self, member: Member) -> Conversation:
@@ -272,12 +275,19 @@ class Engine:
             # A code to check takes its lease with the load: no commit of its own before
             # Vonage. The flow's ``_check`` sets the same ``checking_until``.
             lease = now + self.policy.check_lease if might_check(event, self.policy) else None
+            # A lapsed copy of the community's policy is read with the load, not after it:
+            # the community a Start names, else the member's own (right unless the
+            # conversation names another, which then costs a read of its own).
+            guess = event.origin if isinstance(event, Start) else None
+            read = self.policies.to_read(scope_for(member.key, guess)) if self.policies else None
+            also = read.key if read else None
             snapshot = await self.store.load(
                 member.key,
                 now=now,
                 delivery_id=delivery_id if attempt == 0 else None,
                 peek=self.limits.wrong_codes(member.key),
                 lease_until=lease if own_lease is None else None,
+                also=also,
             )
             if snapshot.duplicate:
                 log.info("duplicate_delivery", member=str(member.key), delivery_id=delivery_id)
@@ -295,7 +305,8 @@ class Engine:
             # that sent the member; otherwise the conversation's place stands.
             starts = isinstance(event, Start) and loaded.state in _STARTABLE
             origin = event.origin if starts and isinstance(event, Start) else loaded.origin
-            policy, language = await self._rules(member, origin)
+            read = replace(read, value=snapshot.also) if read else None
+            policy, language = await self._rules(member, origin, read)
             turn = _Turn(
                 member,
                 ctx,

@@ -214,6 +214,21 @@ return 1
 """
 
 
+@dataclass(frozen=True, slots=True)
+class PolicyRead:
+    """A scope's policy as of the round trip the caller makes anyway (the engine's load of
+    the conversation): ``key`` to read in it, if this process's copy had lapsed, then
+    ``value`` as read. With no key, the copy that was fresh then will do."""
+
+    scope: str
+    key: str | None
+    #: ``Policies``' clock and count of changes when asked: a read that a change overtook
+    #: is not kept.
+    asked_at: float
+    generation: int
+    value: bytes | None = None
+
+
 class Policies:
     """Every community's policy: resolved per message, changed by its admins, audited."""
 
@@ -239,18 +254,36 @@ class Policies:
         self._local: dict[str, tuple[float, CommunityPolicy]] = {}
         #: The one lookup under way per scope, which every message that needs it waits for.
         self._pending: dict[str, asyncio.Task[CommunityPolicy]] = {}
+        self._generation = 0
         self._put = redis.register_script(_PUT)
 
     def default_for(self, scope: str) -> CommunityPolicy:
         platform = platform_of(scope)
         return self.defaults.get(platform) or self.defaults.get("") or CommunityPolicy()
 
-    async def policy_for(self, scope: str) -> CommunityPolicy:
-        """The policy of the community ``scope``: its own fields over the defaults."""
+    def to_read(self, scope: str) -> PolicyRead:
+        """Ask before the message's own load: its ``key``, if set, is to be read from Redis
+        in that round trip (this process's copy of ``scope``'s policy has lapsed and no
+        lookup is under way). ``policy_for`` then takes the read, not a round trip, and a
+        copy fresh when asked still does for this message."""
+        now = self.clock()
+        cached = self._local.get(scope)
+        fresh = cached is not None and cached[0] > now
+        key = None if fresh or scope in self._pending else self.keys.policy(scope)
+        return PolicyRead(scope, key, now, self._generation)
+
+    async def policy_for(self, scope: str, read: PolicyRead | None = None) -> CommunityPolicy:
+        """The policy of the community ``scope``: its own fields over the defaults. ``read``
+        is its Redis copy as the caller read it (``to_read``), if it did."""
         now = self.clock()
         cached = self._local.get(scope)
         if cached is not None and cached[0] > now:
             return cached[1]
+        if read and read.scope == scope and read.generation == self._generation:
+            if read.value:
+                return self._keep(scope, _decode_stored(read.value), now)
+            if read.key is None and cached is not None and cached[0] > read.asked_at:
+                return cached[1]  # it lapsed during this message's load
         # As the copy lapses, every message in flight misses it at once: one asks Redis and
         # the others wait for its answer, not a round trip each.
         pending = self._pending.get(scope)
@@ -268,11 +301,17 @@ class Policies:
 
     async def _look_up(self, scope: str, now: float) -> CommunityPolicy:
         stored = await self.stored(scope)
+        if self._pending.get(scope) is not asyncio.current_task():
+            # Changed meanwhile: this answer may be older than the change, so not kept.
+            return self.default_for(scope).with_overrides(
+                stored.overrides, platform=platform_of(scope)
+            )
+        return self._keep(scope, stored, now)
+
+    def _keep(self, scope: str, stored: StoredPolicy, now: float) -> CommunityPolicy:
         policy = self.default_for(scope).with_overrides(
             stored.overrides, platform=platform_of(scope)
         )
-        if self._pending.get(scope) is not asyncio.current_task():
-            return policy  # changed meanwhile: this answer may be older than the change
         if len(self._local) > 10_000:  # a bound, not an eviction policy: they expire anyway
             self._local.clear()
         self._local[scope] = (now + self.local_seconds, policy)
@@ -287,8 +326,7 @@ class Policies:
             log.warning("policy_cache_unavailable", error=type(exc).__name__)
             return await self.directory.community_policy(scope)
         if raw is not None:
-            data = json.loads(raw)
-            return StoredPolicy(dict(data["overrides"]), int(data["revision"]))
+            return _decode_stored(raw)
         stored = await self.directory.community_policy(scope)
         await self._cache(scope, stored)
         return stored
@@ -311,9 +349,11 @@ class Policies:
             actor=actor,
             now=datetime.now(UTC),
         )
+        await self._cache(scope, change.stored)
+        # Only now: whatever was read before Redis had the change is not kept, here.
         self._local.pop(scope, None)
         self._pending.pop(scope, None)  # a lookup under way may have read the old policy
-        await self._cache(scope, change.stored)
+        self._generation += 1  # and so may a read asked for with a load
         log.info("policy_changed", scope=scope, policy_field=name, actor=actor)
         return change.old, change.new
 
@@ -329,3 +369,8 @@ class Policies:
         except RedisError as exc:
             # The directory has the change; a stale copy, if any, lapses with its TTL.
             log.warning("policy_cache_unavailable", error=type(exc).__name__)
+
+
+def _decode_stored(raw: bytes | str) -> StoredPolicy:
+    data = json.loads(raw)
+    return StoredPolicy(dict(data["overrides"]), int(data["revision"]))

@@ -59,9 +59,12 @@ if ARGV[3] ~= '' and current then
     leased = 1
   end
 end
-local out = {0, current, redis.call('GET', KEYS[3]), leased}
-local a = 5
-for k = 4, #KEYS do
+-- One more key the caller wants read in this round trip (a community's policy).
+local also = false
+if ARGV[5] ~= '' then also = redis.call('GET', KEYS[4]) end
+local out = {0, current, redis.call('GET', KEYS[3]), leased, also}
+local a = 6
+for k = 5, #KEYS do
   local window, limit = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
   a = a + 2
   redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', now - window)
@@ -292,6 +295,8 @@ class Snapshot:
     #: The load took the code check's lease asked for (``version`` counts it; the
     #: conversation is as it was before).
     leased: bool = False
+    #: The value of the key ``load`` was asked to read ``also``, if any.
+    also: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,20 +417,25 @@ class Store:
         delivery_id: str | None = None,
         peek: Sequence[Limit] = (),
         lease_until: float | None = None,
+        also: str | None = None,
     ) -> Snapshot:
         """The conversation (and the directory's answer kept for the member), in one round
         trip. With ``lease_until``, a conversation waiting for a code takes the check's lease
-        until then, if no check is live: the turn then needs no commit before Vonage."""
+        until then, if no check is live: the turn then needs no commit before Vonage. With
+        ``also`` (a whole key, prefix included), that key's value too (``Snapshot.also``)."""
+        conversation_key = self.conversation_key(member)
         keys = [
-            self.conversation_key(member),
+            conversation_key,
             self.delivery_key(member, delivery_id) if delivery_id else "",
             self.known_key(member),
+            also or conversation_key,
         ]
         args: list[Any] = [
             _ms(now),
             self._duplicate_ttl_ms if delivery_id else "",
             "" if lease_until is None else repr(lease_until),
             self._conversation_ttl_ms,
+            "" if also is None else "1",
         ]
         for limit in peek:
             keys.append(self.limit_key(limit))
@@ -436,9 +446,9 @@ class Store:
             return Snapshot(duplicate=True, conversation=Conversation(), version=0)
         conversation, version = decode(result[1])
         leased = int(result[3]) == 1
-        waits = tuple(float(w) / 1000 for w in result[4:])
+        waits = tuple(float(w) / 1000 for w in result[5:])
         known = KnownLink.decode(result[2])
-        return Snapshot(False, conversation, version + leased, waits, known, leased)
+        return Snapshot(False, conversation, version + leased, waits, known, leased, result[4])
 
     async def first_delivery(self, member: MemberKey, delivery_id: str) -> bool:
         """Mark a delivery seen without loading a conversation (a group's join, say); True

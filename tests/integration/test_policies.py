@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -165,6 +166,73 @@ async def test_messages_in_flight_as_the_copy_lapses_ask_redis_once(
 
         assert client.gets == 2
         assert {p.blocked_countries for p in [*first, *lapsed]} == {frozenset({"FR"})}
+    finally:
+        await client.aclose()
+
+
+async def test_a_lapsed_copy_is_read_with_the_callers_own_round_trip(
+    redis: Redis, redis_url: str, directory: Directory, key_prefix: str
+) -> None:
+    clock = Clock()
+    client = CountingRedis.from_url(redis_url)
+    assert isinstance(client, CountingRedis)
+    try:
+        await worker(client, directory, key_prefix, clock).change(
+            GROUP, "blocked_countries", "FR", actor="telegram:1:7"
+        )
+        policies = worker(client, directory, key_prefix, clock)
+        read = policies.to_read(GROUP)
+        assert read.key == f"{key_prefix}policy:{GROUP}"
+        value = await redis.get(read.key)  # as the engine's load reads it
+        assert isinstance(value, bytes)
+
+        policy = await policies.policy_for(GROUP, replace(read, value=value))
+
+        assert policy.blocked_countries == {"FR"} and client.gets == 0
+        assert policies.to_read(GROUP).key is None  # the copy is fresh again
+        assert (await policies.policy_for(GROUP)).blocked_countries == {"FR"}
+        assert client.gets == 0
+    finally:
+        await client.aclose()
+
+
+async def test_a_read_that_a_change_overtook_is_not_kept(
+    redis: Redis, directory: Directory, key_prefix: str
+) -> None:
+    clock = Clock()
+    policies = worker(redis, directory, key_prefix, clock)
+    await policies.change(GROUP, "blocked_countries", "FR", actor="telegram:1:7")
+    assert (await policies.policy_for(GROUP)).blocked_countries == {"FR"}
+    clock.now += LOCAL_SECONDS + 0.01  # the copy lapsed
+    read = policies.to_read(GROUP)
+    assert read.key is not None
+    old = await redis.get(read.key)
+    assert isinstance(old, bytes)
+
+    await policies.change(GROUP, "blocked_countries", "DE", actor="telegram:1:7")
+
+    policy = await policies.policy_for(GROUP, replace(read, value=old))
+    assert policy.blocked_countries == {"DE"}
+
+
+async def test_a_copy_fresh_as_a_message_was_loaded_does_for_that_message(
+    redis_url: str, directory: Directory, key_prefix: str
+) -> None:
+    clock = Clock()
+    client = CountingRedis.from_url(redis_url)
+    assert isinstance(client, CountingRedis)
+    try:
+        policies = worker(client, directory, key_prefix, clock)
+        await policies.policy_for(GROUP)
+        asked = client.gets
+        read = policies.to_read(GROUP)
+        assert read.key is None  # fresh: nothing to read with the load
+
+        clock.now += LOCAL_SECONDS + 0.01  # it lapses while the load is under way
+        await policies.policy_for(GROUP, read)
+        assert client.gets == asked
+        await policies.policy_for(GROUP)  # a message loaded after it lapsed asks again
+        assert client.gets == asked + 1
     finally:
         await client.aclose()
 
