@@ -166,9 +166,9 @@ class TelegramChat:
                 else:
                     # One message carries one keyboard: close the old one on its own line.
                     closing = self.client.text("keyboard_closed", locale)
-                    await self.client.send(chat_id, closing, ReplyKeyboardRemove())
+                    await self.client.say(chat_id, closing, ReplyKeyboardRemove())
             text = self.catalogue.render(reply, locale, variant=VARIANT)
-            await self.client.send(chat_id, text, markup)
+            await self.client.say(chat_id, text, markup)
 
     def markup_for(
         self, actions: tuple[Action, ...], locale: str | None
