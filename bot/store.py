@@ -4,7 +4,8 @@ Two Lua scripts do all the work, so a message costs one round trip to load and o
 save, and several workers can share a server:
 
 * ``LOAD`` marks a delivery id as seen (or reports a duplicate), reads the conversation
-  and peeks at limits the step may need, in one call.
+  and peeks at limits the step may need, in one call; it can take a code check's lease
+  and read one more key the caller names (a community's policy, ``bot.policy``).
 * ``COMMIT`` is a compare-and-set on the conversation's version that also takes from
   rate limits, all or nothing: if any limit is full nothing is written. It also takes or
   releases a number's claim (below), so owning a number costs no extra round trip, and
