@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 
 import structlog
 
+from bot import metrics
 from bot.bus import Bus
 from bot.directory import AsyncDirectory, Directory, PhoneLink, RecordOutcome
 from bot.flow import (
@@ -68,6 +69,7 @@ from bot.flow import (
     screen_phone,
     step,
 )
+from bot.funnel import count_turn
 from bot.identity import Member, MemberKey
 from bot.limits import Limits
 from bot.privacy import mask_phone
@@ -113,6 +115,8 @@ class _Turn:
     verified: MemberVerified | None = None
     #: Something outside Redis happened (Vonage, the DB), so a conflict cannot be replayed.
     external: bool = False
+    #: Every event and effect of the turn, in order, for the funnel's counters.
+    seen: list[Event | Effect] = field(default_factory=list)
 
 
 #: How an adapter shows an outcome to the member (its replies, its keyboards or views).
@@ -199,6 +203,7 @@ class Engine:
         """True the first time a platform delivery that is not a message is seen."""
         first = await self.store.first_delivery(key, delivery_id)
         if not first:
+            metrics.DUPLICATE_DELIVERIES.labels(key.platform).inc()
             log.info("duplicate_delivery", member=str(key), delivery_id=delivery_id)
         return first
 
@@ -216,6 +221,7 @@ class Engine:
                 peek=self.limits.wrong_codes(member.key),
             )
             if snapshot.duplicate:
+                metrics.DUPLICATE_DELIVERIES.labels(member.key.platform).inc()
                 log.info("duplicate_delivery", member=str(member.key), delivery_id=delivery_id)
                 return Outcome(duplicate=True)
             wait = max(snapshot.waits, default=0.0)
@@ -223,10 +229,15 @@ class Engine:
             turn = _Turn(
                 member, ctx, snapshot.conversation, snapshot.version, snapshot.conversation
             )
+            before, replayed = turn.conversation.state, False
             try:
                 return await self._run(turn, event)
             except _Replay:
+                replayed = True
                 log.info("conversation_replayed", member=str(member.key), attempt=attempt + 1)
+            finally:
+                if not replayed:  # a replayed turn is counted by its replay
+                    count_turn(member.key.platform, before, turn.conversation.state, turn.seen)
         raise RuntimeError("conversation kept changing under us")
 
     async def _run(self, turn: _Turn, event: Event) -> Outcome:
@@ -281,6 +292,7 @@ class Engine:
     def _advance(self, turn: _Turn, event: Event, effects: deque[Effect]) -> None:
         result = step(turn.conversation, event, turn.ctx, self.policy)
         turn.conversation = result.conversation
+        turn.seen += (event, *result.effects)
         effects.extend(result.effects)
 
     async def _command(self, turn: _Turn, command: Command) -> Answer:
@@ -305,6 +317,8 @@ class Engine:
             started = await self.verifier.start(command.phone, locale=turn.member.locale)
             if isinstance(started, VerificationStarted) and not started.adopted:
                 await self._audit_sms(turn, "code_sent", command.phone)
+            elif isinstance(started, VerificationStarted):
+                metrics.VONAGE_ADOPTED.inc()
             return started
         if isinstance(command, CheckCode):
             return await self.verifier.check(command.request_id, command.code)
@@ -336,6 +350,7 @@ class Engine:
                 raise RuntimeError("conflict after an external call")  # pragma: no cover
             raise _Replay
         if isinstance(result, LimitReached):
+            metrics.RATE_LIMIT_HITS.labels(result.limit).inc()
             log.info("rate_limited", member=str(turn.member.key), wait=round(result.wait, 1))
             return Limited(turn.ctx.now + result.wait)
         if isinstance(result, ClaimHeld):

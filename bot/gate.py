@@ -30,6 +30,7 @@ from typing import Any
 import structlog
 from redis.asyncio import Redis
 
+from bot import metrics
 from bot.directory import AsyncDirectory, Directory
 from bot.identity import MemberKey
 from bot.keys import Keys
@@ -260,7 +261,9 @@ class Gatekeeper:
         """A member joins or asks to join ``place`` (by the link ``invite``, if one is named):
         None to let them in, else their hold."""
         if await self._walks_in(member, place, invite):
+            metrics.GATE_ADMISSIONS.labels("walk_in").inc()
             return None
+        metrics.GATE_HOLDS.labels(kind).inc()
         now = self.clock()
         deadline = now + self.timeout if self.timeout else None
         hold = Hold(place, member, kind, deadline=deadline, reach=reach, title=title)
@@ -279,6 +282,7 @@ class Gatekeeper:
             await self._record_admission(member, origin)
         holds = await self.gate.release(member)
         for hold in holds:
+            metrics.GATE_ADMISSIONS.labels(hold.kind).inc()
             if hold.place != origin:
                 await self._record_admission(member, hold.place)
         return holds
@@ -330,6 +334,8 @@ class Gatekeeper:
                 log.warning("lapse_deferred", member=str(hold.member), place=hold.place)
                 await self.gate.hold(hold, now=self.clock())
                 continue
+            counter = metrics.GATE_ADMISSIONS if verified else metrics.GATE_REMOVALS
+            counter.labels(hold.kind).inc()
             results.append(Lapsed(hold, verified))
         return results
 

@@ -23,12 +23,14 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
 from redis.asyncio import Redis
 
+from bot import metrics
 from bot.flow import Conversation, State
 from bot.identity import MemberKey
 from bot.keys import Keys
@@ -74,7 +76,7 @@ if claim == 'take' then
   local holder = redis.call('GET', KEYS[2])
   if holder and holder ~= owner then return {'busy', redis.call('PTTL', KEYS[2])} end
 end
-local wait = 0
+local wait, which = 0, 0
 local a = 9
 for k = 3, #KEYS do
   local window, limit, mode = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), ARGV[a + 2]
@@ -88,11 +90,11 @@ for k = 3, #KEYS do
         local e = redis.call('ZRANGE', KEYS[k], n - limit, n - limit, 'WITHSCORES')
         w = tonumber(e[2]) + window - now
       end
-      if w > wait then wait = w end
+      if w > wait then wait, which = w, k - 2 end
     end
   end
 end
-if wait > 0 then return {'limited', wait} end
+if wait > 0 then return {'limited', wait, which} end
 a = 9
 for k = 3, #KEYS do
   redis.call('ZADD', KEYS[k], now, token)
@@ -177,6 +179,8 @@ class Conflict:
 @dataclass(frozen=True, slots=True)
 class LimitReached:
     wait: float
+    #: The name of the limit that keeps the longest wait (``Limit.name``), for the metrics.
+    limit: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +245,13 @@ class Store:
         self._commit = redis.register_script(_COMMIT)
         self._release = redis.register_script(_RELEASE)
 
+    @asynccontextmanager
+    async def _round_trip(self, operation: str) -> AsyncIterator[None]:
+        """One Redis round trip: queued fairly, timed and counted (``bot.metrics``)."""
+        async with self._in_flight:
+            with metrics.timed(metrics.REDIS_SECONDS, metrics.REDIS_ERRORS, operation):
+                yield
+
     def conversation_key(self, member: MemberKey) -> str:
         return self.keys.conversation(member)
 
@@ -269,7 +280,7 @@ class Store:
         for limit in peek:
             keys.append(self.limit_key(limit))
             args += [limit.rate.window * 1000, limit.rate.count]
-        async with self._in_flight:
+        async with self._round_trip("load"):
             result = await self._load(keys=keys, args=args)
         if int(result[0]) == 1:
             return Snapshot(duplicate=True, conversation=Conversation(), version=0)
@@ -281,12 +292,12 @@ class Store:
         """Mark a delivery seen without loading a conversation (a group's join, say); True
         the first time. It shares the conversations' guard: ids are unique per bot."""
         key = self.delivery_key(member, delivery_id)
-        async with self._in_flight:
+        async with self._round_trip("first_delivery"):
             return bool(await self.redis.set(key, 1, nx=True, px=self._duplicate_ttl_ms))
 
     async def forget_delivery(self, member: MemberKey, delivery_id: str) -> None:
         """Let a delivery be handled again, after handling it failed."""
-        async with self._in_flight:
+        async with self._round_trip("forget_delivery"):
             await self.redis.delete(self.delivery_key(member, delivery_id))
 
     async def commit(
@@ -311,13 +322,15 @@ class Store:
         for hit in hits:
             keys.append(self.limit_key(hit.limit))
             args += [hit.limit.rate.window * 1000, hit.limit.rate.count, hit.mode]
-        async with self._in_flight:
+        async with self._round_trip("commit"):
             result = await self._commit(keys=keys, args=args)
         outcome = result[0].decode() if isinstance(result[0], bytes) else str(result[0])
         if outcome == "ok":
             return Committed(int(result[1]))
         if outcome == "limited":
-            return LimitReached(float(result[1]) / 1000)
+            which = int(result[2]) - 1 if len(result) > 2 else -1
+            name = hits[which].limit.name if 0 <= which < len(hits) else ""
+            return LimitReached(float(result[1]) / 1000, name)
         if outcome == "busy":
             return ClaimHeld(max(0.0, float(result[1]) / 1000))
         return Conflict()
@@ -326,17 +339,17 @@ class Store:
         """Free ``phone`` for other members, if ``member`` holds it and is not using it
         again (one round trip)."""
         keys = [self.claim_key(phone), self.conversation_key(member)]
-        async with self._in_flight:
+        async with self._round_trip("release_claim"):
             await self._release(keys=keys, args=[str(member), phone])
 
     async def stash(self, name: str, value: str, *, ttl: int) -> None:
         """Keep a short-lived value (a pending confirmation) under ``name`` for ``ttl`` s."""
-        async with self._in_flight:
+        async with self._round_trip("stash"):
             await self.redis.set(self.keys.stash(name), value, ex=ttl)
 
     async def take(self, name: str) -> str | None:
         """The value stashed under ``name``, removed in the same step: taken at most once."""
-        async with self._in_flight:
+        async with self._round_trip("take"):
             raw = await self.redis.getdel(self.keys.stash(name))
         return raw.decode() if isinstance(raw, bytes) else raw
 
