@@ -124,6 +124,16 @@ def test_doctor_reports_each_check(tmp_path: Path, redis_url: str) -> None:
     for name in ("settings", "texts", "vonage", "redis", "database"):
         assert f"✓ {name}:" in healthy.stdout
     assert "sandbox" in healthy.stdout
+    assert (
+        "✓ health: /healthz /readyz /metrics on 0.0.0.0: Telegram (long polling) nowhere "
+        "(HEALTH_PORT is unset); Slack HTTP mode PORT 8080, Socket Mode nowhere (HEALTH_PORT "
+        "is unset)"
+    ) in healthy.stdout
+    served = verifybot("doctor", env={**env, "HEALTH_PORT": "9102"}, cwd=tmp_path)
+    assert "Telegram (long polling) HEALTH_PORT 9102;" in served.stdout
+    assert "Socket Mode HEALTH_PORT 9102" in served.stdout
+    hooked = {**env, "HEALTH_PORT": "9102", "TELEGRAM_WEBHOOK_URL": "https://x.org/tg"}
+    assert "Telegram (webhook) PORT 8080;" in verifybot("doctor", env=hooked, cwd=tmp_path).stdout
     broken = environment(
         REDIS_URL="redis://127.0.0.1:1/0",
         VONAGE_APPLICATION_ID="not-an-id",
