@@ -127,11 +127,12 @@ PLATFORM_CALLS = Counter(
 
 @contextmanager
 def timed(histogram: Histogram, errors: Counter, operation: str) -> Iterator[None]:
-    """Time one call into ``histogram`` and count it in ``errors`` if it raises."""
+    """Time one call into ``histogram`` and count it in ``errors`` if it fails (a
+    cancellation is not a failure of the server)."""
     started = time.perf_counter()
     try:
         yield
-    except BaseException:
+    except Exception:
         errors.labels(operation).inc()
         raise
     finally:

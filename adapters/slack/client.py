@@ -52,6 +52,8 @@ def outcome_of(error: str | None, status: int) -> str:
     """A refused Web API call's outcome, as ``verifybot_platform_calls`` labels it."""
     if status == 429 or _PROBLEMS.get(error or "") == "rate_limited":
         return "429"
+    if status >= 500:
+        return "error"
     return "forbidden" if error in _FORBIDDEN else "bad_request"
 
 
