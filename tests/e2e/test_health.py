@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import socket
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, suppress
@@ -23,7 +24,7 @@ from redis.asyncio import Redis
 import adapters.slack as slack
 import adapters.telegram as telegram
 from bot.health import CHECK_TIMEOUT
-from tests.conftest import VONAGE_APP_ID
+from tests.conftest import VONAGE_APP_ID, unconfigured_environment
 from tests.e2e.slack_harness import SECRET, find_specs
 from tests.emulators.slack import SlackEmulator
 from tests.emulators.telegram import TelegramEmulator
@@ -197,3 +198,46 @@ async def test_readiness_follows_redis_down_and_back_in_every_mode(
 
         private_redis.start()
         assert (await probe.until_ready())["checks"]["redis"] == "ok"
+
+
+async def test_verifybot_run_serves_health_port_in_long_polling(
+    private_redis: EmbeddedRedis, tmp_path: Path
+) -> None:
+    """``verifybot run telegram`` as a process, wired by the command line itself: HEALTH_PORT
+    answers, /readyz follows Redis, and SIGTERM still stops the bot cleanly."""
+    port = free_port()
+    with TelegramEmulator() as emulator:
+        env = unconfigured_environment(
+            TELEGRAM_BOT_TOKEN=emulator.token,
+            TELEGRAM_API_BASE_URL=emulator.base_url,
+            REDIS_URL=private_redis.url,
+            DATABASE_URL=f"sqlite:///{tmp_path / 'bot.db'}",
+            DATA_DIR=str(tmp_path / "data"),
+            LISTEN_HOST="127.0.0.1",
+            HEALTH_PORT=str(port),
+        )
+        log = tmp_path / "bot.log"
+        with log.open("wb") as output:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "verifybot", "run", "telegram",
+                env=env, cwd=tmp_path, stdout=output, stderr=output,
+            )  # fmt: skip
+        try:
+            timeout = aiohttp.ClientTimeout(total=PROBE_LIMIT)
+            async with aiohttp.ClientSession(timeout=timeout) as session:
+                probe = Probe(session, f"http://127.0.0.1:{port}")
+                ready = await probe.until_ready(within=60)
+                assert ready["checks"]["telegram"] == "ok"
+                private_redis.stop()
+                status, body = await probe.ready()
+                assert (status, body["down"]) == (503, ["redis"])
+                private_redis.start()
+                await probe.until_ready()
+        finally:
+            process.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(process.wait(), timeout=30)
+        assert emulator.internal_errors == []
+    text = log.read_text()
+    assert process.returncode == 0, text[-3000:]
+    assert "health_listening" in text
+    assert "Traceback" not in text, text[-3000:]
