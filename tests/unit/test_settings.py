@@ -70,6 +70,8 @@ def test_admins_and_auto_roles_are_comma_separated(monkeypatch: pytest.MonkeyPat
         ("TELEGRAM_LOG_CHAT_ID", "mods", "use a chat id like -1001234567890"),
         ("TELEGRAM_GROUP_CONCURRENCY", "0", "TELEGRAM_GROUP_CONCURRENCY"),
         ("SLACK_LOG_CHANNEL", "#mods", "use a channel id like C0123ABCD"),
+        ("HEALTH_PORT", "health", "HEALTH_PORT: Input should be a valid integer"),
+        ("HEALTH_PORT", "70000", "HEALTH_PORT: Input should be less than or equal to 65535"),
     ],
 )
 def test_bad_values_are_explained_in_one_line(
