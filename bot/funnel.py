@@ -50,6 +50,10 @@ CHECK_RESULTS: dict[type, str] = {
     CheckFailed: "failed",
     CheckLost: "lost",
 }
+_COUNTED = frozenset(
+    {ReserveSms, Reply, Limited, VerificationStarted, Resent, MemberVerified, CheckCode}
+    | set(CHECK_RESULTS)
+)
 _EXPIRED = frozenset({"code.expired", "code.lost_ended"})
 _IN_FLOW = frozenset({State.AWAIT_PHONE, State.STARTING, State.AWAIT_CODE})
 
@@ -61,6 +65,8 @@ def count_turn(platform: str, before: State, after: State, seen: Sequence[Event 
     reserved: ReserveSms | None = None
     checking = False
     for item in seen:
+        if type(item) not in _COUNTED:  # most of a turn; skipped cheaply
+            continue
         if isinstance(item, ReserveSms):
             reserved = item
         elif isinstance(item, Reply):
