@@ -8,7 +8,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from prometheus_client import REGISTRY
+from structlog.testing import capture_logs
 
 from bot.flow import Cancel, ChangeNumber, Start, Status, Text
 from bot.identity import Member, MemberKey
@@ -93,3 +95,29 @@ async def test_a_redelivered_update_counts_as_a_duplicate_only(
         assert not await bot.engine.first_delivery(ada.key, "update-1")
     assert value("verifybot_duplicate_deliveries_total", platform="funnel-duplicates") == 2
     assert value("verifybot_conversations_started_total", platform="funnel-duplicates") == 1
+
+
+async def test_a_turn_replayed_after_a_conflict_is_counted_once(
+    make_settings: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another worker saves the member's conversation first: the turn is played again on
+    the newer version, and only the replay counts."""
+    ada = member("funnel-replay", "ada")
+    async with open_app(make_settings(), show_code=Inbox()) as bot:
+        await bot.engine.handle(ada, Start())
+        store, commit = bot.store, bot.store.commit
+        raced: list[int] = []
+
+        async def commit_after_another_worker(key: MemberKey, *args: Any, **kw: Any) -> Any:
+            if not raced:
+                raced.append(1)
+                theirs = await store.load(key, now=kw["now"])
+                await commit(key, theirs.conversation, version=theirs.version, now=kw["now"])
+            return await commit(key, *args, **kw)
+
+        monkeypatch.setattr(store, "commit", commit_after_another_worker)
+        with capture_logs() as logs:
+            cancelled = await bot.engine.handle(ada, Cancel())
+        assert [reply.key for reply in cancelled.replies] == ["cancel.done"]
+        assert [e["event"] for e in logs].count("conversation_replayed") == 1
+    assert value("verifybot_verifications_cancelled_total", platform="funnel-replay") == 1
