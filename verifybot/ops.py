@@ -16,6 +16,7 @@ from aiohttp import web
 from adapters._runtime import add_health_routes
 from bot.app import App
 from bot.health import Health
+from bot.settings import ConfigError
 
 log = structlog.get_logger("verifybot.ops")
 
@@ -38,7 +39,10 @@ async def health_server(health: Health, *, host: str, port: int) -> AsyncIterato
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on HEALTH_PORT {port}: {exc.strerror}") from None
         bound = _bound_port(runner, port)
         log.info("health_listening", host=host, port=bound)
         yield bound
