@@ -1,7 +1,8 @@
 """/healthz, /readyz and /metrics in each way the bot runs: Telegram long polling and webhook,
 Slack HTTP and Socket Mode. The real ``serve()`` of each adapter, wired as ``verifybot run``
 wires it (``verifybot.ops.serving``), against the platform emulators, on a private
-redis-server that the test hangs (SIGSTOP), resumes, kills and starts again."""
+redis-server that the test hangs (SIGSTOP), resumes, kills and starts again. Then
+``verifybot run telegram`` as a process, with HEALTH_PORT set by its environment."""
 
 from __future__ import annotations
 
