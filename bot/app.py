@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from bot.bus import GatePort, desk_handler, gate_handler
+from bot.bus import GatePort, SetbackPort, desk_handler, gate_handler, setback_handler
 from bot.directory import Directory
 from bot.engine import Engine
 from bot.gate import Gatekeeper
@@ -49,6 +49,11 @@ class App:
         member in, then the moderators' desk logs it and grants ``AUTO_ROLES``."""
         opening = [gate_handler(gate)] if gate is not None else []
         self.engine.bus.register(platform, [*opening, desk_handler(moderation)])
+
+    def follow_setbacks(self, platform: str, port: SetbackPort) -> None:
+        """What follows a failed verification on ``platform``: its gate deals with the member
+        (``ban_after_failures``) or queues them for the moderators' review."""
+        self.engine.bus.register_setbacks(platform, [setback_handler(port)])
 
 
 def moderation_desk(

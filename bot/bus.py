@@ -16,13 +16,16 @@ from typing import Protocol
 
 import structlog
 
-from bot.flow import MemberVerified
+from bot.flow import MemberSetback, MemberVerified
 from bot.identity import Member
 
 log = structlog.get_logger("verifybot.bus")
 
 #: One thing that follows a verification, for the member who verified.
 Handler = Callable[[Member, MemberVerified], Awaitable[None]]
+#: One thing that follows a failed verification (too many wrong codes, a limit, a number
+#: another account holds), for that member.
+SetbackHandler = Callable[[Member, MemberSetback], Awaitable[None]]
 
 
 class GatePort(Protocol):
@@ -33,16 +36,40 @@ class GatePort(Protocol):
         them to verify, let in even if their arrival there is still to be handled."""
 
 
+class SetbackPort(Protocol):
+    """A platform's gate as a failed verification reaches it: it may deal with the member at
+    once (``ban_after_failures``) or ask the moderators to review them."""
+
+    async def member_set_back(self, member: Member, setback: MemberSetback) -> None: ...
+
+
 class Bus:
-    """Handlers for ``MemberVerified``, by the platform of the member who verified."""
+    """Handlers for ``MemberVerified`` and ``MemberSetback``, by the member's platform."""
 
     def __init__(self) -> None:
         self._handlers: dict[str, tuple[Handler, ...]] = {}
+        self._setback_handlers: dict[str, tuple[SetbackHandler, ...]] = {}
 
     def register(self, platform: str, handlers: Sequence[Handler]) -> None:
         """What follows a verification on ``platform``, in order. A process runs one adapter
         per platform: registering again replaces what an earlier one registered."""
         self._handlers[platform] = tuple(handlers)
+
+    def register_setbacks(self, platform: str, handlers: Sequence[SetbackHandler]) -> None:
+        """What follows a failed verification on ``platform``; replaces an earlier list."""
+        self._setback_handlers[platform] = tuple(handlers)
+
+    async def publish_setback(self, member: Member, setback: MemberSetback) -> None:
+        """Run every setback handler for the member's platform; never raises."""
+        for handler in self._setback_handlers.get(member.key.platform, ()):
+            try:
+                await handler(member, setback)
+            except Exception:
+                log.exception(
+                    "setback_handler_failed",
+                    member=str(member.key),
+                    setback=setback.setback.value,
+                )
 
     async def publish(self, member: Member, verified: MemberVerified) -> None:
         """Run every handler for the member's platform; never raises."""
@@ -64,6 +91,15 @@ def gate_handler(gate: GatePort) -> Handler:
         await gate.member_verified(member, origin=verified.origin)
 
     return open_gate
+
+
+def setback_handler(port: SetbackPort) -> SetbackHandler:
+    """The gate deals with a member who failed, or queues them for the moderators."""
+
+    async def set_back(member: Member, setback: MemberSetback) -> None:
+        await port.member_set_back(member, setback)
+
+    return set_back
 
 
 class VerifiedDesk(Protocol):

@@ -50,6 +50,7 @@ from bot.flow import (
     LinksCounted,
     LookupLink,
     MemberEvent,
+    MemberSetback,
     MemberVerified,
     PhoneBusy,
     PhoneTaken,
@@ -96,6 +97,8 @@ class Outcome:
     duplicate: bool = False
     #: The state before this message, so an adapter can tidy up what it showed for it.
     previous: State = State.IDLE
+    #: Why a verification did not go through, for the gate and the moderators (``bot.bus``).
+    setbacks: tuple[MemberSetback, ...] = ()
 
 
 @dataclass(slots=True)
@@ -113,6 +116,7 @@ class _Turn:
     #: A number whose request Vonage has ended: its claim is released with the save.
     release: str | None = None
     verified: MemberVerified | None = None
+    setbacks: list[MemberSetback] = field(default_factory=list)
     #: Something outside Redis happened (Vonage, the DB), so a conflict cannot be replayed.
     external: bool = False
     #: Every event and effect of the turn, in order, for the funnel's counters.
@@ -171,6 +175,8 @@ class Engine:
         finally:
             if outcome.verified is not None:
                 await self.bus.publish(member, outcome.verified)
+            for setback in outcome.setbacks:
+                await self.bus.publish_setback(member, setback)
         return outcome
 
     async def _outcome(
@@ -258,6 +264,8 @@ class Engine:
                 turn.release = effect.phone
             elif isinstance(effect, MemberVerified):
                 turn.verified = effect
+            elif isinstance(effect, MemberSetback):
+                turn.setbacks.append(effect)
             else:
                 self._advance(turn, await self._command(turn, effect), effects)
         try:
@@ -287,7 +295,13 @@ class Engine:
                 state_from=before.value,
                 state_to=turn.conversation.state.value,
             )
-        return Outcome(tuple(turn.replies), turn.conversation.state, turn.verified, previous=before)
+        return Outcome(
+            tuple(turn.replies),
+            turn.conversation.state,
+            turn.verified,
+            previous=before,
+            setbacks=tuple(turn.setbacks),
+        )
 
     def _advance(self, turn: _Turn, event: Event, effects: deque[Effect]) -> None:
         result = step(turn.conversation, event, turn.ctx, self.policy)

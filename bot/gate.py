@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
@@ -32,8 +34,10 @@ from redis.asyncio import Redis
 
 from bot import metrics
 from bot.directory import AsyncDirectory, Directory
+from bot.flow import Setback
 from bot.identity import MemberKey
 from bot.keys import Keys
+from bot.sanction import GateRules, Sanction, sanction_for
 
 log = structlog.get_logger("verifybot.gate")
 
@@ -41,6 +45,12 @@ log = structlog.get_logger("verifybot.gate")
 DEFAULT_HOLD_TTL = 7 * 86400
 #: Kept this long after a deadline, so a sweeper that was down for a while still sees it.
 GRACE = 86400
+#: A review nobody decided is dropped after this long.
+REVIEW_TTL = 7 * 86400
+#: What ``secrets.token_urlsafe(12)`` makes: a review's id, and all a button carries.
+_REVIEW_ID = re.compile(r"[A-Za-z0-9_-]{16}")
+#: Failed verifications count towards ``ban_after_failures`` for a day from the first.
+FAILURE_WINDOW = 86400
 
 _HOLD = """
 -- KEYS: hold, of, due, covered   ARGV: json, place, field, deadline ('' for none), ttl, user
@@ -97,6 +107,29 @@ end
 return out
 """
 
+_COUNT_FAILURE = """
+-- KEYS: failures   ARGV: ttl
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return n
+"""
+
+_OPEN_REVIEW = """
+-- KEYS: open, entry   ARGV: id, json, ttl
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[3]) then return 0 end
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+return 1
+"""
+
+_TAKE_REVIEW = """
+-- KEYS: entry   ARGV: open-key prefix
+local raw = redis.call('GET', KEYS[1])
+if not raw then return false end
+redis.call('DEL', KEYS[1])
+redis.call('DEL', ARGV[1] .. cjson.decode(raw)['field'])
+return raw
+"""
+
 _SWAP_NOTICE = """
 -- KEYS: notice   ARGV: new id, ttl
 local old = redis.call('GET', KEYS[1])
@@ -147,6 +180,24 @@ class Hold:
         return cls(**data)
 
 
+@dataclass(frozen=True, slots=True)
+class Review:
+    """A held member queued for the moderators, and why. A button carries only the id."""
+
+    id: str
+    hold: Hold
+    reason: Setback
+
+    def to_json(self) -> str:
+        data = {"id": self.id, "hold": self.hold.to_json(), "reason": self.reason.value}
+        return json.dumps({**data, "field": self.hold.field}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Review:
+        data = json.loads(raw)
+        return cls(data["id"], Hold.from_json(data["hold"]), Setback(data["reason"]))
+
+
 class Gate:
     def __init__(self, redis: Redis, *, prefix: str, hold_ttl: int = DEFAULT_HOLD_TTL) -> None:
         self.redis = redis
@@ -156,6 +207,9 @@ class Gate:
         self._release = redis.register_script(_RELEASE)
         self._claim_due = redis.register_script(_CLAIM_DUE)
         self._swap_notice = redis.register_script(_SWAP_NOTICE)
+        self._count_failure = redis.register_script(_COUNT_FAILURE)
+        self._open_review = redis.register_script(_OPEN_REVIEW)
+        self._take_review = redis.register_script(_TAKE_REVIEW)
         self._uncover = redis.register_script(_UNCOVER)
 
     async def hold(self, hold: Hold, *, now: float) -> None:
@@ -197,6 +251,47 @@ class Gate:
         )
         return [Hold.from_json(item) for item in raw]
 
+    async def holds_of(self, member: MemberKey) -> list[Hold]:
+        """Where the member is held now, taking nothing away."""
+        places = await self.redis.smembers(self.keys.gate_of(member))
+        if not places:
+            return []
+        fields = [f"{p.decode() if isinstance(p, bytes) else p}|{member}" for p in places]
+        raw = await self.redis.mget([self.keys.gate_hold(field) for field in fields])
+        return [Hold.from_json(item) for item in raw if item]
+
+    async def count_failure(self, member: MemberKey, *, window: int = FAILURE_WINDOW) -> int:
+        """Count one failed verification of the member; how many in the current window."""
+        return int(await self._count_failure(keys=[self.keys.gate_failures(member)], args=[window]))
+
+    # -- the moderators' review queue ----------------------------------------------------------
+
+    async def open_review(self, hold: Hold, reason: Setback) -> Review | None:
+        """Queue a held member for the moderators; None while an entry for them at that place
+        is open already (a member who keeps hitting a limit is queued once)."""
+        review = Review(secrets.token_urlsafe(12), hold, reason)
+        opened = await self._open_review(
+            keys=[self.keys.review_open(hold.field), self.keys.review(review.id)],
+            args=[review.id, review.to_json(), REVIEW_TTL],
+        )
+        return review if opened else None
+
+    async def peek_review(self, review_id: str) -> Review | None:
+        """The entry as it stands, taking nothing: to check who may decide it first."""
+        if not _REVIEW_ID.fullmatch(review_id):  # a forged id never names another key
+            return None
+        raw = await self.redis.get(self.keys.review(review_id))
+        return Review.from_json(raw) if raw else None
+
+    async def take_review(self, review_id: str) -> Review | None:
+        """The entry, to one caller only; None if it was decided already, or is unknown."""
+        if not _REVIEW_ID.fullmatch(review_id):
+            return None
+        raw = await self._take_review(
+            keys=[self.keys.review(review_id)], args=[self.keys.review_open("")]
+        )
+        return Review.from_json(raw) if raw else None
+
     async def welcome_due(self, place: str, *, interval: float) -> bool:
         """True if no welcome was posted at ``place`` in the last ``interval`` seconds."""
         key = self.keys.gate_welcomed(place)
@@ -224,6 +319,37 @@ class Lapsed:
 
     hold: Hold
     verified: bool
+    #: What to do to a member who did not verify (None once they did).
+    sanction: Sanction | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Dealt:
+    """A member dealt with at once at one place (``ban_after_failures``)."""
+
+    hold: Hold
+    sanction: Sanction
+
+
+@dataclass(frozen=True, slots=True)
+class Reckoning:
+    """What a failed verification leads to: members dealt with now, entries for review."""
+
+    dealt: list[Dealt]
+    reviews: list[Review]
+
+
+#: A community's gate rules, by place: the seam to the per-community policy.
+RulesFor = Callable[[str], Awaitable[GateRules]]
+
+
+def fixed_rules(rules: GateRules) -> RulesFor:
+    """The same rules for every place: the settings' defaults."""
+
+    async def rules_for(place: str) -> GateRules:
+        return rules
+
+    return rules_for
 
 
 class Gatekeeper:
@@ -241,12 +367,15 @@ class Gatekeeper:
         admit_anywhere: bool,
         timeout: int,
         clock: Callable[[], float] = time.time,
+        rules_for: RulesFor | None = None,
     ) -> None:
         self.gate = gate
         self.directory = AsyncDirectory.bounded(directory)
         self.admit_anywhere = admit_anywhere
         self.timeout = timeout
         self.clock = clock
+        #: Each place's consequence and ``ban_after_failures``, asked when they are needed.
+        self.rules_for = rules_for or fixed_rules(GateRules())
 
     async def arrive(
         self,
@@ -336,8 +465,75 @@ class Gatekeeper:
                 continue
             counter = metrics.GATE_ADMISSIONS if verified else metrics.GATE_REMOVALS
             counter.labels(hold.kind).inc()
-            results.append(Lapsed(hold, verified))
+            results.append(Lapsed(hold, verified, None if verified else await self._sanction(hold)))
         return results
+
+    async def _sanction(self, hold: Hold) -> Sanction:
+        """The place's consequence for this member; its default (a kick) if it is unknown,
+        as a member who did not verify must not stay for want of a policy."""
+        try:
+            rules = await self.rules_for(hold.place)
+        except Exception:
+            log.warning("gate_rules_unknown", place=hold.place)
+            rules = GateRules()
+        return sanction_for(rules.consequence, requested=hold.kind == REQUESTED, now=self.clock())
+
+    # -- failed verifications ------------------------------------------------------------------
+
+    async def set_back(self, member: MemberKey, setback: Setback) -> Reckoning:
+        """A verification of ``member`` failed: deal at once with them where they failed too
+        often (``ban_after_failures``), and queue them for review where they are held.
+
+        Only a member held somewhere is counted or queued. Each place's hold is released by
+        one worker, which alone deals with it."""
+        holds = await self.gate.holds_of(member)
+        if not holds:
+            return Reckoning([], [])
+        dealt: list[Dealt] = []
+        queued: list[Hold] = holds
+        if setback is Setback.FAILED:
+            failures = await self.gate.count_failure(member)
+            queued = []
+            for hold in holds:
+                limit = (await self.rules_for(hold.place)).ban_after_failures
+                if limit and failures >= limit and await self.gate.release(member, hold.place):
+                    metrics.GATE_REMOVALS.labels(hold.kind).inc()
+                    dealt.append(Dealt(hold, await self._sanction(hold)))
+                    queued.append(hold)
+                    log.info("gate_failures_dealt", place=hold.place, failures=failures)
+        reviews = [await self.gate.open_review(hold, setback) for hold in queued]
+        return Reckoning(dealt, [review for review in reviews if review is not None])
+
+    # -- the moderators' decisions -------------------------------------------------------------
+
+    async def approve(self, hold: Hold, *, moderator: str, reason: Setback) -> None:
+        """A moderator lets the member in without a phone link: their hold there ends (the
+        adapter lifts it), and the audit log says who did it and why."""
+        if await self.gate.release(hold.member, hold.place):
+            metrics.GATE_ADMISSIONS.labels(hold.kind).inc()
+        await self.directory.audit(
+            "admitted_manually",
+            actor=moderator,
+            subject=str(hold.member),
+            details={"place": hold.place, "reason": reason.value},
+            now=self._now(),
+        )
+
+    async def deny(self, hold: Hold, *, moderator: str, reason: Setback) -> Sanction | None:
+        """A moderator turns the member away: the place's consequence, now, for a member
+        still held there. None when they are not: the consequence befell them already (at
+        the deadline, or by ``ban_after_failures``), or they verified or left meanwhile."""
+        released = await self.gate.release(hold.member, hold.place)
+        await self.directory.audit(
+            "denied",
+            actor=moderator,
+            subject=str(hold.member),
+            details={"place": hold.place, "reason": reason.value},
+            now=self._now(),
+        )
+        if released:
+            metrics.GATE_REMOVALS.labels(hold.kind).inc()
+        return await self._sanction(hold) if released else None
 
     async def _walks_in(self, member: MemberKey, place: str, invite: str | None = None) -> bool:
         try:
@@ -361,6 +557,9 @@ class Gatekeeper:
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
 
+
+#: ``Hold.kind`` of a member who asked to join (a join request) rather than joined.
+REQUESTED = "join_request"
 
 #: Lapsed holds claimed, and acted on side by side, at a time.
 SWEEP_BATCH = 50

@@ -69,3 +69,17 @@ class Keys:
     def gate_welcomed(self, place: str) -> str:
         """Set while a welcome posted at ``place`` is recent (the welcome pace)."""
         return f"{self.prefix}gate:welcomed:{place}"
+
+    def gate_failures(self, member: MemberKey) -> str:
+        """How many verifications ``member`` failed today (``ban_after_failures``)."""
+        return f"{self.prefix}gate:failed:{member}"
+
+    # -- the moderators' review queue ------------------------------------------------------------
+
+    def review(self, entry_id: str) -> str:
+        """One entry of the review queue, until a moderator decides it."""
+        return f"{self.prefix}review:{entry_id}"
+
+    def review_open(self, field: str) -> str:
+        """The open entry for a member at a place (a ``Hold.field``): one at a time."""
+        return f"{self.prefix}review:open:{field}"

@@ -14,15 +14,15 @@ import phonenumbers
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bot.consequence import parse_consequence
 from bot.phone import DEFAULT_SMS_TYPES, TYPE_NAMES
-from bot.rates import Rate
+from bot.rates import UNITS, Rate, parse_seconds
 
 
 class ConfigError(Exception):
     """Bad configuration, explained in one line for the operator."""
 
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([smhd])\s*$")
 
 
@@ -36,21 +36,8 @@ def parse_rates(value: str) -> tuple[Rate, ...]:
         if not match:
             raise ValueError(f"{part.strip()!r} is not a rate like 3/10m or 10/1d")
         count, size, unit = match.groups()
-        rates.append(Rate(int(count), int(size or 1) * _UNITS[unit]))
+        rates.append(Rate(int(count), int(size or 1) * UNITS[unit]))
     return tuple(rates)
-
-
-def parse_seconds(value: str | int) -> int:
-    """``"90"``, ``"15m"``, ``"2h"`` or ``"1d"`` -> seconds; ``"0"`` or ``"off"`` -> 0."""
-    if isinstance(value, int):
-        return value
-    text = value.strip().lower()
-    if text in ("", "off", "none", "0"):
-        return 0
-    match = re.match(r"^(\d+)\s*([smhd]?)$", text)
-    if not match:
-        raise ValueError(f"{value!r} is not a duration like 90, 15m, 2h or 1d")
-    return int(match.group(1)) * _UNITS[match.group(2) or "s"]
 
 
 Rates = Annotated[tuple[Rate, ...], NoDecode]
@@ -126,6 +113,11 @@ class Settings(BaseSettings):
     telegram_gate_mode: Literal["restrict", "join_request", "off"] = "restrict"
     telegram_verify_timeout: Seconds = 0
     telegram_admit_verified: Literal["group", "anywhere"] = "group"
+    #: What befalls a member who does not verify in time (``bot.consequence``); a default
+    #: that each group's policy may override.
+    telegram_consequence: str = "kick"
+    #: Deal with a member at once after this many failed verifications in a day; 0 is off.
+    ban_after_failures: int = Field(0, ge=0, le=100)
     #: Updates of one group handled at once (a raid's joins are muted side by side).
     telegram_group_concurrency: int = Field(32, ge=1, le=1000)
     telegram_webhook_url: str | None = None
@@ -172,6 +164,11 @@ class Settings(BaseSettings):
     @classmethod
     def _seconds(cls, value: Any) -> Any:
         return parse_seconds(value) if isinstance(value, str) else value
+
+    @field_validator("telegram_consequence")
+    @classmethod
+    def _consequence(cls, value: str) -> str:
+        return str(parse_consequence(value))
 
     @field_validator("telegram_webhook_secret")
     @classmethod

@@ -13,14 +13,16 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from bot.app import App, moderation_desk
+from bot.consequence import parse_consequence
 from bot.directory import Directory, DirectoryConfigError
 from bot.engine import Engine
 from bot.flow import FlowPolicy
-from bot.gate import Gate, Gatekeeper
+from bot.gate import Gate, Gatekeeper, fixed_rules
 from bot.limits import Limits
 from bot.moderation import EveryLog, Moderation, ModLog
 from bot.phone import PhonePolicy
 from bot.roles import RoleBook, RoleBookError, RolePlatform, load_role_book
+from bot.sanction import GateRules
 from bot.settings import ConfigError, Settings
 from bot.store import Store
 from bot.texts import Catalogue, CatalogueError
@@ -114,6 +116,11 @@ def limits_from(settings: Settings) -> Limits:
         sms_global=settings.limit_sms_global,
         wrong_codes_per_member=settings.limit_wrong_codes_per_member,
     )
+
+
+def gate_rules(settings: Settings) -> GateRules:
+    """The gate's rules for every group until a group's own policy says otherwise."""
+    return GateRules(parse_consequence(settings.telegram_consequence), settings.ban_after_failures)
 
 
 def admin_ids(settings: Settings) -> dict[str, frozenset[str]]:
@@ -245,6 +252,7 @@ async def open_app(
                     admit_anywhere=settings.telegram_admit_verified == "anywhere",
                     timeout=settings.telegram_verify_timeout,
                     clock=clock,
+                    rules_for=fixed_rules(gate_rules(settings)),
                 )
                 yield App(
                     settings,

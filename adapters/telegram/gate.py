@@ -4,7 +4,10 @@ restrict: a joining member is muted and welcomed with a deep link to the bot's p
 verifying lifts the restriction. join_request: the bot messages the requester (through
 ``user_chat_id``) and approves the request once they verify. Either way a deadline
 (``TELEGRAM_VERIFY_TIMEOUT``) is kept by the core's ``Gatekeeper`` in Redis, so it survives a
-restart, and a member who verified meanwhile is never removed.
+restart, and a member who verified meanwhile is never removed. What befalls one who did not
+(kick, ban, mute, decline) is the group's consequence, decided by the core (``bot.sanction``);
+``carry_out`` turns it into Bot API calls, at the deadline or at once after too many failed
+verifications (``member_set_back``).
 
 Only one welcome per group is visible at a time, a new one at most every ``WELCOME_INTERVAL``
 seconds, and it goes once every member it serves has verified or left; join/leave service
@@ -29,10 +32,17 @@ from telegram import Update as TelegramUpdate
 from telegram.ext import ContextTypes
 
 from adapters.telegram.chat import TelegramChat, deep_link
-from adapters.telegram.client import TelegramClient, in_chat, lift_restriction, remove
-from bot.flow import Start
-from bot.gate import Hold, Lapsed, sweep_lapsed
+from adapters.telegram.client import (
+    TelegramClient,
+    in_chat,
+    lift_restriction,
+    remove,
+    topic_of,
+)
+from bot.flow import Date, MemberSetback, Start
+from bot.gate import REQUESTED, Hold, Lapsed, Review, sweep_lapsed
 from bot.identity import Member, MemberKey
+from bot.sanction import Sanction
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -43,7 +53,7 @@ RESTRICT = "restrict"
 #: Seconds between welcomes in one group: Telegram allows about 20 messages a minute there,
 #: and the newest welcome's button serves everyone who joined since.
 WELCOME_INTERVAL = 10.0
-JOIN_REQUEST = "join_request"
+JOIN_REQUEST = REQUESTED
 
 
 class GroupGate:
@@ -59,6 +69,8 @@ class GroupGate:
         self.timeout = app.settings.telegram_verify_timeout
         #: Set by the wiring: the desk gives a role's title to whoever joins by its link.
         self.on_link_join: Callable[[ChatMemberUpdated], Awaitable[None]] | None = None
+        #: Set by the wiring: the review queue shows an entry to the moderators.
+        self.on_review: Callable[[Review, Member], Awaitable[None]] | None = None
 
     def deep_link(self, place: str) -> str:
         return deep_link(self.bot.username, place)
@@ -126,7 +138,7 @@ class GroupGate:
             # landed first: a join never outlasts a verification.
             log.info("gate_verified_while_held", place=place)
             await self._lift(hold)
-            await self._clear_welcome(hold)
+            await self.clear_welcome(hold)
             return
         if await self.gatekeeper.gate.welcome_due(place, interval=WELCOME_INTERVAL):
             text = self.client.text(
@@ -170,7 +182,9 @@ class GroupGate:
             return
         locale = user.language_code if user else None
         text = self.client.text("gate.verify_here", locale)
-        await self.client.send(chat.id, text, self._button(str(chat.id), locale))
+        button = self._button(str(chat.id), locale)
+        # In a forum, answered in the topic it was asked in.
+        await self.client.send(chat.id, text, button, topic=topic_of(update.effective_message))
 
     async def on_service_message(
         self, update: TelegramUpdate, context: ContextTypes.DEFAULT_TYPE
@@ -191,25 +205,68 @@ class GroupGate:
         """``role`` opens ``chat`` to the member: remember it, so the gate lets them walk in,
         and end any hold there (their restriction is lifted by the role)."""
         for hold in await self.gatekeeper.admit(member, str(chat), role=role):
-            await self._clear_welcome(hold)
+            await self.clear_welcome(hold)
 
     async def on_lapsed(self, lapsed: Lapsed) -> None:
-        hold = lapsed.hold
+        hold, sanction = lapsed.hold, lapsed.sanction
         if lapsed.verified:
             await self._let_in(hold, None)
             return
-        user_id, group = int(hold.member.user_id), hold.title or ""
+        if sanction is not None:  # the core always gives one for a member who did not verify
+            await self.carry_out(hold, sanction, None)
+        log.info(
+            "gate_timed_out",
+            place=hold.place,
+            kind=hold.kind,
+            consequence=str(sanction.consequence) if sanction else None,
+        )
+        await self.clear_welcome(hold)
+
+    async def member_set_back(self, member: Member, setback: MemberSetback) -> None:
+        """``bot.bus.SetbackPort``: a verification failed. Where the member failed too often
+        they are dealt with now; where they are held, the moderators may review them."""
+        reckoning = await self.gatekeeper.set_back(member.key, setback.setback)
+        for dealt in reckoning.dealt:
+            await self.carry_out(dealt.hold, dealt.sanction, member.locale)
+            await self.clear_welcome(dealt.hold)
+        if self.on_review is not None:
+            for review in reckoning.reviews:
+                await self.on_review(review, member)
+
+    async def carry_out(self, hold: Hold, sanction: Sanction, locale: str | None) -> bool:
+        """The core's sanction as Bot API calls, and the member told; False if refused."""
+        place, user_id = int(hold.place), int(hold.member.user_id)
         reach = int(hold.reach) if hold.reach else user_id
-        if hold.kind == JOIN_REQUEST:
-            await self.client.send(reach, self.client.text("gate.declined", None, group=group))
-            await self.client.call(self.bot.decline_chat_join_request(int(hold.place), user_id))
-        else:
-            # Removed, free to join again once they verify.
-            if await self.client.call(remove(self.bot, int(hold.place), user_id)):
-                timed_out = self.client.text("gate.timed_out", None, group=group)
-                await self.client.send(reach, timed_out)
-        log.info("gate_timed_out", place=hold.place, kind=hold.kind)
-        await self._clear_welcome(hold)
+        notice = self.client.text(
+            f"gate.{sanction.notice}", locale, group=hold.title or "", until=Date(sanction.until)
+        )
+        done: bool | None = True
+        if sanction.decline:
+            # Told first: a requester can be written to only while the request is open.
+            await self.client.send(reach, notice)
+            done = await self.client.call(self.bot.decline_chat_join_request(place, user_id))
+        if sanction.ban:
+            until = sanction.until or None  # none: forever
+            done = await self.client.call(
+                self.bot.ban_chat_member(place, user_id, until_date=until)
+            )
+        elif sanction.remove:
+            done = await self.client.call(remove(self.bot, place, user_id))
+        if done and not sanction.decline:
+            await self.client.send(reach, notice)
+        return bool(done)
+
+    async def pardon(self, hold: Hold, locale: str | None) -> None:
+        """A moderator let the member in: whatever the gate did to them is undone (a ban is
+        lifted, a restriction too), and they are told."""
+        place, user_id = int(hold.place), int(hold.member.user_id)
+        await self.client.call(self.bot.unban_chat_member(place, user_id, only_if_banned=True))
+        await self._lift(hold)
+        await self.clear_welcome(hold)
+        reach = int(hold.reach) if hold.reach else user_id
+        await self.client.send(
+            reach, self.client.text("gate.approved", locale, group=hold.title or "")
+        )
 
     def start_sweeper(self) -> asyncio.Task[None] | None:
         if self.mode == "off" or not self.timeout:
@@ -220,7 +277,7 @@ class GroupGate:
     async def _let_in(self, hold: Hold, locale: str | None) -> None:
         done = await self._lift(hold)
         log.info("gate_let_in", place=hold.place, kind=hold.kind, ok=done)
-        await self._clear_welcome(hold)
+        await self.clear_welcome(hold)
         user_id = int(hold.member.user_id)
         reach = int(hold.reach) if hold.reach else user_id
         unlocked = self.client.text("gate.unlocked", locale, group=hold.title or "")
@@ -237,9 +294,9 @@ class GroupGate:
 
     async def _forget(self, member: Member, place: str) -> None:
         for hold in await self.gatekeeper.leave(member.key, place):
-            await self._clear_welcome(hold)
+            await self.clear_welcome(hold)
 
-    async def _clear_welcome(self, hold: Hold) -> None:
+    async def clear_welcome(self, hold: Hold) -> None:
         """The member is done here: the welcome goes once nobody it serves is left."""
         notice = await self.gatekeeper.gate.uncover(hold.place, hold.member.user_id)
         if notice:

@@ -36,6 +36,7 @@ from adapters.telegram.client import PLATFORM, TelegramClient, file_url_for
 from adapters.telegram.desk import TelegramDesk
 from adapters.telegram.gate import GroupGate
 from adapters.telegram.http import AiohttpRequest
+from adapters.telegram.review import ReviewDesk
 from adapters.telegram.roles import TelegramRoles, mod_log
 from adapters.telegram.updates import InOrderPerMember, PaceMessages
 from bot.desk_commands import ADMIN_COMMANDS as DESK_ADMIN_COMMANDS
@@ -73,6 +74,7 @@ class Wired:
     chat: TelegramChat
     gate: GroupGate
     desk: TelegramDesk
+    review: ReviewDesk
 
 
 def check_settings(settings: Settings, *, webhook: bool) -> None:
@@ -116,8 +118,11 @@ def build_application(app: App) -> AnyApplication:
     moderation = app.moderation({PLATFORM: roles}, mod_log(roles, app.settings, app.catalogue))
     desk = TelegramDesk(client, app, moderation, roles)
     gate.on_link_join = desk.joined_by_link
+    review = ReviewDesk(client, app, gate, desk)
+    gate.on_review = review.post
     app.follow_verifications(PLATFORM, moderation, gate)
-    wired = Wired(client, chat, gate, desk)
+    app.follow_setbacks(PLATFORM, gate)
+    wired = Wired(client, chat, gate, desk, review)
     register(application, wired)
     application.bot_data["wired"] = wired
     return application
@@ -129,7 +134,7 @@ def register(application: AnyApplication, wired: Wired) -> None:
     add = application.add_handler
     add(CommandHandler(["start", "verify"], chat.on_start, filters=private))
     add(CommandHandler(list(COMMAND_EVENTS), chat.on_command, filters=private))
-    for handler in wired.desk.handlers():  # before the catch-alls below
+    for handler in [*wired.desk.handlers(), *wired.review.handlers()]:  # before the catch-alls
         add(handler)
     add(MessageHandler(private & filters.CONTACT, chat.on_contact))
     add(MessageHandler(private & filters.TEXT & ~filters.COMMAND, chat.on_text))

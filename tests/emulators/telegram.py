@@ -234,17 +234,19 @@ class TelegramEmulator(World):
         *,
         chat_id: int | None = None,
         reply_to: int | None = None,
+        topic: int | None = None,
     ) -> dict[str, Any]:
         """A text message from the user: in the private chat with the bot (which counts as
         having started it), or in a group the user is in; ``reply_to`` is the message id it
-        replies to in the same chat. In a group where the bot is not an administrator, privacy
+        replies to in the same chat, ``topic`` the forum topic it is posted in (the General
+        topic when None). In a group where the bot is not an administrator, privacy
         mode hides text that is not a /command (it lands in ``dropped_updates``)."""
         with self._lock:
             content: dict[str, Any] = {"text": text}
             entities = _command_entities(text)
             if entities:
                 content["entities"] = entities
-            message = self._user_message(user_id, chat_id, content, reply_to=reply_to)
+            message = self._user_message(user_id, chat_id, content, reply_to=reply_to, topic=topic)
             group = self._groups.get(message["chat"]["id"])
             bot_status = self._bot_member(group).status if group else "administrator"
             if bot_status not in {"creator", "administrator"} and not text.startswith("/"):
@@ -464,6 +466,12 @@ class TelegramEmulator(World):
                 return "kicked" if user.blocked else "member"
             member = self._groups[chat_id].members.get(user_id)
             return member.status if member else "left"
+
+    def banned_until(self, chat_id: int, user_id: int) -> int | None:
+        """A banned member's ``until_date`` (0: forever); None if they are not banned."""
+        with self._lock:
+            member = self._group(chat_id).members.get(user_id)
+            return member.until_date if member and member.status == "kicked" else None
 
     def permissions(self, chat_id: int, user_id: int) -> dict[str, bool] | None:
         """A restricted member's permissions; None for any other status."""

@@ -72,6 +72,10 @@ def test_admins_and_auto_roles_are_comma_separated(monkeypatch: pytest.MonkeyPat
         ("SLACK_LOG_CHANNEL", "#mods", "use a channel id like C0123ABCD"),
         ("HEALTH_PORT", "health", "HEALTH_PORT: Input should be a valid integer"),
         ("HEALTH_PORT", "70000", "HEALTH_PORT: Input should be less than or equal to 65535"),
+        ("TELEGRAM_CONSEQUENCE", "shame", "TELEGRAM_CONSEQUENCE: 'shame' is not one of kick, ban"),
+        ("TELEGRAM_CONSEQUENCE", "mute:1d", "only a ban takes a duration"),
+        ("TELEGRAM_CONSEQUENCE", "ban:400d", "a ban lasts from 30s to 366d"),
+        ("BAN_AFTER_FAILURES", "-1", "BAN_AFTER_FAILURES: Input should be greater"),
     ],
 )
 def test_bad_values_are_explained_in_one_line(
@@ -82,6 +86,16 @@ def test_bad_values_are_explained_in_one_line(
         settings()
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_the_consequence_is_kept_as_the_settings_file_writes_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert (settings().telegram_consequence, settings().ban_after_failures) == ("kick", 0)
+    monkeypatch.setenv("TELEGRAM_CONSEQUENCE", " BAN:168h ")
+    monkeypatch.setenv("BAN_AFTER_FAILURES", "3")
+    s = settings()
+    assert (s.telegram_consequence, s.ban_after_failures) == ("ban:7d", 3)
 
 
 def test_an_application_without_a_key_is_refused() -> None:
