@@ -49,6 +49,8 @@ class App:
         member in, then the moderators' desk logs it and grants ``AUTO_ROLES``."""
         opening = [gate_handler(gate)] if gate is not None else []
         self.engine.bus.register(platform, [*opening, desk_handler(moderation)])
+        # A trip of the SMS-fraud breaker goes to the same moderators' log.
+        self.engine.bus.on_trip(platform, moderation.breaker_tripped)
 
     def follow_setbacks(self, platform: str, port: SetbackPort) -> None:
         """What follows a failed verification on ``platform``: its gate deals with the member

@@ -1,4 +1,5 @@
-"""What follows a verification: the core's ``MemberVerified``, carried to its handlers.
+"""What follows a verification: the core's ``MemberVerified``, carried to its handlers
+(and, the same way, a trip of the SMS-fraud breaker, which the moderators' log hears of).
 
 The engine publishes each verification here once the member has seen their reply; the
 shell's bootstrap registers, per platform, what follows it (the platform's gate lets the
@@ -17,6 +18,7 @@ from typing import Protocol
 import structlog
 
 from bot.flow import MemberSetback, MemberVerified
+from bot.fraud import Pause
 from bot.identity import Member
 
 log = structlog.get_logger("verifybot.bus")
@@ -26,6 +28,8 @@ Handler = Callable[[Member, MemberVerified], Awaitable[None]]
 #: One thing that follows a failed verification (too many wrong codes, a limit, a number
 #: another account holds), for that member.
 SetbackHandler = Callable[[Member, MemberSetback], Awaitable[None]]
+#: What follows a trip of the fraud breaker that ``Member``'s request for an SMS found.
+TripHandler = Callable[[Member, Pause], Awaitable[None]]
 
 
 class GatePort(Protocol):
@@ -49,6 +53,7 @@ class Bus:
     def __init__(self) -> None:
         self._handlers: dict[str, tuple[Handler, ...]] = {}
         self._setback_handlers: dict[str, tuple[SetbackHandler, ...]] = {}
+        self._trip_handlers: dict[str, TripHandler] = {}
 
     def register(self, platform: str, handlers: Sequence[Handler]) -> None:
         """What follows a verification on ``platform``, in order. A process runs one adapter
@@ -82,6 +87,20 @@ class Bus:
                     member=str(member.key),
                     handler=getattr(handler, "__qualname__", type(handler).__name__),
                 )
+
+    def on_trip(self, platform: str, handler: TripHandler) -> None:
+        """What follows a trip of the fraud breaker found on ``platform`` (its log)."""
+        self._trip_handlers[platform] = handler
+
+    async def tripped(self, member: Member, pause: Pause) -> None:
+        """Tell the member's platform the breaker tripped; never raises."""
+        handler = self._trip_handlers.get(member.key.platform)
+        if handler is None:
+            return
+        try:
+            await handler(member, pause)
+        except Exception:
+            log.exception("trip_handler_failed", member=str(member.key))
 
 
 def gate_handler(gate: GatePort) -> Handler:

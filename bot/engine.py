@@ -8,7 +8,8 @@ It loads the member's conversation, runs ``flow.step``, carries out the effects 
 the ports (store, directory, verifier), feeds their answers back into ``step`` and saves
 the result, atomically. Adapters never touch Redis, Vonage or the database themselves.
 Once the adapter has rendered the replies, a verification goes to the bus (``bot.bus``),
-whose handlers open gates, tell the moderators' log and grant auto roles.
+whose handlers open gates, tell the moderators' log and grant auto roles; so does a trip of
+the SMS-fraud breaker (``bot.fraud``), which rides on the SMS's reservation.
 
 State is durable before the outside world hears of it: before a turn's first call to
 Vonage or the directory's write, a conversation that changed is committed (compare-and-set
@@ -63,6 +64,7 @@ from bot.flow import (
     Resent,
     Reserved,
     ReserveSms,
+    SmsPaused,
     StartVerification,
     State,
     Status,
@@ -70,11 +72,23 @@ from bot.flow import (
     screen_phone,
     step,
 )
+from bot.fraud import Breaker, FraudHit, Pause
 from bot.funnel import count_turn
 from bot.identity import Member, MemberKey
 from bot.limits import Limits
+from bot.metrics import FRAUD_TRIPS
 from bot.privacy import mask_phone
-from bot.store import Claim, ClaimHeld, Committed, Conflict, Hit, LimitReached, Store
+from bot.store import (
+    BreakerTripped,
+    Claim,
+    ClaimHeld,
+    Committed,
+    Conflict,
+    Hit,
+    LimitReached,
+    ScopePaused,
+    Store,
+)
 from bot.verifier.base import Verifier
 
 log = structlog.get_logger("verifybot.engine")
@@ -99,6 +113,8 @@ class Outcome:
     previous: State = State.IDLE
     #: Why a verification did not go through, for the gate and the moderators (``bot.bus``).
     setbacks: tuple[MemberSetback, ...] = ()
+    #: Countries or prefixes this message's SMS found below the conversion and paused.
+    trips: tuple[Pause, ...] = ()
 
 
 @dataclass(slots=True)
@@ -112,6 +128,10 @@ class _Turn:
     saved: Conversation
     replies: list[Reply] = field(default_factory=list)
     hits: list[Hit] = field(default_factory=list)
+    #: Codes and verifications counted for the fraud breaker, in the same write.
+    fraud: list[FraudHit] = field(default_factory=list)
+    #: Trips of the breaker, kept across replays of the message (each is reported once).
+    trips: list[Pause] = field(default_factory=list)
     cancels: list[CancelVerification] = field(default_factory=list)
     #: A number whose request Vonage has ended: its claim is released with the save.
     release: str | None = None
@@ -142,6 +162,7 @@ class Engine:
         limits: Limits,
         clock: Callable[[], float] = time.time,
         bus: Bus | None = None,
+        breaker: Breaker | None = None,
     ) -> None:
         self.store = store
         self.directory = AsyncDirectory.bounded(directory)
@@ -149,6 +170,7 @@ class Engine:
         self.policy = policy
         self.limits = limits
         self.clock = clock
+        self.breaker = breaker if breaker is not None else Breaker()
         #: What follows a verification; the shell registers its handlers.
         self.bus = bus if bus is not None else Bus()
 
@@ -173,6 +195,8 @@ class Engine:
             if render is not None:
                 await render(outcome)
         finally:
+            for pause in outcome.trips:
+                await self.bus.tripped(member, pause)
             if outcome.verified is not None:
                 await self.bus.publish(member, outcome.verified)
             for setback in outcome.setbacks:
@@ -218,6 +242,7 @@ class Engine:
         return await self.directory.find_verified(key)
 
     async def _handle(self, member: Member, event: MemberEvent, delivery_id: str | None) -> Outcome:
+        trips: list[Pause] = []
         for attempt in range(_ATTEMPTS):
             now = self.clock()
             snapshot = await self.store.load(
@@ -233,7 +258,12 @@ class Engine:
             wait = max(snapshot.waits, default=0.0)
             ctx = Context(now=now, wrong_codes_blocked_until=now + wait if wait > 0 else None)
             turn = _Turn(
-                member, ctx, snapshot.conversation, snapshot.version, snapshot.conversation
+                member,
+                ctx,
+                snapshot.conversation,
+                snapshot.version,
+                snapshot.conversation,
+                trips=trips,
             )
             before, replayed = turn.conversation.state, False
             try:
@@ -264,6 +294,9 @@ class Engine:
                 turn.release = effect.phone
             elif isinstance(effect, MemberVerified):
                 turn.verified = effect
+                if effect.fresh:  # counted where the verified state is saved
+                    country = turn.conversation.country
+                    turn.fraud += self.breaker.for_verified(effect.phone, country)
             elif isinstance(effect, MemberSetback):
                 turn.setbacks.append(effect)
             else:
@@ -301,6 +334,7 @@ class Engine:
             turn.verified,
             previous=before,
             setbacks=tuple(turn.setbacks),
+            trips=tuple(turn.trips),
         )
 
     def _advance(self, turn: _Turn, event: Event, effects: deque[Effect]) -> None:
@@ -314,7 +348,8 @@ class Engine:
         if isinstance(command, ReserveSms):
             hits = self.limits.for_sms(key, command.phone, command.country, command.purpose)
             claim = Claim(command.phone, self._claim_ttl())
-            return await self._reserve(turn, hits, claim)
+            fraud = self.breaker.for_sms(command.phone, command.country)
+            return await self._reserve(turn, hits, claim, fraud, command.country)
         if isinstance(command, LookupLink):
             link = await self.directory.find_verified(key)
             if link is None or link.phone_e164 is None:
@@ -348,9 +383,16 @@ class Engine:
     def _claim_ttl(self) -> float:
         return self.verifier.request_lifetime + self.policy.start_lease + _CLAIM_MARGIN
 
-    async def _reserve(self, turn: _Turn, hits: list[Hit], claim: Claim) -> Answer:
-        """Save the lease, take from the limits and take (or refresh) the number's claim in
-        one atomic write, before Vonage."""
+    async def _reserve(
+        self,
+        turn: _Turn,
+        hits: list[Hit],
+        claim: Claim,
+        fraud: list[FraudHit],
+        country: str | None,
+    ) -> Answer:
+        """Save the lease, take from the limits, take (or refresh) the number's claim and
+        pass the fraud breaker in one atomic write, before Vonage."""
         result = await self.store.commit(
             turn.member.key,
             turn.conversation,
@@ -358,6 +400,7 @@ class Engine:
             now=turn.ctx.now,
             hits=[*turn.hits, *hits],
             claim=claim,
+            fraud=[*turn.fraud, *fraud],
         )
         if isinstance(result, Conflict):
             if turn.external:
@@ -371,14 +414,27 @@ class Engine:
             # Say when, never who: the reply names no member.
             log.info("phone_in_progress", member=str(turn.member.key), wait=round(result.wait))
             return PhoneBusy(turn.ctx.now + result.wait)
-        turn.version, turn.saved, turn.hits = result.version, turn.conversation, []
+        if isinstance(result, ScopePaused):
+            log.info("sms_paused", member=str(turn.member.key), wait=round(result.wait))
+            return SmsPaused(turn.ctx.now + result.wait)
+        if isinstance(result, BreakerTripped):
+            for pause in result.pauses:
+                _report_trip(pause, country)
+            turn.trips += result.pauses
+            return SmsPaused(turn.ctx.now + result.wait)
+        turn.version, turn.saved, turn.hits, turn.fraud = (
+            result.version,
+            turn.conversation,
+            [],
+            [],
+        )
         return Reserved()
 
     async def _make_durable(self, turn: _Turn) -> None:
         """Commit what changed before the first external call of the turn: another worker
         then sees it (a check's lease, say), and a conflict is replayed, as nothing outside
         Redis has happened yet. A reserved SMS is committed already: no extra round trip."""
-        if turn.conversation == turn.saved and not turn.hits:
+        if turn.conversation == turn.saved and not turn.hits and not turn.fraud:
             return
         result = await self.store.commit(
             turn.member.key,
@@ -386,12 +442,18 @@ class Engine:
             version=turn.version,
             now=turn.ctx.now,
             hits=turn.hits,
+            fraud=turn.fraud,
         )
         if isinstance(result, Conflict):
             raise _Replay
         if not isinstance(result, Committed):  # only counted hits here: nothing can refuse
             raise RuntimeError(f"unexpected commit result {result!r}")  # pragma: no cover
-        turn.version, turn.saved, turn.hits = result.version, turn.conversation, []
+        turn.version, turn.saved, turn.hits, turn.fraud = (
+            result.version,
+            turn.conversation,
+            [],
+            [],
+        )
 
     async def _audit_sms(self, turn: _Turn, event: str, phone: str | None) -> None:
         """A code went out: the audit log is where ``/stats`` counts members and SMS."""
@@ -429,7 +491,8 @@ class Engine:
         return Recorded()
 
     async def _save(self, turn: _Turn) -> None:
-        if turn.conversation == turn.saved and not turn.hits and turn.release is None:
+        unchanged = turn.conversation == turn.saved and not turn.hits and not turn.fraud
+        if unchanged and turn.release is None:
             return
         release = Claim(turn.release) if turn.release else None
         if await self._commit_over(turn, turn.version, release):
@@ -471,8 +534,26 @@ class Engine:
             now=turn.ctx.now,
             hits=turn.hits,
             claim=release,
+            fraud=turn.fraud,
         )
         if not isinstance(result, Committed):
             return False
         turn.version, turn.saved = result.version, turn.conversation
         return True
+
+
+def _report_trip(pause: Pause, country: str | None) -> None:
+    """Once per trip (only the commit that tripped is told): the operator's alarm, with the
+    prefix masked like a number, and the metric."""
+    scope = pause.scope
+    log.critical(
+        "fraud_breaker_tripped",
+        scope=scope.kind,
+        country=scope.subject if scope.kind == "country" else country or "unknown",
+        prefix=scope.masked if scope.kind == "prefix" else None,
+        sent=pause.sent,
+        verified=pause.verified,
+        conversion=round(pause.conversion, 3),
+        paused_until=datetime.fromtimestamp(pause.until, UTC).isoformat(timespec="seconds"),
+    )
+    FRAUD_TRIPS.labels(scope=scope.kind).inc()

@@ -24,6 +24,7 @@ from bot.flow import (
     Reply,
     Resent,
     ReserveSms,
+    SmsPaused,
     State,
     TooManyAttempts,
     VerificationStarted,
@@ -51,7 +52,7 @@ CHECK_RESULTS: dict[type, str] = {
     CheckLost: "lost",
 }
 _COUNTED = frozenset(
-    {ReserveSms, Reply, Limited, VerificationStarted, Resent, MemberVerified, CheckCode}
+    {ReserveSms, Reply, Limited, SmsPaused, VerificationStarted, Resent, MemberVerified, CheckCode}
     | set(CHECK_RESULTS)
 )
 _EXPIRED = frozenset({"code.expired", "code.lost_ended"})
@@ -71,9 +72,10 @@ def count_turn(platform: str, before: State, after: State, seen: Sequence[Event 
             reserved = item
         elif isinstance(item, Reply):
             _count_reply(platform, item.key)
-        elif isinstance(item, Limited) and reserved is not None:
+        elif isinstance(item, Limited | SmsPaused) and reserved is not None:
             if reserved.purpose is Purpose.START:
-                metrics.NUMBERS_REFUSED.labels(platform, "limited").inc()
+                reason = "limited" if isinstance(item, Limited) else "paused"
+                metrics.NUMBERS_REFUSED.labels(platform, reason).inc()
         elif isinstance(item, VerificationStarted) and not item.adopted:
             country = reserved.country if reserved and reserved.country else "unknown"
             metrics.CODES_SENT.labels(platform, "sms", country).inc()

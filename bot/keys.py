@@ -36,6 +36,18 @@ class Keys:
     def stash(self, name: str) -> str:
         return f"{self.prefix}stash:{name}"
 
+    # -- the SMS-fraud breaker (``bot.fraud``) --------------------------------------------------
+
+    def fraud(self, log: str, field: str) -> str:
+        """A scope's ``sent`` or ``verified`` log, or its ``pause``; ``field`` is a
+        ``Scope.field`` such as ``prefix:+3461234``."""
+        return f"{self.prefix}fraud:{log}:{field}"
+
+    @property
+    def fraud_paused(self) -> str:
+        """Every pause's scope, by when it ends (for ``verifybot fraud status``)."""
+        return f"{self.prefix}fraud:paused"
+
     # -- the gate -----------------------------------------------------------------------------
 
     @property

@@ -32,7 +32,8 @@ CONVERSATIONS_STARTED = Counter(
 NUMBERS_REFUSED = Counter(
     "verifybot_numbers_refused",
     "Numbers refused before a code was sent, by reason: invalid, type, country, taken, "
-    "busy (another member's verification of it is under way), limited, blocked (by Vonage).",
+    "busy (another member's verification of it is under way), limited, paused (by the fraud "
+    "breaker), blocked (by Vonage).",
     ["platform", "reason"],
 )
 CODES_SENT = Counter(
@@ -116,6 +117,11 @@ DUPLICATE_DELIVERIES = Counter(
     "verifybot_duplicate_deliveries",
     "Platform deliveries seen before and ignored.",
     ["platform"],
+)
+FRAUD_TRIPS = Counter(
+    "verifybot_fraud_trips",
+    "Times the SMS-fraud breaker paused a country or a prefix",
+    ["scope"],
 )
 PLATFORM_CALLS = Counter(
     "verifybot_platform_calls",

@@ -23,6 +23,7 @@ class ConfigError(Exception):
     """Bad configuration, explained in one line for the operator."""
 
 
+_SWITCH = {"on": True, "off": False, "true": True, "false": False, "1": True, "0": False}
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([smhd])\s*$")
 
 
@@ -101,6 +102,14 @@ class Settings(BaseSettings):
     limit_sms_global: Rates = parse_rates("5000/1d")
     limit_wrong_codes_per_member: Rates = parse_rates("10/1d")
 
+    # The SMS-fraud breaker (bot/fraud.py); config/.env.example explains the defaults.
+    fraud_breaker: bool = True
+    fraud_window: Annotated[int, NoDecode, Field(ge=60, le=7 * 86400)] = 86400
+    fraud_cooldown: Annotated[int, NoDecode, Field(ge=60, le=30 * 86400)] = 6 * 3600
+    fraud_min_conversion: float = Field(0.2, ge=0, le=1)
+    fraud_min_sends: int = Field(20, ge=1, le=1_000_000)
+    fraud_min_sends_country: int = Field(200, ge=1, le=1_000_000)
+
     # Serving HTTP (Telegram webhooks, Slack's HTTP mode)
     port: int = Field(8080, ge=1, le=65535)
     listen_host: str = "0.0.0.0"  # noqa: S104 - a bot behind a platform's webhook must listen
@@ -160,7 +169,7 @@ class Settings(BaseSettings):
     def _rates(cls, value: Any) -> Any:
         return parse_rates(value) if isinstance(value, str) else value
 
-    @field_validator("telegram_verify_timeout", mode="before")
+    @field_validator("telegram_verify_timeout", "fraud_window", "fraud_cooldown", mode="before")
     @classmethod
     def _seconds(cls, value: Any) -> Any:
         return parse_seconds(value) if isinstance(value, str) else value
@@ -169,6 +178,30 @@ class Settings(BaseSettings):
     @classmethod
     def _consequence(cls, value: str) -> str:
         return str(parse_consequence(value))
+
+    @field_validator("fraud_breaker", mode="before")
+    @classmethod
+    def _on_off(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() not in _SWITCH:
+            raise ValueError(f"{value!r} is not on or off")
+        return _SWITCH[value.strip().lower()] if isinstance(value, str) else value
+
+    @field_validator("fraud_min_conversion", mode="before")
+    @classmethod
+    def _fraction(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not a fraction like 0.2") from None
+        return value
+
+    @field_validator("fraud_min_sends", "fraud_min_sends_country", mode="before")
+    @classmethod
+    def _whole(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip().isdigit():
+            raise ValueError(f"{value!r} is not a whole number like 20")
+        return value
 
     @field_validator("telegram_webhook_secret")
     @classmethod

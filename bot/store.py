@@ -7,7 +7,9 @@ save, and several workers can share a server:
   and peeks at limits the step may need, in one call.
 * ``COMMIT`` is a compare-and-set on the conversation's version that also takes from
   rate limits, all or nothing: if any limit is full nothing is written. It also takes or
-  releases a number's claim (below), so owning a number costs no extra round trip.
+  releases a number's claim (below), so owning a number costs no extra round trip, and
+  it runs the SMS-fraud breaker (``bot.fraud``): a paused country or prefix refuses the
+  SMS like a full limit, and the SMS that finds one below its conversion trips it.
 
 A *claim* says which member's verification owns a phone number, from the moment its SMS is
 reserved until Vonage says the request is over (or the request's lifetime has certainly
@@ -32,6 +34,7 @@ from redis.asyncio import Redis
 
 from bot import metrics
 from bot.flow import Conversation, State
+from bot.fraud import FraudHit, Pause, Scope
 from bot.identity import MemberKey
 from bot.keys import Keys
 from bot.rates import Rate
@@ -76,9 +79,45 @@ if claim == 'take' then
   local holder = redis.call('GET', KEYS[2])
   if holder and holder ~= owner then return {'busy', redis.call('PTTL', KEYS[2])} end
 end
+local nl, nf = tonumber(ARGV[9]), tonumber(ARGV[10])
+local fk, fa = 3 + nl, 11 + 3 * nl
+-- The fraud breaker: each scope has 3 keys (sent, verified, pause) and 6 args.
+local paused = 0
+for i = 0, nf - 1 do
+  if ARGV[fa + 6 * i] == 'send' then
+    local ttl = redis.call('PTTL', KEYS[fk + 3 * i + 2])
+    if ttl > paused then paused = ttl end
+  end
+end
+if paused > 0 then return {'paused', paused} end
+local tripped = {}
+for i = 0, nf - 1 do
+  local a, sent, verified = fa + 6 * i, KEYS[fk + 3 * i], KEYS[fk + 3 * i + 1]
+  local window = tonumber(ARGV[a + 3])
+  redis.call('ZREMRANGEBYSCORE', sent, '-inf', now - window)
+  redis.call('ZREMRANGEBYSCORE', verified, '-inf', now - window)
+  if ARGV[a] == 'send' then
+    local s, v = redis.call('ZCARD', sent), redis.call('ZCARD', verified)
+    if s >= tonumber(ARGV[a + 1]) and v < tonumber(ARGV[a + 2]) * s then
+      local cooldown = tonumber(ARGV[a + 4])
+      local index = KEYS[fk + 3 * nf]
+      redis.call('SET', KEYS[fk + 3 * i + 2], cjson.encode({s, v, now + cooldown}), 'PX', cooldown)
+      -- A fresh count after the pause: the evidence is kept in the pause itself.
+      redis.call('DEL', sent, verified)
+      redis.call('ZREMRANGEBYSCORE', index, '-inf', now)
+      redis.call('ZADD', index, now + cooldown, ARGV[a + 5])
+      if redis.call('PTTL', index) < cooldown then redis.call('PEXPIRE', index, cooldown) end
+      tripped[#tripped + 1] = ARGV[a + 5]
+      tripped[#tripped + 1] = s
+      tripped[#tripped + 1] = v
+      if cooldown > paused then paused = cooldown end
+    end
+  end
+end
+if #tripped > 0 then return {'tripped', paused, unpack(tripped)} end
 local wait, which = 0, 0
-local a = 9
-for k = 3, #KEYS do
+local a = 11
+for k = 3, 2 + nl do
   local window, limit, mode = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), ARGV[a + 2]
   a = a + 3
   redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', now - window)
@@ -95,11 +134,18 @@ for k = 3, #KEYS do
   end
 end
 if wait > 0 then return {'limited', wait, which} end
-a = 9
-for k = 3, #KEYS do
+a = 11
+for k = 3, 2 + nl do
   redis.call('ZADD', KEYS[k], now, token)
   redis.call('PEXPIRE', KEYS[k], ARGV[a])
   a = a + 3
+end
+for i = 0, nf - 1 do
+  local a = fa + 6 * i
+  local log = KEYS[fk + 3 * i]
+  if ARGV[a] == 'verified' then log = KEYS[fk + 3 * i + 1] end
+  redis.call('ZADD', log, now, token)
+  redis.call('PEXPIRE', log, ARGV[a + 3])
 end
 if claim == 'take' then
   redis.call('SET', KEYS[2], owner, 'PX', ARGV[8])
@@ -190,7 +236,23 @@ class ClaimHeld:
     wait: float
 
 
-CommitResult = Committed | Conflict | LimitReached | ClaimHeld
+@dataclass(frozen=True, slots=True)
+class ScopePaused:
+    """The fraud breaker has paused SMS to the number's country or prefix for ``wait`` s."""
+
+    wait: float
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerTripped:
+    """This SMS found its country or prefix below the conversion: the breaker tripped there
+    (only this commit is told so) and nothing else was written."""
+
+    wait: float
+    pauses: tuple[Pause, ...]
+
+
+CommitResult = Committed | Conflict | LimitReached | ClaimHeld | ScopePaused | BreakerTripped
 
 _FIELDS = {f.name for f in fields(Conversation)}
 
@@ -309,6 +371,7 @@ class Store:
         now: float,
         hits: Sequence[Hit] = (),
         claim: Claim | None = None,
+        fraud: Sequence[FraudHit] = (),
     ) -> CommitResult:
         conversation_key = self.conversation_key(member)
         keys = [conversation_key, self.claim_key(claim.phone) if claim else conversation_key]
@@ -319,12 +382,26 @@ class Store:
         else:
             mode = "release" if claim.ttl is None else "take"
             args += [mode, str(member), _ms(claim.ttl or 0)]
+        args += [len(hits), len(fraud)]
         for hit in hits:
             keys.append(self.limit_key(hit.limit))
             args += [hit.limit.rate.window * 1000, hit.limit.rate.count, hit.mode]
+        for each in fraud:
+            field = each.scope.field
+            keys += [self.keys.fraud(log, field) for log in ("sent", "verified", "pause")]
+            args += [
+                each.mode,
+                each.min_sends,
+                each.min_conversion,
+                each.window * 1000,
+                each.cooldown * 1000,
+                field,
+            ]
+        if fraud:
+            keys.append(self.keys.fraud_paused)
         async with self._round_trip("commit"):
             result = await self._commit(keys=keys, args=args)
-        outcome = result[0].decode() if isinstance(result[0], bytes) else str(result[0])
+        outcome = _text(result[0])
         if outcome == "ok":
             return Committed(int(result[1]))
         if outcome == "limited":
@@ -333,6 +410,16 @@ class Store:
             return LimitReached(float(result[1]) / 1000, name)
         if outcome == "busy":
             return ClaimHeld(max(0.0, float(result[1]) / 1000))
+        if outcome == "paused":
+            return ScopePaused(float(result[1]) / 1000)
+        if outcome == "tripped":
+            wait = float(result[1]) / 1000
+            pauses = [
+                Pause(scope, int(sent), int(verified), now + wait)
+                for field, sent, verified in zip(*[iter(result[2:])] * 3, strict=True)
+                if (scope := Scope.from_field(_text(field))) is not None
+            ]
+            return BreakerTripped(wait, tuple(pauses))
         return Conflict()
 
     async def release_claim(self, member: MemberKey, phone: str) -> None:
@@ -341,6 +428,32 @@ class Store:
         keys = [self.claim_key(phone), self.conversation_key(member)]
         async with self._round_trip("release_claim"):
             await self._release(keys=keys, args=[str(member), phone])
+
+    async def pauses(self, *, now: float) -> list[Pause]:
+        """Every country and prefix the fraud breaker has paused, soonest to resume first."""
+        async with self._round_trip("fraud_pauses"):
+            fields = await self.redis.zrangebyscore(self.keys.fraud_paused, _ms(now), "+inf")
+            scopes = [s for s in (Scope.from_field(_text(f)) for f in fields) if s is not None]
+            if not scopes:
+                return []
+            raw = await self.redis.mget([self.keys.fraud("pause", s.field) for s in scopes])
+        pauses = []
+        for scope, value in zip(scopes, raw, strict=True):
+            if value is None:  # lapsed or lifted since it was listed
+                continue
+            sent, verified, until = json.loads(value)
+            pauses.append(Pause(scope, int(sent), int(verified), float(until) / 1000))
+        return pauses
+
+    async def lift(self, scope: Scope) -> bool:
+        """Resume SMS to ``scope`` now, with fresh counts; False if it was not paused."""
+        keys = [self.keys.fraud(log, scope.field) for log in ("pause", "sent", "verified")]
+        async with self._round_trip("fraud_lift"), self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(keys[0])
+            pipe.delete(*keys[1:])
+            pipe.zrem(self.keys.fraud_paused, scope.field)
+            removed, _, _ = await pipe.execute()
+        return bool(removed)
 
     async def stash(self, name: str, value: str, *, ttl: int) -> None:
         """Keep a short-lived value (a pending confirmation) under ``name`` for ``ttl`` s."""
@@ -355,6 +468,10 @@ class Store:
 
     async def ping(self) -> None:
         await self.redis.ping()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _ms(seconds: float) -> int:

@@ -17,6 +17,7 @@ from bot.consequence import parse_consequence
 from bot.directory import Directory, DirectoryConfigError
 from bot.engine import Engine
 from bot.flow import FlowPolicy
+from bot.fraud import Breaker
 from bot.gate import Gate, Gatekeeper, fixed_rules
 from bot.limits import Limits
 from bot.moderation import EveryLog, Moderation, ModLog
@@ -121,6 +122,17 @@ def limits_from(settings: Settings) -> Limits:
 def gate_rules(settings: Settings) -> GateRules:
     """The gate's rules for every group until a group's own policy says otherwise."""
     return GateRules(parse_consequence(settings.telegram_consequence), settings.ban_after_failures)
+
+
+def breaker_from(settings: Settings) -> Breaker:
+    return Breaker(
+        enabled=settings.fraud_breaker,
+        window=settings.fraud_window,
+        cooldown=settings.fraud_cooldown,
+        min_conversion=settings.fraud_min_conversion,
+        min_sends_prefix=settings.fraud_min_sends,
+        min_sends_country=settings.fraud_min_sends_country,
+    )
 
 
 def admin_ids(settings: Settings) -> dict[str, frozenset[str]]:
@@ -240,6 +252,7 @@ async def open_app(
                     policy=flow_policy(settings),
                     limits=limits_from(settings),
                     clock=clock,
+                    breaker=breaker_from(settings),
                 )
                 if verifier.name == "sandbox":
                     log.warning(
@@ -272,11 +285,14 @@ async def open_app(
 
 
 @asynccontextmanager
-async def open_desk(settings: Settings, *, connect: bool) -> AsyncIterator[Moderation]:
+async def open_desk(
+    settings: Settings, *, connect: bool, redis: bool = False
+) -> AsyncIterator[Moderation]:
     """The moderators' desk outside the running bot, for the command line, with its directory.
 
     ``connect`` reaches each platform whose bot token is set here; its adapter is imported
-    only then, so a command that needs no platform never loads an SDK.
+    only then, so a command that needs no platform never loads an SDK. ``redis`` gives the
+    desk the store, for the commands about what lives there (the fraud breaker's pauses).
     """
     roles, catalogue = load_roles(settings), load_catalogue(settings)
     directory = open_directory(settings)
@@ -284,6 +300,10 @@ async def open_desk(settings: Settings, *, connect: bool) -> AsyncIterator[Moder
         platforms: dict[str, RolePlatform] = {}
         logs: list[ModLog] = []
         async with AsyncExitStack() as stack:
+            store = None
+            if redis:
+                client = await stack.enter_async_context(open_redis(settings))
+                store = Store(client, prefix=settings.redis_prefix, max_in_flight=4)
             if connect and settings.telegram_bot_token is not None:
                 from adapters.telegram import roles as telegram_roles
 
@@ -298,6 +318,8 @@ async def open_desk(settings: Settings, *, connect: bool) -> AsyncIterator[Moder
                 slack = await stack.enter_async_context(slack_roles.standalone(settings, catalogue))
                 platforms["slack"] = slack
                 logs += filter(None, [slack_roles.mod_log(slack, settings, catalogue)])
-            yield moderation_desk(directory, roles, admin_ids(settings), platforms, EveryLog(logs))
+            yield moderation_desk(
+                directory, roles, admin_ids(settings), platforms, EveryLog(logs), store=store
+            )
     finally:
         directory.close()

@@ -1,5 +1,5 @@
-"""The moderators' desk on Telegram: /grant, /revoke, /roles, /whois, /verified, /stats, /export
-and /unlink.
+"""The moderators' desk on Telegram: /grant, /revoke, /roles, /whois, /verified, /stats, /export,
+/unlink and /fraud.
 
 Telegram says who moderates: a group's administrators, asked live with ``getChatMember`` and
 remembered for ``MODERATOR_CACHE_SECONDS``; in a private chat, an administrator of any chat the
@@ -164,7 +164,7 @@ class TelegramDesk:
             if subject is None:
                 return
         page = page_number(args[0] if args else None)
-        request = self._ask(user, actor=actor, subject=subject, page=page)
+        request = self._ask(user, actor=actor, subject=subject, page=page, words=tuple(args))
         result = await answer(self.moderation, word, request)
         if actor.rank < Rank.ADMIN or chat.type == ChatType.PRIVATE:
             await self._show(chat.id, result, locale, topic=topic)  # said where it was asked
@@ -183,9 +183,16 @@ class TelegramDesk:
         subject: MemberKey | None = None,
         role: str = "",
         page: int = 1,
+        words: tuple[str, ...] = (),
     ) -> Request:
         return Request(
-            actor or self._admin(user), subject, role, page, platform=PLATFORM, scope=self.scope
+            actor or self._admin(user),
+            subject,
+            role,
+            page,
+            platform=PLATFORM,
+            scope=self.scope,
+            words=words,
         )
 
     # -- buttons ----------------------------------------------------------------------------

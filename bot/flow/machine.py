@@ -63,6 +63,7 @@ from bot.flow.messages import (
     Reserved,
     ReserveSms,
     Setback,
+    SmsPaused,
     Start,
     StartFailed,
     StartLeaseLapsed,
@@ -121,6 +122,7 @@ def _table() -> dict[tuple[State, type], Rule]:
         (STARTING, Reserved): _rule(_reserved_to_start),
         (STARTING, Limited): _rule(_start_limited, PHONE),
         (STARTING, PhoneBusy): _rule(_phone_busy, PHONE),
+        (STARTING, SmsPaused): _rule(_start_paused, PHONE),
         (STARTING, VerificationStarted): _rule(_started, CODE),
         (STARTING, StartFailed): _rule(_start_failed, PHONE),
         (STARTING, StartLeaseLapsed): _rule(_start_lease_lapsed, PHONE),
@@ -141,6 +143,7 @@ def _table() -> dict[tuple[State, type], Rule]:
         (CODE, Reserved): _rule(_reserved_to_resend),
         (CODE, Limited): _rule(_resend_limited),
         (CODE, PhoneBusy): _rule(_phone_busy, PHONE),
+        (CODE, SmsPaused): _rule(_resend_paused),
         (CODE, Resent): _rule(_resent),
         (CODE, ResendFailed): _rule(_resend_failed),
         (CODE, Status): _rule(_unless_checking(_code_status)),
@@ -463,6 +466,15 @@ def _sms_limit_reply(event: Limited, ctx: Context) -> Reply:
     return Reply("limit.sms", {"wait": Duration(_seconds_until(event.retry_at, ctx))})
 
 
+def _paused_reply(event: SmsPaused, ctx: Context) -> Reply:
+    return Reply("limit.paused", {"wait": Duration(_seconds_until(event.retry_at, ctx))})
+
+
+def _start_paused(conv: Conversation, event: SmsPaused, ctx: Context, policy: FlowPolicy) -> Step:
+    # Not "too many codes": the member did nothing wrong, their number's block is paused.
+    return Step(_await_phone(conv), (_paused_reply(event, ctx),))
+
+
 def _phone_busy(conv: Conversation, event: PhoneBusy, ctx: Context, policy: FlowPolicy) -> Step:
     # Never say who holds it; say when the number is free again at the latest.
     wait = Duration(_seconds_until(event.retry_at, ctx))
@@ -679,6 +691,11 @@ def _resend_limited(conv: Conversation, event: Limited, ctx: Context, policy: Fl
     # The code already sent still works: keep waiting for it.
     reply = replace(_sms_limit_reply(event, ctx), actions=_CODE_ACTIONS)
     return Step(conv, (reply, _setback(conv, Setback.LIMITED)))
+
+
+def _resend_paused(conv: Conversation, event: SmsPaused, ctx: Context, policy: FlowPolicy) -> Step:
+    # As for a limit: the code already sent still works.
+    return Step(conv, (replace(_paused_reply(event, ctx), actions=_CODE_ACTIONS),))
 
 
 def _resent(conv: Conversation, event: Resent, ctx: Context, policy: FlowPolicy) -> Step:

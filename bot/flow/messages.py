@@ -114,6 +114,13 @@ class Limited:
 
 
 @dataclass(frozen=True, slots=True)
+class SmsPaused:
+    """The fraud breaker paused SMS to the number's country or prefix until ``retry_at``."""
+
+    retry_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class PhoneBusy:
     """Another member's verification of this number is in progress; nothing was written."""
 
@@ -211,6 +218,7 @@ Answer: TypeAlias = (
     | LinksCounted
     | Reserved
     | Limited
+    | SmsPaused
     | PhoneBusy
     | StartOutcome
     | CheckOutcome

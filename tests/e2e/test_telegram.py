@@ -272,6 +272,7 @@ async def test_commands_are_registered_for_members_and_admins_in_every_language(
             "stats",
             "export",
             "unlink",
+            "fraud",
         ]
         spanish = {c["command"]: c["description"] for c in telegram.commands(private, "es")}
         assert spanish["status"] == "Estado de tu verificación"

@@ -19,7 +19,7 @@ def test_both_desks_know_the_same_commands() -> None:
 
 def test_who_may_give_each_command() -> None:
     assert MODERATOR_COMMANDS == ("grant", "revoke", "roles")
-    assert ADMIN_COMMANDS == ("whois", "verified", "stats", "export", "unlink")
+    assert ADMIN_COMMANDS == ("whois", "verified", "stats", "export", "unlink", "fraud")
     assert all(COMMANDS[name].rank is Rank.MODERATOR for name in MODERATOR_COMMANDS)
 
 

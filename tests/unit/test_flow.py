@@ -53,6 +53,7 @@ from bot.flow import (
     Resent,
     Reserved,
     ReserveSms,
+    SmsPaused,
     Start,
     StartFailed,
     StartVerification,
@@ -262,6 +263,21 @@ def test_a_rate_limited_member_is_told_when_to_try_again() -> None:
     (reply,) = [e for e in result.effects if isinstance(e, Reply)]
     assert reply.key == "limit.sms"
     assert reply.params["wait"] == flow.Duration(600)
+
+
+def test_a_member_whose_number_s_block_is_paused_is_told_when_to_try_again() -> None:
+    result = run(STARTING, SmsPaused(retry_at=NOW + 6 * 3600))
+    assert result.conversation.state is State.AWAIT_PHONE
+    (reply,) = [e for e in result.effects if isinstance(e, Reply)]
+    assert reply.key == "limit.paused"
+    assert reply.params["wait"] == flow.Duration(6 * 3600)
+    assert not [e for e in result.effects if isinstance(e, StartVerification)]
+
+
+def test_a_paused_resend_keeps_the_code_already_sent() -> None:
+    result = run(AWAIT_CODE, SmsPaused(retry_at=NOW + 60))
+    assert result.conversation == AWAIT_CODE
+    assert replies(result) == ["limit.paused"]
 
 
 def test_a_started_verification_waits_for_the_code() -> None:
@@ -620,6 +636,7 @@ EVENTS = st.one_of(
     st.just(CheckLost()),
     st.sampled_from([Resent(), Recorded(), RecordFailed(), PhoneTaken()]),
     st.builds(Limited, st.floats(NOW, NOW + 86400)),
+    st.builds(SmsPaused, st.floats(NOW, NOW + 86400)),
     st.builds(VerificationStarted, st.text(min_size=1, max_size=36)),
     st.builds(StartFailed, st.sampled_from(list(Failure))),
     st.builds(CheckFailed, st.sampled_from(list(Failure))),
