@@ -14,6 +14,7 @@ from bot.directory import Directory
 from bot.engine import Engine
 from bot.gate import Gatekeeper
 from bot.moderation import Moderation, ModLog
+from bot.policy import Policies
 from bot.roles import RoleBook, RolePlatform
 from bot.settings import Settings
 from bot.store import Store
@@ -33,6 +34,8 @@ class App:
     roles: RoleBook
     #: Ids named as admins in the settings, per platform.
     admins: Mapping[str, frozenset[str]]
+    #: Each community's own rules (``policies.policy_for(scope)``), over the settings' defaults.
+    policies: Policies
 
     def moderation(
         self, platforms: Mapping[str, RolePlatform], log: ModLog | None = None

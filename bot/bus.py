@@ -35,9 +35,12 @@ TripHandler = Callable[[Member, Pause], Awaitable[None]]
 class GatePort(Protocol):
     """A platform's gate: places that hold members until they verify (Telegram's groups)."""
 
-    async def member_verified(self, member: Member, *, origin: str | None = None) -> None:
-        """Let ``member`` into every place holding them; ``origin`` is the place that sent
-        them to verify, let in even if their arrival there is still to be handled."""
+    async def member_verified(
+        self, member: Member, *, origin: str | None = None, phone: str | None = None
+    ) -> None:
+        """Let ``member`` into every place holding them whose rules accept ``phone``;
+        ``origin`` is the place that sent them to verify (its rules were the flow's), let in
+        even if their arrival there is still to be handled."""
 
 
 class SetbackPort(Protocol):
@@ -107,7 +110,7 @@ def gate_handler(gate: GatePort) -> Handler:
     """The gate opens for the member (and for the group that sent them)."""
 
     async def open_gate(member: Member, verified: MemberVerified) -> None:
-        await gate.member_verified(member, origin=verified.origin)
+        await gate.member_verified(member, origin=verified.origin, phone=verified.phone)
 
     return open_gate
 

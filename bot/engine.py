@@ -65,6 +65,7 @@ from bot.flow import (
     Reserved,
     ReserveSms,
     SmsPaused,
+    Start,
     StartVerification,
     State,
     Status,
@@ -77,6 +78,7 @@ from bot.funnel import count_turn
 from bot.identity import Member, MemberKey
 from bot.limits import Limits
 from bot.metrics import FRAUD_TRIPS
+from bot.policy import Policies, scope_for
 from bot.privacy import mask_phone
 from bot.store import (
     BreakerTripped,
@@ -94,6 +96,8 @@ from bot.verifier.base import Verifier
 log = structlog.get_logger("verifybot.engine")
 
 _ATTEMPTS = 3
+#: States in which ``Start`` names the place the member verifies for (``flow.machine``).
+_STARTABLE = frozenset({State.IDLE, State.VERIFIED})
 #: A number's claim outlives the provider's request by this much on top of the start lease
 #: (the request may begin that late): clocks and queues are never exact.
 _CLAIM_MARGIN = 30.0
@@ -111,6 +115,8 @@ class Outcome:
     duplicate: bool = False
     #: The state before this message, so an adapter can tidy up what it showed for it.
     previous: State = State.IDLE
+    #: The community's language, for a member whose own language has no translation.
+    language: str | None = None
     #: Why a verification did not go through, for the gate and the moderators (``bot.bus``).
     setbacks: tuple[MemberSetback, ...] = ()
     #: Countries or prefixes this message's SMS found below the conversion and paused.
@@ -123,6 +129,9 @@ class _Turn:
 
     member: Member
     ctx: Context
+    #: The rules of the community the member is verifying for, for this message.
+    policy: FlowPolicy
+    language: str | None
     conversation: Conversation
     version: int
     saved: Conversation
@@ -162,12 +171,16 @@ class Engine:
         limits: Limits,
         clock: Callable[[], float] = time.time,
         bus: Bus | None = None,
+        policies: Policies | None = None,
         breaker: Breaker | None = None,
     ) -> None:
         self.store = store
         self.directory = AsyncDirectory.bounded(directory)
         self.verifier = verifier
+        #: The process-wide part of every conversation's policy (and, without ``policies``,
+        #: all of it); each community's own rules go on top, per message.
         self.policy = policy
+        self.policies = policies
         self.limits = limits
         self.clock = clock
         self.breaker = breaker if breaker is not None else Breaker()
@@ -219,6 +232,14 @@ class Engine:
                     log.warning("forget_delivery_failed", member=str(member.key))
             return Outcome((Reply("error.internal"),))
 
+    async def _rules(self, member: Member, origin: str | None) -> tuple[FlowPolicy, str | None]:
+        """The conversation's policy and language for the community ``origin`` names (a
+        group's deep link or join request), else the member's own scope (a Slack team)."""
+        if self.policies is None:
+            return self.policy, None
+        community = await self.policies.policy_for(scope_for(member.key, origin))
+        return community.flow_policy(self.policy), community.default_language
+
     async def conversation(self, member: Member) -> Conversation:
         """The member's conversation as it stands, for status displays."""
         snapshot = await self.store.load(member.key, now=self.clock())
@@ -257,9 +278,17 @@ class Engine:
                 return Outcome(duplicate=True)
             wait = max(snapshot.waits, default=0.0)
             ctx = Context(now=now, wrong_codes_blocked_until=now + wait if wait > 0 else None)
+            conversation = snapshot.conversation
+            # As the table has it: a start from idle or verified names (or forgets) the place
+            # that sent the member; otherwise the conversation's place stands.
+            starts = isinstance(event, Start) and conversation.state in _STARTABLE
+            origin = event.origin if starts and isinstance(event, Start) else conversation.origin
+            policy, language = await self._rules(member, origin)
             turn = _Turn(
                 member,
                 ctx,
+                policy,
+                language,
                 snapshot.conversation,
                 snapshot.version,
                 snapshot.conversation,
@@ -333,12 +362,13 @@ class Engine:
             turn.conversation.state,
             turn.verified,
             previous=before,
+            language=turn.language,
             setbacks=tuple(turn.setbacks),
             trips=tuple(turn.trips),
         )
 
     def _advance(self, turn: _Turn, event: Event, effects: deque[Effect]) -> None:
-        result = step(turn.conversation, event, turn.ctx, self.policy)
+        result = step(turn.conversation, event, turn.ctx, turn.policy)
         turn.conversation = result.conversation
         turn.seen += (event, *result.effects)
         effects.extend(result.effects)
@@ -480,6 +510,7 @@ class Engine:
                 display_name=turn.member.display_name,
                 handle=turn.member.handle,
                 now=datetime.fromtimestamp(turn.ctx.now, UTC),
+                max_accounts=turn.policy.max_accounts_per_phone,
             )
         except Exception:
             log.exception("record_verified_failed", member=str(turn.member.key))
@@ -508,7 +539,7 @@ class Engine:
         if turn.release:  # Vonage's word that the request is over stands all the same
             await self.store.release_claim(turn.member.key, turn.release)
         snapshot = await self.store.load(turn.member.key, now=turn.ctx.now)
-        status = step(snapshot.conversation, Status(), turn.ctx, self.policy)
+        status = step(snapshot.conversation, Status(), turn.ctx, turn.policy)
         turn.conversation = snapshot.conversation
         turn.replies = [e for e in status.effects if isinstance(e, Reply)] or [Reply("help.stale")]
         turn.cancels = []

@@ -313,6 +313,10 @@ class Gate:
         return notice.decode() if isinstance(notice, bytes) else notice
 
 
+#: Whether the rules of a place (platform, place) accept a verified phone number.
+Accepts = Callable[[str, str, str], Awaitable[bool]]
+
+
 @dataclass(frozen=True, slots=True)
 class Lapsed:
     """A hold whose deadline passed, and whether the member verified just in time after all."""
@@ -368,6 +372,7 @@ class Gatekeeper:
         timeout: int,
         clock: Callable[[], float] = time.time,
         rules_for: RulesFor | None = None,
+        accepts: Accepts | None = None,
     ) -> None:
         self.gate = gate
         self.directory = AsyncDirectory.bounded(directory)
@@ -376,6 +381,8 @@ class Gatekeeper:
         self.clock = clock
         #: Each place's consequence and ``ban_after_failures``, asked when they are needed.
         self.rules_for = rules_for or fixed_rules(GateRules())
+        #: Whether a place's own rules accept a verified number (``bot.policy``).
+        self.accepts = accepts
 
     async def arrive(
         self,
@@ -386,21 +393,28 @@ class Gatekeeper:
         reach: str | None = None,
         title: str | None = None,
         invite: str | None = None,
+        deadline_in: int | None = None,
+        admit_anywhere: bool | None = None,
     ) -> Hold | None:
         """A member joins or asks to join ``place`` (by the link ``invite``, if one is named):
-        None to let them in, else their hold."""
-        if await self._walks_in(member, place, invite):
+        None to let them in, else their hold. ``deadline_in`` (seconds, 0 for none) and
+        ``admit_anywhere`` are the place's own policy, when it has one."""
+        if await self._walks_in(member, place, invite, admit_anywhere):
             metrics.GATE_ADMISSIONS.labels("walk_in").inc()
             return None
         metrics.GATE_HOLDS.labels(kind).inc()
         now = self.clock()
-        deadline = now + self.timeout if self.timeout else None
+        timeout = self.timeout if deadline_in is None else deadline_in
+        deadline = now + timeout if timeout else None
         hold = Hold(place, member, kind, deadline=deadline, reach=reach, title=title)
         await self.gate.hold(hold, now=now)
         return hold
 
-    async def verified(self, member: MemberKey, *, origin: str | None = None) -> list[Hold]:
-        """The member verified: release every hold on them and remember the admissions.
+    async def verified(
+        self, member: MemberKey, *, origin: str | None = None, phone: str | None = None
+    ) -> list[Hold]:
+        """The member verified: release every hold on them whose place accepts ``phone``
+        and remember the admissions.
 
         ``origin`` is the place whose link they verified through. It is admitted even when
         no hold is there yet, because their join may still be queued: when it comes, they
@@ -409,12 +423,28 @@ class Gatekeeper:
         """
         if origin is not None:
             await self._record_admission(member, origin)
-        holds = await self.gate.release(member)
-        for hold in holds:
+        released = []
+        for hold in await self.gate.release(member):
+            if hold.place != origin and not await self._accepted(hold, phone):
+                # Verified under another place's rules, which this place's refuse: still
+                # held here (with its deadline), until they verify a number it accepts.
+                log.info("gate_number_refused_here", place=hold.place)
+                await self.gate.hold(hold, now=self.clock())
+                continue
+            released.append(hold)
             metrics.GATE_ADMISSIONS.labels(hold.kind).inc()
             if hold.place != origin:
                 await self._record_admission(member, hold.place)
-        return holds
+        return released
+
+    async def _accepted(self, hold: Hold, phone: str | None) -> bool:
+        if self.accepts is None or phone is None:
+            return True
+        try:
+            return await self.accepts(hold.member.platform, hold.place, phone)
+        except Exception:
+            log.warning("policy_unknown", place=hold.place)
+            return False
 
     async def _record_admission(self, member: MemberKey, place: str) -> None:
         try:
@@ -434,13 +464,15 @@ class Gatekeeper:
         """The member left ``place`` (or was removed by someone else): forget their hold."""
         return await self.gate.release(member, place)
 
-    async def still_held(self, hold: Hold, *, invite: str | None = None) -> bool:
+    async def still_held(
+        self, hold: Hold, *, invite: str | None = None, admit_anywhere: bool | None = None
+    ) -> bool:
         """Asked right after the platform held the member: False if they may walk in by now
         (they verified, or were admitted, while the hold was being applied), with the hold
         released, so the adapter lifts it at once. A verification always records the
         admission before its own lift is sent, so whichever lift comes last is the member's.
         ``invite`` is the link they joined by, judged as ``arrive`` judged it."""
-        if not await self._walks_in(hold.member, hold.place, invite):
+        if not await self._walks_in(hold.member, hold.place, invite, admit_anywhere):
             return True
         await self.gate.release(hold.member, hold.place)
         return False
@@ -535,7 +567,13 @@ class Gatekeeper:
             metrics.GATE_REMOVALS.labels(hold.kind).inc()
         return await self._sanction(hold) if released else None
 
-    async def _walks_in(self, member: MemberKey, place: str, invite: str | None = None) -> bool:
+    async def _walks_in(
+        self,
+        member: MemberKey,
+        place: str,
+        invite: str | None = None,
+        admit_anywhere: bool | None = None,
+    ) -> bool:
         try:
             withdrawn = invite is not None and await self.directory.invite_withdrawn(invite)
             if withdrawn:
@@ -543,7 +581,8 @@ class Gatekeeper:
                 # took effect): it vouches for nothing, and the member is judged a stranger.
                 log.info("gate_withdrawn_invite", place=place)
                 return False
-            if self.admit_anywhere:
+            anywhere = self.admit_anywhere if admit_anywhere is None else admit_anywhere
+            if anywhere:
                 # Any verified member: admit() checks that and records the admission at once.
                 return await self.directory.admit(member, place, now=self._now())
             # Only a remembered admission counts, and it is already on record.

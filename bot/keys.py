@@ -95,3 +95,9 @@ class Keys:
     def review_open(self, field: str) -> str:
         """The open entry for a member at a place (a ``Hold.field``): one at a time."""
         return f"{self.prefix}review:open:{field}"
+
+    # -- communities' policies ----------------------------------------------------------------
+
+    def policy(self, scope: str) -> str:
+        """A community's stored policy (``bot.policy``), cached from the directory."""
+        return f"{self.prefix}policy:{scope}"

@@ -229,9 +229,7 @@ class Settings(BaseSettings):
     @field_validator("auto_roles", mode="before")
     @classmethod
     def _role_names(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        return tuple(dict.fromkeys(p.strip().lower() for p in value.split(",") if p.strip()))
+        return parse_role_names(value) if isinstance(value, str) else value
 
     @field_validator("telegram_admin_ids", mode="before")
     @classmethod
@@ -246,28 +244,22 @@ class Settings(BaseSettings):
     @field_validator("telegram_log_chat_id")
     @classmethod
     def _log_chat(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"-?\d{1,20}|@[A-Za-z]\w{3,31}", value):
-            raise ValueError("use a chat id like -1001234567890 or a channel's @username")
-        return value
+        return parse_telegram_chat(value) if value is not None else None
 
     @field_validator("slack_log_channel")
     @classmethod
     def _log_channel(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[CG][A-Z0-9]{2,}", value):
-            raise ValueError("use a channel id like C0123ABCD (not a #name)")
-        return value
+        return parse_slack_channel(value) if value is not None else None
 
     @field_validator("allowed_countries", "blocked_countries", mode="before")
     @classmethod
     def _countries(cls, value: Any) -> Any:
-        return _names(
-            value, phonenumbers.SUPPORTED_REGIONS, "country code", "use ISO codes: GB, US"
-        )
+        return parse_countries(value) if isinstance(value, str) else value
 
     @field_validator("allowed_number_types", mode="before")
     @classmethod
     def _types(cls, value: Any) -> Any:
-        return _names(value, TYPE_NAMES, "number type", f"use {', '.join(sorted(TYPE_NAMES))}")
+        return parse_number_types(value) if isinstance(value, str) else value
 
     @field_validator("vonage_fallback_channels", mode="before")
     @classmethod
@@ -352,10 +344,38 @@ def _ids(value: Any, pattern: str, hint: str) -> Any:
     return ids
 
 
-def _names(value: Any, known: frozenset[str] | set[str], what: str, hint: str) -> Any:
+# Parsers shared with a community's own policy (bot/policy.py), so that a value typed in chat
+# is refused with the same one line as in the settings file.
+
+
+def parse_countries(value: str) -> frozenset[str]:
+    """``"GB, us"`` -> ``{"GB", "US"}``; ``""`` -> no countries."""
+    return _names(value, phonenumbers.SUPPORTED_REGIONS, "country code", "use ISO codes: GB, US")
+
+
+def parse_number_types(value: str) -> frozenset[str]:
+    return _names(value, TYPE_NAMES, "number type", f"use {', '.join(sorted(TYPE_NAMES))}")
+
+
+def parse_role_names(value: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(p.strip().lower() for p in value.split(",") if p.strip()))
+
+
+def parse_telegram_chat(value: str) -> str:
+    """A Telegram chat id (``-100…``) or a channel's ``@username``."""
+    if not re.fullmatch(r"-?\d{1,20}|@[A-Za-z]\w{3,31}", value):
+        raise ValueError("use a chat id like -1001234567890 or a channel's @username")
+    return value
+
+
+def parse_slack_channel(value: str) -> str:
+    if not re.fullmatch(r"[CG][A-Z0-9]{2,}", value):
+        raise ValueError("use a channel id like C0123ABCD (not a #name)")
+    return value
+
+
+def _names(value: str, known: frozenset[str] | set[str], what: str, hint: str) -> frozenset[str]:
     """A comma-separated list of upper-case names, each one we know."""
-    if not isinstance(value, str):
-        return value
     names = frozenset(part.strip().upper() for part in value.split(",") if part.strip())
     unknown = sorted(names - known)
     if unknown:

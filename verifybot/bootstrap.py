@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import replace
 
 import structlog
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -18,10 +19,11 @@ from bot.directory import Directory, DirectoryConfigError
 from bot.engine import Engine
 from bot.flow import FlowPolicy
 from bot.fraud import Breaker
-from bot.gate import Gate, Gatekeeper, fixed_rules
+from bot.gate import Gate, Gatekeeper
 from bot.limits import Limits
 from bot.moderation import EveryLog, Moderation, ModLog
 from bot.phone import PhonePolicy
+from bot.policy import CommunityPolicy, Policies, community_scope
 from bot.roles import RoleBook, RoleBookError, RolePlatform, load_role_book
 from bot.sanction import GateRules
 from bot.settings import ConfigError, Settings
@@ -108,6 +110,28 @@ def flow_policy(settings: Settings) -> FlowPolicy:
     )
 
 
+def community_defaults(settings: Settings) -> dict[str, CommunityPolicy]:
+    """Each platform's policy for communities that set nothing of their own."""
+    common = CommunityPolicy(
+        gate_mode=settings.telegram_gate_mode,
+        verify_timeout=settings.telegram_verify_timeout,
+        consequence=parse_consequence(settings.telegram_consequence),  # checked by Settings
+        ban_after_failures=settings.ban_after_failures,
+        admit_verified=settings.telegram_admit_verified,
+        allowed_countries=settings.allowed_countries,
+        blocked_countries=settings.blocked_countries,
+        allowed_number_types=settings.allowed_number_types,
+        max_accounts_per_phone=settings.max_accounts_per_phone,
+        default_language=settings.default_language.lower(),
+        auto_roles=settings.auto_roles,
+    )
+    return {
+        "telegram": replace(common, log_chat=settings.telegram_log_chat_id),
+        "slack": replace(common, log_chat=settings.slack_log_channel),
+        "": common,
+    }
+
+
 def limits_from(settings: Settings) -> Limits:
     return Limits(
         starts_per_member=settings.limit_starts_per_member,
@@ -117,11 +141,6 @@ def limits_from(settings: Settings) -> Limits:
         sms_global=settings.limit_sms_global,
         wrong_codes_per_member=settings.limit_wrong_codes_per_member,
     )
-
-
-def gate_rules(settings: Settings) -> GateRules:
-    """The gate's rules for every group until a group's own policy says otherwise."""
-    return GateRules(parse_consequence(settings.telegram_consequence), settings.ban_after_failures)
 
 
 def breaker_from(settings: Settings) -> Breaker:
@@ -233,6 +252,7 @@ async def open_app(
     """Everything the bot needs, opened in order of what fails most plainly first."""
     catalogue = load_catalogue(settings)
     roles = load_roles(settings)
+    defaults = community_defaults(settings)
     verifier = build_verifier(settings, **({"show_code": show_code} if show_code else {}))
     try:
         directory = open_directory(settings)
@@ -245,6 +265,7 @@ async def open_app(
                     duplicate_ttl=settings.duplicate_ttl_seconds,
                     max_in_flight=settings.redis_max_connections,
                 )
+                policies = Policies(redis, directory, defaults, prefix=settings.redis_prefix)
                 engine = Engine(
                     store=store,
                     directory=directory,
@@ -253,19 +274,32 @@ async def open_app(
                     limits=limits_from(settings),
                     clock=clock,
                     breaker=breaker_from(settings),
+                    policies=policies,
                 )
                 if verifier.name == "sandbox":
                     log.warning(
                         "sandbox_verifier",
                         note="no Vonage credentials: codes are shown here and no SMS is sent",
                     )
+                base = engine.policy
+
+                async def accepts(platform: str, place: str, phone: str) -> bool:
+                    community = await policies.policy_for(community_scope(platform, place))
+                    return community.accepts(phone, base)
+
+                async def rules_for(place: str) -> GateRules:
+                    # Held places are Telegram groups today.
+                    community = await policies.policy_for(community_scope("telegram", place))
+                    return GateRules(community.consequence, community.ban_after_failures)
+
                 gatekeeper = Gatekeeper(
                     Gate(redis, prefix=settings.redis_prefix),
                     directory,
                     admit_anywhere=settings.telegram_admit_verified == "anywhere",
                     timeout=settings.telegram_verify_timeout,
                     clock=clock,
-                    rules_for=fixed_rules(gate_rules(settings)),
+                    rules_for=rules_for,
+                    accepts=accepts,
                 )
                 yield App(
                     settings,
@@ -277,6 +311,7 @@ async def open_app(
                     gatekeeper,
                     roles,
                     admin_ids(settings),
+                    policies,
                 )
         finally:
             directory.close()

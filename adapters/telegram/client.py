@@ -13,6 +13,7 @@ from telegram import (
     Bot,
     ChatMember,
     ChatPermissions,
+    ForceReply,
     InlineKeyboardMarkup,
     Message,
     ReplyKeyboardMarkup,
@@ -39,7 +40,7 @@ PLATFORM = "telegram"
 VARIANT = "telegram"
 
 T = TypeVar("T")
-Markup = InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove
+Markup = InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove | ForceReply
 
 _RIGHTS = re.compile(r"not enough rights|chat_admin_required|right_forbidden|need administrator")
 _PRESENT = {ChatMember.OWNER, ChatMember.ADMINISTRATOR, ChatMember.MEMBER}

@@ -255,11 +255,11 @@ class TelegramDesk:
         actor = self._admin(user)
         if actor.rank >= Rank.MODERATOR:
             return actor
-        moderates = await self._administers(user.id, places)
+        moderates = await self.administers(user.id, places)
         rank = self.moderation.rank_of(actor.key, platform_moderator=moderates)
         return Actor(actor.key, rank, actor.name)
 
-    async def _administers(self, user_id: int, places: Sequence[int | str]) -> bool:
+    async def administers(self, user_id: int, places: Sequence[int | str]) -> bool:
         """Whether the user is an administrator of any of ``places``, asked live."""
         for place in places:
             answer = self._moderators.get((place, user_id))

@@ -42,6 +42,7 @@ from adapters.telegram.client import (
 from bot.flow import Date, MemberSetback, Start
 from bot.gate import REQUESTED, Hold, Lapsed, Review, sweep_lapsed
 from bot.identity import Member, MemberKey
+from bot.policy import CommunityPolicy, community_scope
 from bot.sanction import Sanction
 
 if TYPE_CHECKING:
@@ -65,12 +66,17 @@ class GroupGate:
         self.chat = chat
         self.gatekeeper = app.gatekeeper
         self.engine = app.engine
-        self.mode = app.settings.telegram_gate_mode
+        self.policies = app.policies
+        #: The defaults; each group's own policy may say otherwise (``policy_of``).
         self.timeout = app.settings.telegram_verify_timeout
         #: Set by the wiring: the desk gives a role's title to whoever joins by its link.
         self.on_link_join: Callable[[ChatMemberUpdated], Awaitable[None]] | None = None
         #: Set by the wiring: the review queue shows an entry to the moderators.
         self.on_review: Callable[[Review, Member], Awaitable[None]] | None = None
+
+    async def policy_of(self, place: str | int) -> CommunityPolicy:
+        """The group's own rules: its gate mode, timeout, admission, welcome."""
+        return await self.policies.policy_for(community_scope("telegram", str(place)))
 
     def deep_link(self, place: str) -> str:
         return deep_link(self.bot.username, place)
@@ -93,7 +99,8 @@ class GroupGate:
             return
         was, now = in_chat(change.old_chat_member), in_chat(change.new_chat_member)
         by_link = change.invite_link is not None and now and not was
-        if self.mode != RESTRICT and not by_link:
+        policy = await self.policy_of(change.chat.id)
+        if policy.gate_mode != RESTRICT and not by_link:
             return
         user = change.new_chat_member.user
         member = self.client.member_for(user)
@@ -102,7 +109,7 @@ class GroupGate:
             return
         if by_link and self.on_link_join is not None:
             await self.on_link_join(change)
-        if self.mode != RESTRICT:
+        if policy.gate_mode != RESTRICT:
             return
         place = str(change.chat.id)
         if was and not now:
@@ -111,8 +118,15 @@ class GroupGate:
         if was or not now:
             return  # a change of rights, including our own restriction
         link = change.invite_link.invite_link if change.invite_link else None
+        anywhere = policy.admit_verified == "anywhere"
         hold = await self.gatekeeper.arrive(
-            member.key, place, RESTRICT, title=change.chat.title, invite=link
+            member.key,
+            place,
+            RESTRICT,
+            title=change.chat.title,
+            invite=link,
+            deadline_in=policy.verify_timeout,
+            admit_anywhere=anywhere,
         )
         if hold is None:
             log.info("gate_admitted_known_member", place=place)
@@ -133,7 +147,7 @@ class GroupGate:
             )
             await self._forget(member, place)
             return
-        if not await self.gatekeeper.still_held(hold, invite=link):
+        if not await self.gatekeeper.still_held(hold, invite=link, admit_anywhere=anywhere):
             # They verified while the restriction was on its way, and its lift may have
             # landed first: a join never outlasts a verification.
             log.info("gate_verified_while_held", place=place)
@@ -141,9 +155,12 @@ class GroupGate:
             await self.clear_welcome(hold)
             return
         if await self.gatekeeper.gate.welcome_due(place, interval=WELCOME_INTERVAL):
+            locale = self.client.catalogue.language_for(member.locale, policy.default_language)
             text = self.client.text(
-                "gate.welcome", member.locale, name=user.full_name, group=change.chat.title or ""
+                "gate.welcome", locale, name=user.full_name, group=change.chat.title or ""
             )
+            if policy.welcome:  # the community's own words, sent as plain text (no markup)
+                text += "\n\n" + policy.welcome
             welcome = await self.client.send(
                 change.chat.id, text, self._button(place, member.locale)
             )
@@ -156,19 +173,30 @@ class GroupGate:
         self, update: TelegramUpdate, context: ContextTypes.DEFAULT_TYPE
     ) -> None:
         request = update.chat_join_request
-        if request is None or self.mode != JOIN_REQUEST:
+        if request is None:
+            return
+        policy = await self.policy_of(request.chat.id)
+        if policy.gate_mode != JOIN_REQUEST:
             return
         member = self.client.member_for(request.from_user)
         if not await self._first_sighting(member, update):
             return
         place, reach = str(request.chat.id), request.user_chat_id
         hold = await self.gatekeeper.arrive(
-            member.key, place, JOIN_REQUEST, reach=str(reach), title=request.chat.title
+            member.key,
+            place,
+            JOIN_REQUEST,
+            reach=str(reach),
+            title=request.chat.title,
+            deadline_in=policy.verify_timeout,
+            admit_anywhere=policy.admit_verified == "anywhere",
         )
         if hold is None:
             await self.client.call(request.approve())
             return
         intro = self.client.text("gate.join_request", member.locale, group=request.chat.title or "")
+        if policy.welcome:  # the community's own words, as plain text
+            intro += "\n\n" + policy.welcome
         await self.client.send(reach, intro)
         await self.engine.handle(
             member, Start(origin=place), render=partial(self.chat.show, reach, locale=member.locale)
@@ -190,15 +218,18 @@ class GroupGate:
         self, update: TelegramUpdate, context: ContextTypes.DEFAULT_TYPE
     ) -> None:
         message = update.effective_message
-        if message is not None and self.mode != "off":
+        if message is not None and (await self.policy_of(message.chat_id)).gate_mode != "off":
             await self.client.call(message.delete())
 
     # -- departures ----------------------------------------------------------------------------
 
-    async def member_verified(self, member: Member, *, origin: str | None = None) -> None:
-        """Let the member into every group holding them, and tell them so; the group they
-        came from (``origin``) lets them in even if their join is still to be handled."""
-        for hold in await self.gatekeeper.verified(member.key, origin=origin):
+    async def member_verified(
+        self, member: Member, *, origin: str | None = None, phone: str | None = None
+    ) -> None:
+        """Let the member into every group holding them whose rules accept ``phone``, and
+        tell them so; the group they came from (``origin``) lets them in even if their join
+        is still to be handled."""
+        for hold in await self.gatekeeper.verified(member.key, origin=origin, phone=phone):
             await self._let_in(hold, member.locale)
 
     async def admit(self, member: MemberKey, chat: int, role: str) -> None:
@@ -269,9 +300,9 @@ class GroupGate:
         )
 
     def start_sweeper(self) -> asyncio.Task[None] | None:
-        if self.mode == "off" or not self.timeout:
-            return None
-        interval = min(15.0, max(0.25, self.timeout / 4))
+        # Always: any group may set a timeout of its own. Without a default, once a second
+        # (one Redis call) keeps a group's short timeout close.
+        interval = min(15.0, max(0.25, self.timeout / 4)) if self.timeout else 1.0
         return asyncio.create_task(sweep_lapsed(self.gatekeeper, self.on_lapsed, interval=interval))
 
     async def _let_in(self, hold: Hold, locale: str | None) -> None:

@@ -18,6 +18,7 @@ from telegram import (
     BotCommand,
     BotCommandScopeAllChatAdministrators,
     BotCommandScopeAllPrivateChats,
+    Update,
 )
 from telegram.ext import (
     Application,
@@ -26,6 +27,7 @@ from telegram.ext import (
     ChatJoinRequestHandler,
     ChatMemberHandler,
     CommandHandler,
+    ContextTypes,
     MessageHandler,
     filters,
 )
@@ -36,6 +38,7 @@ from adapters.telegram.client import PLATFORM, TelegramClient, file_url_for
 from adapters.telegram.desk import TelegramDesk
 from adapters.telegram.gate import GroupGate
 from adapters.telegram.http import AiohttpRequest
+from adapters.telegram.panel import SettingsPanel
 from adapters.telegram.review import ReviewDesk
 from adapters.telegram.roles import TelegramRoles, mod_log
 from adapters.telegram.updates import InOrderPerMember, PaceMessages
@@ -60,6 +63,7 @@ ALLOWED_UPDATES = [
 #: Commands shown in the menu of groups, to their administrators.
 ADMIN_COMMANDS = (
     ("verify", "group_verify"),
+    ("settings", "settings"),
     *((name, name) for name in MODERATOR_COMMANDS + DESK_ADMIN_COMMANDS),
 )
 
@@ -75,6 +79,7 @@ class Wired:
     gate: GroupGate
     desk: TelegramDesk
     review: ReviewDesk
+    panel: SettingsPanel
 
 
 def check_settings(settings: Settings, *, webhook: bool) -> None:
@@ -122,7 +127,8 @@ def build_application(app: App) -> AnyApplication:
     gate.on_review = review.post
     app.follow_verifications(PLATFORM, moderation, gate)
     app.follow_setbacks(PLATFORM, gate)
-    wired = Wired(client, chat, gate, desk, review)
+    panel = SettingsPanel(client, app, desk, otherwise=chat.on_text)
+    wired = Wired(client, chat, gate, desk, review, panel)
     register(application, wired)
     application.bot_data["wired"] = wired
     return application
@@ -134,14 +140,20 @@ def register(application: AnyApplication, wired: Wired) -> None:
     add = application.add_handler
     add(CommandHandler(["start", "verify"], chat.on_start, filters=private))
     add(CommandHandler(list(COMMAND_EVENTS), chat.on_command, filters=private))
-    for handler in [*wired.desk.handlers(), *wired.review.handlers()]:  # before the catch-alls
+    # Before the catch-alls below.
+    for handler in [*wired.desk.handlers(), *wired.review.handlers(), *wired.panel.handlers()]:
         add(handler)
     add(MessageHandler(private & filters.CONTACT, chat.on_contact))
     add(MessageHandler(private & filters.TEXT & ~filters.COMMAND, chat.on_text))
     add(MessageHandler(private & filters.COMMAND, chat.on_unknown_command))
     add(CallbackQueryHandler(chat.on_button))  # every query, even a stale one, is answered
     add(ChatMemberHandler(gate.on_chat_member, ChatMemberHandler.CHAT_MEMBER))
-    add(ChatMemberHandler(chat.on_my_chat_member, ChatMemberHandler.MY_CHAT_MEMBER))
+
+    async def on_my_chat_member(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        await chat.on_my_chat_member(update, context)  # a member blocked the bot
+        await wired.panel.on_my_chat_member(update, context)  # the bot joined or left a group
+
+    add(ChatMemberHandler(on_my_chat_member, ChatMemberHandler.MY_CHAT_MEMBER))
     add(ChatJoinRequestHandler(gate.on_join_request))
     add(CommandHandler("verify", gate.on_group_verify, filters=filters.ChatType.GROUPS))
     add(

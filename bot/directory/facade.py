@@ -81,6 +81,12 @@ class AsyncDirectory:
     pending_revocations = _awaited(Directory.pending_revocations)
     invite_revoked = _awaited(Directory.invite_revoked)
     invite_withdrawn = _awaited(Directory.invite_withdrawn)
+    # communities' policies and the groups the bot is in
+    community_policy = _awaited(Directory.community_policy)
+    change_community_policy = _awaited(Directory.change_community_policy)
+    record_group = _awaited(Directory.record_group)
+    forget_group = _awaited(Directory.forget_group)
+    groups = _awaited(Directory.groups)
     # roles and the audit log
     grant_role = _awaited(Directory.grant_role)
     revoke_role = _awaited(Directory.revoke_role)

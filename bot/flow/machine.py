@@ -345,6 +345,12 @@ def _status(conv: Conversation, event: Status, ctx: Context, policy: FlowPolicy)
 def _link_looked_up(
     conv: Conversation, event: LinkLookedUp, ctx: Context, policy: FlowPolicy
 ) -> Step:
+    if event.phone is not None and event.purpose is Purpose.START and conv.origin:
+        # The group that sent them has its own rules: a number verified for another group
+        # lets them in here only if these rules accept it too; otherwise they verify anew.
+        refusal = screen_phone(event.phone, policy)
+        if isinstance(refusal, Reply):
+            return Step(Conversation(state=State.AWAIT_PHONE, origin=conv.origin), (refusal,))
     if event.phone is not None:
         verified = Conversation(
             state=State.VERIFIED,

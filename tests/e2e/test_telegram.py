@@ -264,6 +264,7 @@ async def test_commands_are_registered_for_members_and_admins_in_every_language(
         assert names == ["verify", "status", "cancel", "help"]
         assert [c["command"] for c in telegram.commands(admins)] == [
             "verify",
+            "settings",
             "grant",
             "revoke",
             "roles",

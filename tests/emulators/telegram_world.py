@@ -429,6 +429,12 @@ class World:
                 rights = {**self._all_rights(), "can_promote_members": False}
                 group.members[user_id] = _Member("administrator", rights=self._rights(rights))
 
+    def demote(self, chat_id: int, user_id: int) -> dict[str, Any]:
+        """The owner makes an administrator a plain member: a chat_member update."""
+        with self._lock:
+            group = self._group(chat_id)
+            return self._change_member(group, user_id, _Member("member"), actor=group.owner_id)
+
     # -- helpers used by handlers ----------------------------------------------------------
 
     def _user(self, user_id: int) -> _User:

@@ -781,6 +781,28 @@ async def test_private_chat_rules(emu: TelegramEmulator, bot: Bot) -> None:
     assert kinds == ["message", "my_chat_member", "my_chat_member", "message"]
 
 
+async def test_adding_and_removing_the_bot_sends_it_my_chat_member(
+    emu: TelegramEmulator, bot: Bot
+) -> None:
+    group = emu.add_group("Chess club", bot_is_admin=False)
+    owner = emu.add_user("Owner")
+    emu.add_admin(group, owner)
+    emu.remove_bot(group, by=owner)
+
+    added = emu.add_bot(group, by=owner)
+    removed = emu.remove_bot(group, by=owner)
+
+    for update in (added, removed):
+        assert conforms("Update", update) == []
+        assert update["my_chat_member"]["chat"]["id"] == group
+        assert update["my_chat_member"]["from"]["id"] == owner
+    assert added["my_chat_member"]["new_chat_member"]["status"] == "administrator"
+    assert removed["my_chat_member"]["new_chat_member"]["status"] == "left"
+    assert emu.member_status(group, emu.bot_id) == "left"
+    kinds = {next(k for k in u.to_dict() if k != "update_id") for u in await bot.get_updates()}
+    assert kinds == {"my_chat_member"}
+
+
 async def test_contact_and_callback_updates(emu: TelegramEmulator, bot: Bot) -> None:
     user = emu.add_user()
     emu.send_text(user, "/start")

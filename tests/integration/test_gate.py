@@ -389,6 +389,34 @@ async def test_the_sweeper_removes_a_batch_side_by_side_and_takes_the_next_at_on
     assert in_flight[1] == 5
 
 
+async def test_a_place_whose_own_rules_refuse_the_number_keeps_holding_the_member(
+    redis: Redis, key_prefix: str, directory: Directory
+) -> None:
+    async def accepts(platform: str, place: str, phone: str) -> bool:
+        return not (place == "-1002" and phone.startswith("+33"))  # -1002 blocks France
+
+    clock = Clock()
+    gatekeeper = keeper(redis, key_prefix, directory, clock, accepts=accepts)
+    await gatekeeper.arrive(ADA, "-1001", "restrict")
+    held = await gatekeeper.arrive(ADA, "-1002", "restrict")
+    verify(directory, ADA)
+
+    let_in = await gatekeeper.verified(ADA, origin="-1003", phone="+33612345678")
+
+    assert [h.place for h in let_in] == ["-1001"]
+    assert (directory.is_admitted(ADA, "-1001"), directory.is_admitted(ADA, "-1002")) == (
+        True,
+        False,
+    )
+    still = await gatekeeper.gate.release(ADA)
+    assert still == [held]  # the same hold, deadline and all
+    # The place that sent them to verify judged the number itself (the flow used its rules).
+    await gatekeeper.arrive(ADA, "-1002", "restrict")
+    assert [h.place for h in await gatekeeper.verified(ADA, origin="-1002", phone="+33612")] == [
+        "-1002"
+    ]
+
+
 # --- Consequences, ban_after_failures and the review queue -----------------------------------
 
 

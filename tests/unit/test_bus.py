@@ -69,7 +69,9 @@ async def test_the_gate_hears_the_origin_and_the_desk_hears_whether_it_is_news()
     heard: list[tuple[str, object]] = []
 
     class Gate:
-        async def member_verified(self, member: Member, *, origin: str | None = None) -> None:
+        async def member_verified(
+            self, member: Member, *, origin: str | None = None, phone: str | None = None
+        ) -> None:
             heard.append(("gate", origin))
 
     class Desk:
