@@ -9,6 +9,10 @@ from collections.abc import Callable, Hashable
 from contextlib import suppress
 from typing import Generic, TypeVar
 
+from aiohttp import web
+
+from bot.health import PATHS, Health
+
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
@@ -31,6 +35,21 @@ async def until_stopped() -> None:
     finally:
         for signum in installed:
             loop.remove_signal_handler(signum)
+
+
+def add_health_routes(application: web.Application, health: Health) -> None:
+    """``/healthz``, ``/readyz`` and ``/metrics`` on an aiohttp server (``bot.health``)."""
+
+    async def answer(request: web.Request) -> web.Response:
+        found = await health.answer(request.path)
+        return web.Response(
+            status=found.status,
+            body=found.body,
+            headers={"Content-Type": found.content_type, "Cache-Control": "no-store"},
+        )
+
+    for path in PATHS:
+        application.router.add_get(path, answer)
 
 
 class TtlCache(Generic[K, V]):

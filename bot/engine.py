@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 
 import structlog
 
+from bot import metrics
 from bot.bus import Bus
 from bot.directory import AsyncDirectory, Directory, PhoneLink, RecordOutcome
 from bot.flow import (
@@ -74,6 +75,7 @@ from bot.flow import (
     step,
 )
 from bot.fraud import Breaker, FraudHit, Pause
+from bot.funnel import count_turn
 from bot.identity import Member, MemberKey
 from bot.limits import Limits
 from bot.metrics import FRAUD_TRIPS
@@ -153,6 +155,8 @@ class _Turn:
     known: KnownLink | None = None
     #: An answer of the directory to keep, written with the next commit.
     remember: Remember | None = None
+    #: Every event and effect of the turn, in order, for the funnel's counters.
+    seen: list[Event | Effect] = field(default_factory=list)
 
 
 #: How an adapter shows an outcome to the member (its replies, its keyboards or views).
@@ -260,6 +264,7 @@ class Engine:
         """True the first time a platform delivery that is not a message is seen."""
         first = await self.store.first_delivery(key, delivery_id)
         if not first:
+            metrics.DUPLICATE_DELIVERIES.labels(key.platform).inc()
             log.info("duplicate_delivery", member=str(key), delivery_id=delivery_id)
         return first
 
@@ -290,6 +295,7 @@ class Engine:
                 also=also,
             )
             if snapshot.duplicate:
+                metrics.DUPLICATE_DELIVERIES.labels(member.key.platform).inc()
                 log.info("duplicate_delivery", member=str(member.key), delivery_id=delivery_id)
                 return Outcome(duplicate=True)
             wait = max(snapshot.waits, default=0.0)
@@ -318,10 +324,15 @@ class Engine:
                 trips=trips,
                 known=snapshot.known,
             )
+            before, replayed = turn.conversation.state, False
             try:
                 return await self._run(turn, event)
             except _Replay:
+                replayed = True
                 log.info("conversation_replayed", member=str(member.key), attempt=attempt + 1)
+            finally:
+                if not replayed:  # a replayed turn is counted by its replay
+                    count_turn(member.key.platform, before, turn.conversation.state, turn.seen)
         raise RuntimeError("conversation kept changing under us")
 
     async def _run(self, turn: _Turn, event: Event) -> Outcome:
@@ -389,6 +400,7 @@ class Engine:
     def _advance(self, turn: _Turn, event: Event, effects: deque[Effect]) -> None:
         result = step(turn.conversation, event, turn.ctx, turn.policy)
         turn.conversation = result.conversation
+        turn.seen += (event, *result.effects)
         effects.extend(result.effects)
 
     async def _command(self, turn: _Turn, command: Command) -> Answer:
@@ -416,6 +428,8 @@ class Engine:
             started = await self.verifier.start(command.phone, locale=turn.member.locale)
             if isinstance(started, VerificationStarted) and not started.adopted:
                 await self._audit_sms(turn, "code_sent", command.phone)
+            elif isinstance(started, VerificationStarted):
+                metrics.VONAGE_ADOPTED.inc()
             return started
         if isinstance(command, CheckCode):
             return await self.verifier.check(command.request_id, command.code)
@@ -463,6 +477,7 @@ class Engine:
                 raise RuntimeError("conflict after an external call")  # pragma: no cover
             raise _Replay
         if isinstance(result, LimitReached):
+            metrics.RATE_LIMIT_HITS.labels(result.limit).inc()
             log.info("rate_limited", member=str(turn.member.key), wait=round(result.wait, 1))
             return Limited(turn.ctx.now + result.wait)
         if isinstance(result, ClaimHeld):

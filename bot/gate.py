@@ -32,6 +32,7 @@ from typing import Any
 import structlog
 from redis.asyncio import Redis
 
+from bot import metrics
 from bot.directory import AsyncDirectory, Directory
 from bot.flow import Setback
 from bot.identity import MemberKey
@@ -399,7 +400,9 @@ class Gatekeeper:
         None to let them in, else their hold. ``deadline_in`` (seconds, 0 for none) and
         ``admit_anywhere`` are the place's own policy, when it has one."""
         if await self._walks_in(member, place, invite, admit_anywhere):
+            metrics.GATE_ADMISSIONS.labels("walk_in").inc()
             return None
+        metrics.GATE_HOLDS.labels(kind).inc()
         now = self.clock()
         timeout = self.timeout if deadline_in is None else deadline_in
         deadline = now + timeout if timeout else None
@@ -429,6 +432,7 @@ class Gatekeeper:
                 await self.gate.hold(hold, now=self.clock())
                 continue
             released.append(hold)
+            metrics.GATE_ADMISSIONS.labels(hold.kind).inc()
             if hold.place != origin:
                 await self._record_admission(member, hold.place)
         return released
@@ -491,6 +495,8 @@ class Gatekeeper:
                 log.warning("lapse_deferred", member=str(hold.member), place=hold.place)
                 await self.gate.hold(hold, now=self.clock())
                 continue
+            counter = metrics.GATE_ADMISSIONS if verified else metrics.GATE_REMOVALS
+            counter.labels(hold.kind).inc()
             results.append(Lapsed(hold, verified, None if verified else await self._sanction(hold)))
         return results
 
@@ -523,6 +529,7 @@ class Gatekeeper:
             for hold in holds:
                 limit = (await self.rules_for(hold.place)).ban_after_failures
                 if limit and failures >= limit and await self.gate.release(member, hold.place):
+                    metrics.GATE_REMOVALS.labels(hold.kind).inc()
                     dealt.append(Dealt(hold, await self._sanction(hold)))
                     queued.append(hold)
                     log.info("gate_failures_dealt", place=hold.place, failures=failures)
@@ -534,7 +541,8 @@ class Gatekeeper:
     async def approve(self, hold: Hold, *, moderator: str, reason: Setback) -> None:
         """A moderator lets the member in without a phone link: their hold there ends (the
         adapter lifts it), and the audit log says who did it and why."""
-        await self.gate.release(hold.member, hold.place)
+        if await self.gate.release(hold.member, hold.place):
+            metrics.GATE_ADMISSIONS.labels(hold.kind).inc()
         await self.directory.audit(
             "admitted_manually",
             actor=moderator,
@@ -555,6 +563,8 @@ class Gatekeeper:
             details={"place": hold.place, "reason": reason.value},
             now=self._now(),
         )
+        if released:
+            metrics.GATE_REMOVALS.labels(hold.kind).inc()
         return await self._sanction(hold) if released else None
 
     async def _walks_in(

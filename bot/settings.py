@@ -113,6 +113,8 @@ class Settings(BaseSettings):
     # Serving HTTP (Telegram webhooks, Slack's HTTP mode)
     port: int = Field(8080, ge=1, le=65535)
     listen_host: str = "0.0.0.0"  # noqa: S104 - a bot behind a platform's webhook must listen
+    #: /healthz, /readyz and /metrics in long polling and Socket Mode (off when unset).
+    health_port: int | None = Field(None, ge=1, le=65535)
 
     # Telegram
     telegram_bot_token: SecretStr | None = None

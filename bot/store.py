@@ -26,12 +26,14 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
 from redis.asyncio import Redis
 
+from bot import metrics
 from bot.flow import Conversation, State
 from bot.fraud import FraudHit, Pause, Scope
 from bot.identity import MemberKey
@@ -138,7 +140,7 @@ for i = 0, nf - 1 do
   end
 end
 if #tripped > 0 then return {'tripped', paused, unpack(tripped)} end
-local wait = 0
+local wait, which = 0, 0
 local a = 14
 for k = 5, 4 + nl do
   local window, limit, mode = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), ARGV[a + 2]
@@ -152,11 +154,11 @@ for k = 5, 4 + nl do
         local e = redis.call('ZRANGE', KEYS[k], n - limit, n - limit, 'WITHSCORES')
         w = tonumber(e[2]) + window - now
       end
-      if w > wait then wait = w end
+      if w > wait then wait, which = w, k - 4 end  -- the hit's 1-based index
     end
   end
 end
-if wait > 0 then return {'limited', wait} end
+if wait > 0 then return {'limited', wait, which} end
 a = 14
 for k = 5, 4 + nl do
   redis.call('ZADD', KEYS[k], now, token)
@@ -315,6 +317,8 @@ class Conflict:
 @dataclass(frozen=True, slots=True)
 class LimitReached:
     wait: float
+    #: The name of the limit that keeps the longest wait (``Limit.name``), for the metrics.
+    limit: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,6 +399,13 @@ class Store:
         self._commit = redis.register_script(_COMMIT)
         self._release = redis.register_script(_RELEASE)
 
+    @asynccontextmanager
+    async def _round_trip(self, operation: str) -> AsyncIterator[None]:
+        """One Redis round trip: queued fairly, timed and counted (``bot.metrics``)."""
+        async with self._in_flight:
+            with metrics.timed(metrics.REDIS_SECONDS, metrics.REDIS_ERRORS, operation):
+                yield
+
     def conversation_key(self, member: MemberKey) -> str:
         return self.keys.conversation(member)
 
@@ -441,7 +452,7 @@ class Store:
         for limit in peek:
             keys.append(self.limit_key(limit))
             args += [limit.rate.window * 1000, limit.rate.count]
-        async with self._in_flight:
+        async with self._round_trip("load"):
             result = await self._load(keys=keys, args=args)
         if int(result[0]) == 1:
             return Snapshot(duplicate=True, conversation=Conversation(), version=0)
@@ -455,12 +466,12 @@ class Store:
         """Mark a delivery seen without loading a conversation (a group's join, say); True
         the first time. It shares the conversations' guard: ids are unique per bot."""
         key = self.delivery_key(member, delivery_id)
-        async with self._in_flight:
+        async with self._round_trip("first_delivery"):
             return bool(await self.redis.set(key, 1, nx=True, px=self._duplicate_ttl_ms))
 
     async def forget_delivery(self, member: MemberKey, delivery_id: str) -> None:
         """Let a delivery be handled again, after handling it failed."""
-        async with self._in_flight:
+        async with self._round_trip("forget_delivery"):
             await self.redis.delete(self.delivery_key(member, delivery_id))
 
     async def commit(
@@ -511,13 +522,15 @@ class Store:
             ]
         if fraud:
             keys.append(self.keys.fraud_paused)
-        async with self._in_flight:
+        async with self._round_trip("commit"):
             result = await self._commit(keys=keys, args=args)
         outcome = _text(result[0])
         if outcome == "ok":
             return Committed(int(result[1]), bool(int(result[2])))
         if outcome == "limited":
-            return LimitReached(float(result[1]) / 1000)
+            which = int(result[2]) - 1 if len(result) > 2 else -1
+            name = hits[which].limit.name if 0 <= which < len(hits) else ""
+            return LimitReached(float(result[1]) / 1000, name)
         if outcome == "busy":
             return ClaimHeld(max(0.0, float(result[1]) / 1000))
         if outcome == "paused":
@@ -536,19 +549,19 @@ class Store:
         """Free ``phone`` for other members, if ``member`` holds it and is not using it
         again (one round trip)."""
         keys = [self.claim_key(phone), self.conversation_key(member)]
-        async with self._in_flight:
+        async with self._round_trip("release_claim"):
             await self._release(keys=keys, args=[str(member), phone])
 
     async def forget_verification(self, member: MemberKey) -> None:
         """Before the directory unlinks ``member`` (or changes their number outside a
         conversation): every worker's next message asks the directory again, and no answer
         read before the change can be kept over this tombstone."""
-        async with self._in_flight:
+        async with self._round_trip("forget_verification"):
             await self.redis.set(self.known_key(member), _TOMBSTONE, px=_KEEP_TOMBSTONE_MS)
 
     async def pauses(self, *, now: float) -> list[Pause]:
         """Every country and prefix the fraud breaker has paused, soonest to resume first."""
-        async with self._in_flight:
+        async with self._round_trip("fraud_pauses"):
             fields = await self.redis.zrangebyscore(self.keys.fraud_paused, _ms(now), "+inf")
             scopes = [s for s in (Scope.from_field(_text(f)) for f in fields) if s is not None]
             if not scopes:
@@ -565,7 +578,7 @@ class Store:
     async def lift(self, scope: Scope) -> bool:
         """Resume SMS to ``scope`` now, with fresh counts; False if it was not paused."""
         keys = [self.keys.fraud(log, scope.field) for log in ("pause", "sent", "verified")]
-        async with self._in_flight, self.redis.pipeline(transaction=True) as pipe:
+        async with self._round_trip("fraud_lift"), self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(keys[0])
             pipe.delete(*keys[1:])
             pipe.zrem(self.keys.fraud_paused, scope.field)
@@ -574,12 +587,12 @@ class Store:
 
     async def stash(self, name: str, value: str, *, ttl: int) -> None:
         """Keep a short-lived value (a pending confirmation) under ``name`` for ``ttl`` s."""
-        async with self._in_flight:
+        async with self._round_trip("stash"):
             await self.redis.set(self.keys.stash(name), value, ex=ttl)
 
     async def take(self, name: str) -> str | None:
         """The value stashed under ``name``, removed in the same step: taken at most once."""
-        async with self._in_flight:
+        async with self._round_trip("take"):
             raw = await self.redis.getdel(self.keys.stash(name))
         return raw.decode() if isinstance(raw, bytes) else raw
 

@@ -149,6 +149,7 @@ def run(
     Telegram needs TELEGRAM_BOT_TOKEN; Slack needs SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET
     (or SLACK_APP_TOKEN with --socket). The README walks through creating both apps.
     """
+    from verifybot import ops
     from verifybot.bootstrap import open_app
 
     if webhook and platform is not Platform.telegram:
@@ -162,15 +163,17 @@ def run(
 
             telegram.check_settings(settings, webhook=webhook)
             serve = partial(telegram.serve, webhook=webhook)
+            own_port = webhook or bool(settings.telegram_webhook_url)
         else:
             import adapters.slack as slack
 
             slack.check_settings(settings, socket=socket)
             serve = partial(slack.serve, socket=socket)
+            own_port = not socket
 
         async def serve_until_stopped() -> None:
-            async with open_app(settings) as app:
-                await serve(app)
+            async with open_app(settings) as app, ops.serving(app, own_port=own_port) as health:
+                await serve(app, health=health)
 
         run_async(serve_until_stopped)
 

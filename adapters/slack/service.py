@@ -14,11 +14,12 @@ from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.error import BoltUnhandledRequestError
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
+from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters._runtime import until_stopped
+from adapters._runtime import add_health_routes, until_stopped
 from adapters.slack.chat import SlackChat
 from adapters.slack.client import PLATFORM, web_client
 from adapters.slack.desk import SlackDesk
@@ -36,6 +37,7 @@ from adapters.slack.views import (
     UNLINK_CANCEL,
     UNLINK_CONFIRM,
 )
+from bot.health import Health
 from bot.settings import ConfigError, Settings
 
 if TYPE_CHECKING:  # the wiring imports every port; an adapter needs only its type
@@ -217,10 +219,26 @@ def socket_handler(app: App, slack_app: AsyncApp) -> AsyncSocketModeHandler:
     return _SocketModeHandler(slack_app, token.get_secret_value())
 
 
-async def serve(app: App, *, socket: bool = False) -> None:
-    """Run until cancelled: HTTP on LISTEN_HOST:PORT, or Socket Mode out to Slack."""
+async def accept_token(client: AsyncWebClient, health: Health) -> None:
+    """Ask Slack whose the bot token is (``auth.test``): readiness waits for its yes."""
+    try:
+        await client.auth_test()
+    except SlackApiError as exc:
+        log.error("slack_token_refused", error=exc.response.get("error"))
+        return
+    except Exception as exc:  # unreachable at start: not ready, and the log says why
+        log.error("slack_token_unchecked", error=type(exc).__name__)
+        return
+    health.token_accepted(PLATFORM)
+
+
+async def serve(app: App, *, socket: bool = False, health: Health | None = None) -> None:
+    """Run until cancelled: HTTP on LISTEN_HOST:PORT, or Socket Mode out to Slack.
+    ``health`` is served beside the events endpoint in HTTP mode."""
     slack_app = build_app(app)
     settings = app.settings
+    if health is not None:
+        await accept_token(slack_app.client, health)
     if socket:
         handler = socket_handler(app, slack_app)
         await handler.connect_async()  # type: ignore[no-untyped-call]
@@ -233,9 +251,10 @@ async def serve(app: App, *, socket: bool = False) -> None:
     secret = settings.slack_signing_secret
     if secret is None:
         raise ConfigError("SLACK_SIGNING_SECRET is not set")
-    runner = web.AppRunner(
-        web_app(slack_app, settings.slack_events_path, secret.get_secret_value())
-    )
+    application = web_app(slack_app, settings.slack_events_path, secret.get_secret_value())
+    if health is not None:
+        add_health_routes(application, health)
+    runner = web.AppRunner(application)
     await runner.setup()
     try:
         await web.TCPSite(runner, settings.listen_host, settings.port).start()

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import structlog
+import tornado.web
 from telegram import (
     BotCommand,
     BotCommandScopeAllChatAdministrators,
@@ -43,6 +44,7 @@ from adapters.telegram.roles import TelegramRoles, mod_log
 from adapters.telegram.updates import InOrderPerMember, PaceMessages
 from bot.desk_commands import ADMIN_COMMANDS as DESK_ADMIN_COMMANDS
 from bot.desk_commands import MODERATOR_COMMANDS
+from bot.health import PATHS, Health
 from bot.settings import ConfigError, Settings
 
 if TYPE_CHECKING:  # the wiring imports every port; an adapter needs only its type
@@ -192,12 +194,42 @@ async def register_commands(client: TelegramClient) -> None:
         )
 
 
-async def serve(app: App, *, webhook: bool = False) -> None:
-    """Run until SIGINT or SIGTERM: long polling, or a webhook server if asked."""
+class _HealthHandler(tornado.web.RequestHandler):
+    """``/healthz``, ``/readyz`` and ``/metrics`` beside the webhook (``bot.health``)."""
+
+    def initialize(self, health: Health) -> None:
+        self.health = health
+
+    async def get(self) -> None:
+        found = await self.health.answer(self.request.path)
+        self.set_status(found.status)
+        self.set_header("Content-Type", found.content_type)
+        self.set_header("Cache-Control", "no-store")
+        self.finish(found.body)
+
+
+def mount_health(updater: Any, health: Health) -> None:
+    """Add the health routes to PTB's webhook server, so they answer on the bot's own port.
+
+    PTB keeps its tornado application private (``Updater._httpd._http_server``, PTB 22);
+    tornado's public ``add_handlers`` then adds routes, which come before the webhook's and
+    fall through to it for any other path. tests/e2e/test_health.py probes the result."""
+    server = getattr(getattr(updater, "_httpd", None), "_http_server", None)
+    webapp = getattr(server, "request_callback", None)
+    if not isinstance(webapp, tornado.web.Application):
+        raise RuntimeError("PTB's webhook server is not where it was: cannot serve /readyz")
+    webapp.add_handlers(r".*", [(path, _HealthHandler, {"health": health}) for path in PATHS])
+
+
+async def serve(app: App, *, webhook: bool = False, health: Health | None = None) -> None:
+    """Run until SIGINT or SIGTERM: long polling, or a webhook server if asked. ``health``
+    is told the token was accepted, and served beside the webhook."""
     settings = app.settings
     application = build_application(app)
     wired: Wired = application.bot_data["wired"]
     async with application:
+        if health is not None:  # initialising asked getMe: the token works
+            health.token_accepted(PLATFORM)
         await register_commands(wired.client)
         await application.start()
         sweeper = wired.gate.start_sweeper()
@@ -214,6 +246,8 @@ async def serve(app: App, *, webhook: bool = False) -> None:
                 secret_token=secret.get_secret_value() if secret else None,
                 allowed_updates=ALLOWED_UPDATES,
             )
+            if health is not None:
+                mount_health(updater, health)
             log.info("telegram_webhook", url=url, port=settings.port)
         else:
             await updater.start_polling(allowed_updates=ALLOWED_UPDATES)

@@ -17,6 +17,7 @@ import functools
 from collections.abc import Callable, Coroutine
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from bot import metrics
 from bot.directory.directory import Directory, DirectoryTimeout
 
 _P = ParamSpec("_P")
@@ -31,7 +32,8 @@ def _awaited(
     @functools.wraps(method)
     async def call(self: AsyncDirectory, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
         bound: Callable[_P, _T] = getattr(self.sync, name)
-        return await self._run(functools.partial(bound, *args, **kwargs))
+        with metrics.timed(metrics.DATABASE_SECONDS, metrics.DATABASE_ERRORS, name):
+            return await self._run(functools.partial(bound, *args, **kwargs))
 
     return call
 

@@ -73,6 +73,8 @@ def test_admins_and_auto_roles_are_comma_separated(monkeypatch: pytest.MonkeyPat
         ("TELEGRAM_SEND_RATE", "1001", "TELEGRAM_SEND_RATE: Input should be less than or equal"),
         ("TELEGRAM_SEND_RATE", "fast", "TELEGRAM_SEND_RATE: Input should be a valid integer"),
         ("SLACK_LOG_CHANNEL", "#mods", "use a channel id like C0123ABCD"),
+        ("HEALTH_PORT", "health", "HEALTH_PORT: Input should be a valid integer"),
+        ("HEALTH_PORT", "70000", "HEALTH_PORT: Input should be less than or equal to 65535"),
         ("TELEGRAM_CONSEQUENCE", "shame", "TELEGRAM_CONSEQUENCE: 'shame' is not one of kick, ban"),
         ("TELEGRAM_CONSEQUENCE", "mute:1d", "only a ban takes a duration"),
         ("TELEGRAM_CONSEQUENCE", "ban:400d", "a ban lasts from 30s to 366d"),
