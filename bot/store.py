@@ -14,6 +14,10 @@ reserved until Vonage says the request is over (or the request's lifetime has ce
 passed). While another member holds it nothing is written, as when a limit is full: only
 the holder ever reaches Vonage for that number.
 
+Under Sentinel (``replicas`` > 0) a commit that takes a number's claim, the one that goes
+before a Vonage start, waits until a replica has it (``WAIT``): replication is asynchronous,
+and a failover that lost the reservation would let the number be sent a second SMS.
+
 Every key has a TTL. Limits are sliding-window logs in sorted sets: exact, and they say
 precisely when a slot frees up.
 """
@@ -27,12 +31,15 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
+import structlog
 from redis.asyncio import Redis
 
 from bot.flow import Conversation, State
 from bot.identity import MemberKey
 from bot.keys import Keys
 from bot.rates import Rate
+
+log = structlog.get_logger("verifybot.store")
 
 _LOAD = """
 local now = tonumber(ARGV[1])
@@ -228,8 +235,13 @@ class Store:
         conversation_ttl: float = 7 * 86400,
         duplicate_ttl: float = 25 * 3600,
         max_in_flight: int = 64,
+        replicas: int = 0,
+        replica_timeout: float = 1.0,
     ) -> None:
         self.redis = redis
+        #: Replicas that must hold a claim before Vonage is called (0: do not wait).
+        self.replicas = replicas
+        self._replica_timeout_ms = max(1, int(replica_timeout * 1000))
         # redis-py's BlockingConnectionPool hands a freed connection to whoever asks next,
         # not to the longest waiter: above the pool size some messages starve until its
         # timeout. A FIFO semaphore of the pool's size queues them fairly instead.
@@ -312,7 +324,10 @@ class Store:
             keys.append(self.limit_key(hit.limit))
             args += [hit.limit.rate.window * 1000, hit.limit.rate.count, hit.mode]
         async with self._in_flight:
-            result = await self._commit(keys=keys, args=args)
+            if self.replicas and claim is not None and claim.ttl is not None:
+                result = await self._commit_replicated(keys, args)
+            else:
+                result = await self._commit(keys=keys, args=args)
         outcome = result[0].decode() if isinstance(result[0], bytes) else str(result[0])
         if outcome == "ok":
             return Committed(int(result[1]))
@@ -321,6 +336,22 @@ class Store:
         if outcome == "busy":
             return ClaimHeld(max(0.0, float(result[1]) / 1000))
         return Conflict()
+
+    async def _commit_replicated(self, keys: list[str], args: list[Any]) -> Any:
+        """COMMIT, then WAIT on the same connection (WAIT counts that client's writes).
+
+        A replica that does not answer in time is logged, not fatal: a replica's outage
+        must not stop every SMS, and Vonage's own in-flight check still stands behind it."""
+        connection = self.redis.client()
+        try:
+            result = await self._commit(keys=keys, args=args, client=connection)
+            if result[0] in (b"ok", "ok"):
+                acked = await connection.wait(self.replicas, self._replica_timeout_ms)
+                if int(acked) < self.replicas:
+                    log.warning("replica_behind", acked=int(acked), wanted=self.replicas)
+            return result
+        finally:
+            await connection.aclose(close_connection_pool=False)
 
     async def release_claim(self, member: MemberKey, phone: str) -> None:
         """Free ``phone`` for other members, if ``member`` holds it and is not using it
