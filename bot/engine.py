@@ -22,9 +22,11 @@ claim rides on the save. A message that changes nothing is not saved.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -158,15 +160,23 @@ class Engine:
         raised to the adapter after the bus has run: the directory has the member verified,
         and a lost reply must not keep a group shut.
         """
-        outcome = await self._outcome(member, event, delivery_id)
-        if outcome.duplicate:
-            return outcome
         try:
-            if render is not None:
-                await render(outcome)
-        finally:
-            if outcome.verified is not None:
-                await self.bus.publish(member, outcome.verified)
+            outcome = await self._outcome(member, event, delivery_id)
+            if outcome.duplicate:
+                return outcome
+            try:
+                if render is not None:
+                    await render(outcome)
+            finally:
+                if outcome.verified is not None:
+                    await self.bus.publish(member, outcome.verified)
+        except asyncio.CancelledError:
+            # Cut short by a stop whose grace ran out: the update comes again (polling
+            # fetches it on the next start) and must not be taken for a duplicate.
+            if delivery_id is not None:
+                with suppress(Exception):
+                    await self.store.forget_delivery(member.key, delivery_id)
+            raise
         return outcome
 
     async def _outcome(

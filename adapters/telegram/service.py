@@ -35,6 +35,7 @@ from adapters.telegram.client import PLATFORM, TelegramClient, file_url_for
 from adapters.telegram.desk import TelegramDesk
 from adapters.telegram.gate import GroupGate
 from adapters.telegram.http import AiohttpRequest
+from adapters.telegram.polling import Polling
 from adapters.telegram.roles import TelegramRoles, mod_log
 from adapters.telegram.updates import InOrderPerMember, PaceMessages
 from bot.desk_commands import ADMIN_COMMANDS as DESK_ADMIN_COMMANDS
@@ -174,16 +175,24 @@ async def register_commands(client: TelegramClient) -> None:
 
 
 async def serve(app: App, *, webhook: bool = False) -> None:
-    """Run until SIGINT or SIGTERM: long polling, or a webhook server if asked."""
+    """Run until SIGINT or SIGTERM: long polling, or a webhook server if asked.
+
+    On the signal no new update is taken; those being handled get SHUTDOWN_GRACE_SECONDS to
+    finish, and the rest are cancelled. In polling mode those come back on the next start
+    (``adapters.telegram.polling``); a webhook's were already acknowledged to Telegram.
+    """
     settings = app.settings
     application = build_application(app)
     wired: Wired = application.bot_data["wired"]
+    processor = application.update_processor
+    assert isinstance(processor, InOrderPerMember)  # noqa: S101 - build_application's
     async with application:
         await register_commands(wired.client)
         await application.start()
         sweeper = wired.gate.start_sweeper()
         updater = application.updater
         assert updater is not None  # noqa: S101 - built with the default updater
+        polling: Polling | None = None
         if webhook or settings.telegram_webhook_url:
             url = settings.telegram_webhook_url or ""
             secret = settings.telegram_webhook_secret
@@ -197,14 +206,23 @@ async def serve(app: App, *, webhook: bool = False) -> None:
             )
             log.info("telegram_webhook", url=url, port=settings.port)
         else:
-            await updater.start_polling(allowed_updates=ALLOWED_UPDATES)
+            polling = Polling(
+                application, allowed_updates=ALLOWED_UPDATES, in_flight=processor.in_flight
+            )
+            await polling.start()
             log.info("telegram_polling", bot=application.bot.username)
         try:
             await until_stopped()
         finally:
+            grace = float(settings.shutdown_grace_seconds)
+            log.info("telegram_stopping", in_flight=len(processor.in_flight), grace=grace)
             if sweeper is not None:
                 sweeper.cancel()
                 with suppress(asyncio.CancelledError):
                     await sweeper
-            await updater.stop()
+            if polling is not None:
+                await polling.stop(grace)
+            else:
+                await updater.stop()
+                await processor.in_flight.drain(grace)
             await application.stop()
