@@ -60,6 +60,8 @@ class Polling:
         self._held: dict[int, tuple[asyncio.Task[None], float]] = {}
         self._highest = -1
         self._task: asyncio.Task[None] | None = None
+        self._all_handled = asyncio.Event()
+        self._stopping = False
 
     def offset(self) -> int:
         """The offset to ask with: every update below it has been handled."""
@@ -78,7 +80,10 @@ class Polling:
         """Stop asking for updates, drop those still waiting for their turn, give those
         under way ``grace`` seconds, cancel the rest, and confirm what was handled: only the
         unfinished ones come back on the next start."""
+        self._stopping = True
         if self._task is not None:
+            # The request layer may turn the cancellation of a long poll into a NetworkError,
+            # which the loop would retry: the flag ends it then.
             self._task.cancel()
             with suppress(asyncio.CancelledError):
                 await self._task
@@ -96,7 +101,7 @@ class Polling:
     async def _poll(self) -> None:
         failures = 0
         loop = asyncio.get_running_loop()
-        while True:
+        while not self._stopping:
             holding = bool(self._held)
             asked = loop.time()
             try:
@@ -106,18 +111,28 @@ class Polling:
                     allowed_updates=self.allowed_updates,
                 )
             except TelegramError as exc:
+                if self._stopping:
+                    return
                 wait = _BACKOFF[min(failures, len(_BACKOFF) - 1)]
                 failures += 1
                 log.warning("telegram_poll_failed", error=type(exc).__name__, retry_in=wait)
                 await asyncio.sleep(wait)
                 continue
             failures = 0
+            if self._stopping:  # a batch that came back as the stop began: not confirmed
+                return
             for update in updates:
                 if update.update_id > self._highest:
                     self._highest = update.update_id
                     self._begin(update)
             if self._held:
-                await asyncio.sleep(max(0.0, asked + HELD_POLL_INTERVAL - loop.time()))
+                # Held updates come back at once: ask again after a pause, or as soon as
+                # everything is handled (then a long poll waits for what is new).
+                self._all_handled.clear()
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._all_handled.wait(), asked + HELD_POLL_INTERVAL - loop.time()
+                    )
 
     def _begin(self, update: Update) -> None:
         application = self.application
@@ -131,6 +146,8 @@ class Polling:
         def handled(done: asyncio.Task[None]) -> None:
             if not done.cancelled():  # a cancelled one is fetched again on the next start
                 self._held.pop(update.update_id, None)
+                if not self._held:
+                    self._all_handled.set()
             if not done.cancelled() and done.exception() is not None:
                 log.error("telegram_update_failed", error=type(done.exception()).__name__)
 
