@@ -1,5 +1,5 @@
 """SIGTERM in the middle of fifty members' flows, then a restart: nothing is lost and nothing
-is handled twice.
+is handled twice. And in webhook mode, the updates under way when the signal comes finish.
 
 A real ``verifybot run telegram`` process (long polling) against the Bot API and Vonage
 emulators. Sending a message takes the emulator two seconds, so when the signal comes every
@@ -13,17 +13,22 @@ had handled, which the per-delivery guard drops.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
+from typing import Any
 
+from adapters.telegram import serve
 from tests.conftest import VONAGE_APP_ID, unconfigured_environment
+from tests.e2e.test_telegram import free_port
 from tests.e2e.test_two_workers import KEYBOARD_CLOSED, phone_of, starts_to
 from tests.emulators.telegram import TelegramEmulator
 from tests.emulators.vonage import VonageEmulator
+from verifybot.bootstrap import open_app
 
 MEMBERS = 50
 WAIT = 60.0  # seconds for a whole wave; generous for a loaded CI runner, never a speed target
@@ -153,3 +158,39 @@ async def test_sigterm_mid_flow_then_a_restart_answers_every_member_once(
     for bot in (first, second):
         assert "Traceback" not in bot.output(), bot.output()[-5000:]
         assert '"level": "error"' not in bot.output(), bot.output()[-5000:]
+
+
+async def test_sigterm_in_webhook_mode_lets_the_updates_under_way_finish_then_stops(
+    make_settings: Callable[..., Any], telegram: TelegramEmulator
+) -> None:
+    """Telegram was told 200 for each update as it was queued, so the bot must finish them."""
+    members = [telegram.add_user(f"Member {index}") for index in range(10)]
+    port = free_port()
+    settings = make_settings(
+        telegram_bot_token=telegram.token,
+        telegram_api_base_url=telegram.base_url,
+        telegram_webhook_url=f"http://127.0.0.1:{port}/telegram",
+        telegram_webhook_secret="s3cret-Token_1",
+        listen_host="127.0.0.1",
+        port=port,
+        shutdown_grace_seconds=30,
+    )
+    async with open_app(settings) as app:
+        serving = asyncio.create_task(serve(app, webhook=True))
+        # Until serve() listens for SIGTERM itself (asyncio's handler replaces the default).
+        await telegram.wait_for(
+            lambda: signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL or serving.done()
+        )
+        assert not serving.done()
+        telegram.answer_delays["sendMessage"] = 3.0
+        for member in members:
+            telegram.send_text(member, "/start")
+        await telegram.wait_for(lambda: len(telegram.webhook_deliveries) == len(members))
+        assert not any(telegram.messages_in(member) for member in members)  # all under way
+
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.wait_for(serving, timeout=WAIT)  # it stops by itself
+
+    for member in members:
+        assert replies(telegram, member) == [ASKED], member
+    assert {status for _, status in telegram.webhook_deliveries} == {200}
