@@ -110,12 +110,13 @@ class Polling:
                     timeout=0 if holding else POLL_TIMEOUT,
                     allowed_updates=self.allowed_updates,
                 )
-            except TelegramError as exc:
+            except Exception as exc:  # a network error, or an answer PTB could not read
                 if self._stopping:
                     return
                 wait = _BACKOFF[min(failures, len(_BACKOFF) - 1)]
                 failures += 1
-                log.warning("telegram_poll_failed", error=type(exc).__name__, retry_in=wait)
+                level = log.warning if isinstance(exc, TelegramError) else log.error
+                level("telegram_poll_failed", error=type(exc).__name__, retry_in=wait)
                 await asyncio.sleep(wait)
                 continue
             failures = 0
