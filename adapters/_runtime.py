@@ -11,6 +11,9 @@ from contextlib import contextmanager, suppress
 from typing import Any, Generic, ParamSpec, TypeVar
 
 import structlog
+from aiohttp import web
+
+from bot.health import PATHS, Health
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -121,6 +124,21 @@ class InFlight:
             grace=grace,
         )
         return len(late)
+
+
+def add_health_routes(application: web.Application, health: Health) -> None:
+    """``/healthz``, ``/readyz`` and ``/metrics`` on an aiohttp server (``bot.health``)."""
+
+    async def answer(request: web.Request) -> web.Response:
+        found = await health.answer(request.path)
+        return web.Response(
+            status=found.status,
+            body=found.body,
+            headers={"Content-Type": found.content_type, "Cache-Control": "no-store"},
+        )
+
+    for path in PATHS:
+        application.router.add_get(path, answer)
 
 
 class TtlCache(Generic[K, V]):

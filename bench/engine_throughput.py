@@ -361,6 +361,9 @@ def main() -> None:
                 limit_sms_per_country="off",
                 limit_sms_global="off",
                 limit_wrong_codes_per_member="off",
+                # Hundreds of members in one prefix, their codes sent before any is entered:
+                # a pumping attack by its numbers. The breaker would pause them.
+                fraud_breaker=False,
                 # The most Settings allows (le=1000); every member has its own number anyway.
                 max_accounts_per_phone=1000,
             )

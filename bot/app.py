@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from bot.bus import GatePort, desk_handler, gate_handler
+from bot.bus import GatePort, SetbackPort, desk_handler, gate_handler, setback_handler
 from bot.directory import Directory
 from bot.engine import Engine
 from bot.gate import Gatekeeper
 from bot.moderation import Moderation, ModLog
+from bot.policy import Policies
 from bot.roles import RoleBook, RolePlatform
 from bot.settings import Settings
 from bot.store import Store
@@ -33,6 +34,8 @@ class App:
     roles: RoleBook
     #: Ids named as admins in the settings, per platform.
     admins: Mapping[str, frozenset[str]]
+    #: Each community's own rules (``policies.policy_for(scope)``), over the settings' defaults.
+    policies: Policies
 
     def moderation(
         self, platforms: Mapping[str, RolePlatform], log: ModLog | None = None
@@ -49,6 +52,13 @@ class App:
         member in, then the moderators' desk logs it and grants ``AUTO_ROLES``."""
         opening = [gate_handler(gate)] if gate is not None else []
         self.engine.bus.register(platform, [*opening, desk_handler(moderation)])
+        # A trip of the SMS-fraud breaker goes to the same moderators' log.
+        self.engine.bus.on_trip(platform, moderation.breaker_tripped)
+
+    def follow_setbacks(self, platform: str, port: SetbackPort) -> None:
+        """What follows a failed verification on ``platform``: its gate deals with the member
+        (``ban_after_failures``) or queues them for the moderators' review."""
+        self.engine.bus.register_setbacks(platform, [setback_handler(port)])
 
 
 def moderation_desk(

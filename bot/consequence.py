@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
-from bot.rates import format_duration
-from bot.settings import parse_seconds
+from bot.rates import format_duration, parse_seconds
 
 Kind: TypeAlias = Literal["kick", "ban", "mute", "decline"]
 KINDS: tuple[Kind, ...] = ("kick", "ban", "mute", "decline")

@@ -24,6 +24,8 @@ class Request:
     #: The community the desk serves: its platform and bot id or team id.
     platform: str = ""
     scope: str = ""
+    #: Every word after the command's name, for commands that read their own (``fraud``).
+    words: tuple[str, ...] = ()
 
 
 Answer = Callable[[Moderation, Request], Awaitable[Result]]
@@ -96,6 +98,8 @@ COMMANDS: Mapping[str, DeskCommand] = {
         about_a_member=True,
         member_needed=True,
     ),
+    # "fraud": what the SMS-fraud breaker paused; "fraud lift ES|+3461234" resumes one.
+    "fraud": DeskCommand(Rank.ADMIN, lambda m, r: m.fraud(r.actor, r.words)),
 }
 MODERATOR_COMMANDS = tuple(name for name, c in COMMANDS.items() if c.rank is Rank.MODERATOR)
 ADMIN_COMMANDS = tuple(name for name, c in COMMANDS.items() if c.rank is Rank.ADMIN)

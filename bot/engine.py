@@ -8,7 +8,8 @@ It loads the member's conversation, runs ``flow.step``, carries out the effects 
 the ports (store, directory, verifier), feeds their answers back into ``step`` and saves
 the result, atomically. Adapters never touch Redis, Vonage or the database themselves.
 Once the adapter has rendered the replies, a verification goes to the bus (``bot.bus``),
-whose handlers open gates, tell the moderators' log and grant auto roles.
+whose handlers open gates, tell the moderators' log and grant auto roles; so does a trip of
+the SMS-fraud breaker (``bot.fraud``), which rides on the SMS's reservation.
 
 State is durable before the outside world hears of it: before a turn's first call to
 Vonage or the directory's write, a conversation that changed is committed (compare-and-set
@@ -32,6 +33,7 @@ from datetime import UTC, datetime
 
 import structlog
 
+from bot import metrics
 from bot.bus import Bus
 from bot.directory import AsyncDirectory, Directory, PhoneLink, RecordOutcome
 from bot.flow import (
@@ -51,6 +53,7 @@ from bot.flow import (
     LinksCounted,
     LookupLink,
     MemberEvent,
+    MemberSetback,
     MemberVerified,
     PhoneBusy,
     PhoneTaken,
@@ -63,6 +66,8 @@ from bot.flow import (
     Resent,
     Reserved,
     ReserveSms,
+    SmsPaused,
+    Start,
     StartVerification,
     State,
     Status,
@@ -70,15 +75,31 @@ from bot.flow import (
     screen_phone,
     step,
 )
+from bot.fraud import Breaker, FraudHit, Pause
+from bot.funnel import count_turn
 from bot.identity import Member, MemberKey
 from bot.limits import Limits
+from bot.metrics import FRAUD_TRIPS
+from bot.policy import Policies, scope_for
 from bot.privacy import mask_phone
-from bot.store import Claim, ClaimHeld, Committed, Conflict, Hit, LimitReached, Store
+from bot.store import (
+    BreakerTripped,
+    Claim,
+    ClaimHeld,
+    Committed,
+    Conflict,
+    Hit,
+    LimitReached,
+    ScopePaused,
+    Store,
+)
 from bot.verifier.base import Verifier
 
 log = structlog.get_logger("verifybot.engine")
 
 _ATTEMPTS = 3
+#: States in which ``Start`` names the place the member verifies for (``flow.machine``).
+_STARTABLE = frozenset({State.IDLE, State.VERIFIED})
 #: A number's claim outlives the provider's request by this much on top of the start lease
 #: (the request may begin that late): clocks and queues are never exact.
 _CLAIM_MARGIN = 30.0
@@ -96,6 +117,12 @@ class Outcome:
     duplicate: bool = False
     #: The state before this message, so an adapter can tidy up what it showed for it.
     previous: State = State.IDLE
+    #: The community's language, for a member whose own language has no translation.
+    language: str | None = None
+    #: Why a verification did not go through, for the gate and the moderators (``bot.bus``).
+    setbacks: tuple[MemberSetback, ...] = ()
+    #: Countries or prefixes this message's SMS found below the conversion and paused.
+    trips: tuple[Pause, ...] = ()
 
 
 @dataclass(slots=True)
@@ -104,17 +131,27 @@ class _Turn:
 
     member: Member
     ctx: Context
+    #: The rules of the community the member is verifying for, for this message.
+    policy: FlowPolicy
+    language: str | None
     conversation: Conversation
     version: int
     saved: Conversation
     replies: list[Reply] = field(default_factory=list)
     hits: list[Hit] = field(default_factory=list)
+    #: Codes and verifications counted for the fraud breaker, in the same write.
+    fraud: list[FraudHit] = field(default_factory=list)
+    #: Trips of the breaker, kept across replays of the message (each is reported once).
+    trips: list[Pause] = field(default_factory=list)
     cancels: list[CancelVerification] = field(default_factory=list)
     #: A number whose request Vonage has ended: its claim is released with the save.
     release: str | None = None
     verified: MemberVerified | None = None
+    setbacks: list[MemberSetback] = field(default_factory=list)
     #: Something outside Redis happened (Vonage, the DB), so a conflict cannot be replayed.
     external: bool = False
+    #: Every event and effect of the turn, in order, for the funnel's counters.
+    seen: list[Event | Effect] = field(default_factory=list)
 
 
 #: How an adapter shows an outcome to the member (its replies, its keyboards or views).
@@ -136,13 +173,19 @@ class Engine:
         limits: Limits,
         clock: Callable[[], float] = time.time,
         bus: Bus | None = None,
+        policies: Policies | None = None,
+        breaker: Breaker | None = None,
     ) -> None:
         self.store = store
         self.directory = AsyncDirectory.bounded(directory)
         self.verifier = verifier
+        #: The process-wide part of every conversation's policy (and, without ``policies``,
+        #: all of it); each community's own rules go on top, per message.
         self.policy = policy
+        self.policies = policies
         self.limits = limits
         self.clock = clock
+        self.breaker = breaker if breaker is not None else Breaker()
         #: What follows a verification; the shell registers its handlers.
         self.bus = bus if bus is not None else Bus()
 
@@ -168,8 +211,12 @@ class Engine:
                 if render is not None:
                     await render(outcome)
             finally:
+                for pause in outcome.trips:
+                    await self.bus.tripped(member, pause)
                 if outcome.verified is not None:
                     await self.bus.publish(member, outcome.verified)
+                for setback in outcome.setbacks:
+                    await self.bus.publish_setback(member, setback)
         except asyncio.CancelledError:
             # Cut short by a stop whose grace ran out: the update comes again (polling
             # fetches it on the next start) and must not be taken for a duplicate.
@@ -195,6 +242,14 @@ class Engine:
                     log.warning("forget_delivery_failed", member=str(member.key))
             return Outcome((Reply("error.internal"),))
 
+    async def _rules(self, member: Member, origin: str | None) -> tuple[FlowPolicy, str | None]:
+        """The conversation's policy and language for the community ``origin`` names (a
+        group's deep link or join request), else the member's own scope (a Slack team)."""
+        if self.policies is None:
+            return self.policy, None
+        community = await self.policies.policy_for(scope_for(member.key, origin))
+        return community.flow_policy(self.policy), community.default_language
+
     async def conversation(self, member: Member) -> Conversation:
         """The member's conversation as it stands, for status displays."""
         snapshot = await self.store.load(member.key, now=self.clock())
@@ -209,6 +264,7 @@ class Engine:
         """True the first time a platform delivery that is not a message is seen."""
         first = await self.store.first_delivery(key, delivery_id)
         if not first:
+            metrics.DUPLICATE_DELIVERIES.labels(key.platform).inc()
             log.info("duplicate_delivery", member=str(key), delivery_id=delivery_id)
         return first
 
@@ -217,6 +273,7 @@ class Engine:
         return await self.directory.find_verified(key)
 
     async def _handle(self, member: Member, event: MemberEvent, delivery_id: str | None) -> Outcome:
+        trips: list[Pause] = []
         for attempt in range(_ATTEMPTS):
             now = self.clock()
             snapshot = await self.store.load(
@@ -226,17 +283,36 @@ class Engine:
                 peek=self.limits.wrong_codes(member.key),
             )
             if snapshot.duplicate:
+                metrics.DUPLICATE_DELIVERIES.labels(member.key.platform).inc()
                 log.info("duplicate_delivery", member=str(member.key), delivery_id=delivery_id)
                 return Outcome(duplicate=True)
             wait = max(snapshot.waits, default=0.0)
             ctx = Context(now=now, wrong_codes_blocked_until=now + wait if wait > 0 else None)
+            conversation = snapshot.conversation
+            # As the table has it: a start from idle or verified names (or forgets) the place
+            # that sent the member; otherwise the conversation's place stands.
+            starts = isinstance(event, Start) and conversation.state in _STARTABLE
+            origin = event.origin if starts and isinstance(event, Start) else conversation.origin
+            policy, language = await self._rules(member, origin)
             turn = _Turn(
-                member, ctx, snapshot.conversation, snapshot.version, snapshot.conversation
+                member,
+                ctx,
+                policy,
+                language,
+                snapshot.conversation,
+                snapshot.version,
+                snapshot.conversation,
+                trips=trips,
             )
+            before, replayed = turn.conversation.state, False
             try:
                 return await self._run(turn, event)
             except _Replay:
+                replayed = True
                 log.info("conversation_replayed", member=str(member.key), attempt=attempt + 1)
+            finally:
+                if not replayed:  # a replayed turn is counted by its replay
+                    count_turn(member.key.platform, before, turn.conversation.state, turn.seen)
         raise RuntimeError("conversation kept changing under us")
 
     async def _run(self, turn: _Turn, event: Event) -> Outcome:
@@ -257,6 +333,11 @@ class Engine:
                 turn.release = effect.phone
             elif isinstance(effect, MemberVerified):
                 turn.verified = effect
+                if effect.fresh:  # counted where the verified state is saved
+                    country = turn.conversation.country
+                    turn.fraud += self.breaker.for_verified(effect.phone, country)
+            elif isinstance(effect, MemberSetback):
+                turn.setbacks.append(effect)
             else:
                 self._advance(turn, await self._command(turn, effect), effects)
         try:
@@ -286,11 +367,20 @@ class Engine:
                 state_from=before.value,
                 state_to=turn.conversation.state.value,
             )
-        return Outcome(tuple(turn.replies), turn.conversation.state, turn.verified, previous=before)
+        return Outcome(
+            tuple(turn.replies),
+            turn.conversation.state,
+            turn.verified,
+            previous=before,
+            language=turn.language,
+            setbacks=tuple(turn.setbacks),
+            trips=tuple(turn.trips),
+        )
 
     def _advance(self, turn: _Turn, event: Event, effects: deque[Effect]) -> None:
-        result = step(turn.conversation, event, turn.ctx, self.policy)
+        result = step(turn.conversation, event, turn.ctx, turn.policy)
         turn.conversation = result.conversation
+        turn.seen += (event, *result.effects)
         effects.extend(result.effects)
 
     async def _command(self, turn: _Turn, command: Command) -> Answer:
@@ -298,7 +388,8 @@ class Engine:
         if isinstance(command, ReserveSms):
             hits = self.limits.for_sms(key, command.phone, command.country, command.purpose)
             claim = Claim(command.phone, self._claim_ttl())
-            return await self._reserve(turn, hits, claim)
+            fraud = self.breaker.for_sms(command.phone, command.country)
+            return await self._reserve(turn, hits, claim, fraud, command.country)
         if isinstance(command, LookupLink):
             link = await self.directory.find_verified(key)
             if link is None or link.phone_e164 is None:
@@ -315,6 +406,8 @@ class Engine:
             started = await self.verifier.start(command.phone, locale=turn.member.locale)
             if isinstance(started, VerificationStarted) and not started.adopted:
                 await self._audit_sms(turn, "code_sent", command.phone)
+            elif isinstance(started, VerificationStarted):
+                metrics.VONAGE_ADOPTED.inc()
             return started
         if isinstance(command, CheckCode):
             return await self.verifier.check(command.request_id, command.code)
@@ -330,9 +423,16 @@ class Engine:
     def _claim_ttl(self) -> float:
         return self.verifier.request_lifetime + self.policy.start_lease + _CLAIM_MARGIN
 
-    async def _reserve(self, turn: _Turn, hits: list[Hit], claim: Claim) -> Answer:
-        """Save the lease, take from the limits and take (or refresh) the number's claim in
-        one atomic write, before Vonage."""
+    async def _reserve(
+        self,
+        turn: _Turn,
+        hits: list[Hit],
+        claim: Claim,
+        fraud: list[FraudHit],
+        country: str | None,
+    ) -> Answer:
+        """Save the lease, take from the limits, take (or refresh) the number's claim and
+        pass the fraud breaker in one atomic write, before Vonage."""
         result = await self.store.commit(
             turn.member.key,
             turn.conversation,
@@ -340,26 +440,41 @@ class Engine:
             now=turn.ctx.now,
             hits=[*turn.hits, *hits],
             claim=claim,
+            fraud=[*turn.fraud, *fraud],
         )
         if isinstance(result, Conflict):
             if turn.external:
                 raise RuntimeError("conflict after an external call")  # pragma: no cover
             raise _Replay
         if isinstance(result, LimitReached):
+            metrics.RATE_LIMIT_HITS.labels(result.limit).inc()
             log.info("rate_limited", member=str(turn.member.key), wait=round(result.wait, 1))
             return Limited(turn.ctx.now + result.wait)
         if isinstance(result, ClaimHeld):
             # Say when, never who: the reply names no member.
             log.info("phone_in_progress", member=str(turn.member.key), wait=round(result.wait))
             return PhoneBusy(turn.ctx.now + result.wait)
-        turn.version, turn.saved, turn.hits = result.version, turn.conversation, []
+        if isinstance(result, ScopePaused):
+            log.info("sms_paused", member=str(turn.member.key), wait=round(result.wait))
+            return SmsPaused(turn.ctx.now + result.wait)
+        if isinstance(result, BreakerTripped):
+            for pause in result.pauses:
+                _report_trip(pause, country)
+            turn.trips += result.pauses
+            return SmsPaused(turn.ctx.now + result.wait)
+        turn.version, turn.saved, turn.hits, turn.fraud = (
+            result.version,
+            turn.conversation,
+            [],
+            [],
+        )
         return Reserved()
 
     async def _make_durable(self, turn: _Turn) -> None:
         """Commit what changed before the first external call of the turn: another worker
         then sees it (a check's lease, say), and a conflict is replayed, as nothing outside
         Redis has happened yet. A reserved SMS is committed already: no extra round trip."""
-        if turn.conversation == turn.saved and not turn.hits:
+        if turn.conversation == turn.saved and not turn.hits and not turn.fraud:
             return
         result = await self.store.commit(
             turn.member.key,
@@ -367,12 +482,18 @@ class Engine:
             version=turn.version,
             now=turn.ctx.now,
             hits=turn.hits,
+            fraud=turn.fraud,
         )
         if isinstance(result, Conflict):
             raise _Replay
         if not isinstance(result, Committed):  # only counted hits here: nothing can refuse
             raise RuntimeError(f"unexpected commit result {result!r}")  # pragma: no cover
-        turn.version, turn.saved, turn.hits = result.version, turn.conversation, []
+        turn.version, turn.saved, turn.hits, turn.fraud = (
+            result.version,
+            turn.conversation,
+            [],
+            [],
+        )
 
     async def _audit_sms(self, turn: _Turn, event: str, phone: str | None) -> None:
         """A code went out: the audit log is where ``/stats`` counts members and SMS."""
@@ -399,6 +520,7 @@ class Engine:
                 display_name=turn.member.display_name,
                 handle=turn.member.handle,
                 now=datetime.fromtimestamp(turn.ctx.now, UTC),
+                max_accounts=turn.policy.max_accounts_per_phone,
             )
         except Exception:
             log.exception("record_verified_failed", member=str(turn.member.key))
@@ -410,7 +532,8 @@ class Engine:
         return Recorded()
 
     async def _save(self, turn: _Turn) -> None:
-        if turn.conversation == turn.saved and not turn.hits and turn.release is None:
+        unchanged = turn.conversation == turn.saved and not turn.hits and not turn.fraud
+        if unchanged and turn.release is None:
             return
         release = Claim(turn.release) if turn.release else None
         if await self._commit_over(turn, turn.version, release):
@@ -426,7 +549,7 @@ class Engine:
         if turn.release:  # Vonage's word that the request is over stands all the same
             await self.store.release_claim(turn.member.key, turn.release)
         snapshot = await self.store.load(turn.member.key, now=turn.ctx.now)
-        status = step(snapshot.conversation, Status(), turn.ctx, self.policy)
+        status = step(snapshot.conversation, Status(), turn.ctx, turn.policy)
         turn.conversation = snapshot.conversation
         turn.replies = [e for e in status.effects if isinstance(e, Reply)] or [Reply("help.stale")]
         turn.cancels = []
@@ -452,8 +575,26 @@ class Engine:
             now=turn.ctx.now,
             hits=turn.hits,
             claim=release,
+            fraud=turn.fraud,
         )
         if not isinstance(result, Committed):
             return False
         turn.version, turn.saved = result.version, turn.conversation
         return True
+
+
+def _report_trip(pause: Pause, country: str | None) -> None:
+    """Once per trip (only the commit that tripped is told): the operator's alarm, with the
+    prefix masked like a number, and the metric."""
+    scope = pause.scope
+    log.critical(
+        "fraud_breaker_tripped",
+        scope=scope.kind,
+        country=scope.subject if scope.kind == "country" else country or "unknown",
+        prefix=scope.masked if scope.kind == "prefix" else None,
+        sent=pause.sent,
+        verified=pause.verified,
+        conversion=round(pause.conversion, 3),
+        paused_until=datetime.fromtimestamp(pause.until, UTC).isoformat(timespec="seconds"),
+    )
+    FRAUD_TRIPS.labels(scope=scope.kind).inc()

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
@@ -30,9 +32,12 @@ from typing import Any
 import structlog
 from redis.asyncio import Redis
 
+from bot import metrics
 from bot.directory import AsyncDirectory, Directory
+from bot.flow import Setback
 from bot.identity import MemberKey
 from bot.keys import Keys
+from bot.sanction import GateRules, Sanction, sanction_for
 
 log = structlog.get_logger("verifybot.gate")
 
@@ -40,6 +45,12 @@ log = structlog.get_logger("verifybot.gate")
 DEFAULT_HOLD_TTL = 7 * 86400
 #: Kept this long after a deadline, so a sweeper that was down for a while still sees it.
 GRACE = 86400
+#: A review nobody decided is dropped after this long.
+REVIEW_TTL = 7 * 86400
+#: What ``secrets.token_urlsafe(12)`` makes: a review's id, and all a button carries.
+_REVIEW_ID = re.compile(r"[A-Za-z0-9_-]{16}")
+#: Failed verifications count towards ``ban_after_failures`` for a day from the first.
+FAILURE_WINDOW = 86400
 
 _HOLD = """
 -- KEYS: hold, of, due, covered   ARGV: json, place, field, deadline ('' for none), ttl, user
@@ -96,6 +107,29 @@ end
 return out
 """
 
+_COUNT_FAILURE = """
+-- KEYS: failures   ARGV: ttl
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return n
+"""
+
+_OPEN_REVIEW = """
+-- KEYS: open, entry   ARGV: id, json, ttl
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[3]) then return 0 end
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+return 1
+"""
+
+_TAKE_REVIEW = """
+-- KEYS: entry   ARGV: open-key prefix
+local raw = redis.call('GET', KEYS[1])
+if not raw then return false end
+redis.call('DEL', KEYS[1])
+redis.call('DEL', ARGV[1] .. cjson.decode(raw)['field'])
+return raw
+"""
+
 _SWAP_NOTICE = """
 -- KEYS: notice   ARGV: new id, ttl
 local old = redis.call('GET', KEYS[1])
@@ -146,6 +180,24 @@ class Hold:
         return cls(**data)
 
 
+@dataclass(frozen=True, slots=True)
+class Review:
+    """A held member queued for the moderators, and why. A button carries only the id."""
+
+    id: str
+    hold: Hold
+    reason: Setback
+
+    def to_json(self) -> str:
+        data = {"id": self.id, "hold": self.hold.to_json(), "reason": self.reason.value}
+        return json.dumps({**data, "field": self.hold.field}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Review:
+        data = json.loads(raw)
+        return cls(data["id"], Hold.from_json(data["hold"]), Setback(data["reason"]))
+
+
 class Gate:
     def __init__(self, redis: Redis, *, prefix: str, hold_ttl: int = DEFAULT_HOLD_TTL) -> None:
         self.redis = redis
@@ -155,6 +207,9 @@ class Gate:
         self._release = redis.register_script(_RELEASE)
         self._claim_due = redis.register_script(_CLAIM_DUE)
         self._swap_notice = redis.register_script(_SWAP_NOTICE)
+        self._count_failure = redis.register_script(_COUNT_FAILURE)
+        self._open_review = redis.register_script(_OPEN_REVIEW)
+        self._take_review = redis.register_script(_TAKE_REVIEW)
         self._uncover = redis.register_script(_UNCOVER)
 
     async def hold(self, hold: Hold, *, now: float) -> None:
@@ -196,6 +251,47 @@ class Gate:
         )
         return [Hold.from_json(item) for item in raw]
 
+    async def holds_of(self, member: MemberKey) -> list[Hold]:
+        """Where the member is held now, taking nothing away."""
+        places = await self.redis.smembers(self.keys.gate_of(member))
+        if not places:
+            return []
+        fields = [f"{p.decode() if isinstance(p, bytes) else p}|{member}" for p in places]
+        raw = await self.redis.mget([self.keys.gate_hold(field) for field in fields])
+        return [Hold.from_json(item) for item in raw if item]
+
+    async def count_failure(self, member: MemberKey, *, window: int = FAILURE_WINDOW) -> int:
+        """Count one failed verification of the member; how many in the current window."""
+        return int(await self._count_failure(keys=[self.keys.gate_failures(member)], args=[window]))
+
+    # -- the moderators' review queue ----------------------------------------------------------
+
+    async def open_review(self, hold: Hold, reason: Setback) -> Review | None:
+        """Queue a held member for the moderators; None while an entry for them at that place
+        is open already (a member who keeps hitting a limit is queued once)."""
+        review = Review(secrets.token_urlsafe(12), hold, reason)
+        opened = await self._open_review(
+            keys=[self.keys.review_open(hold.field), self.keys.review(review.id)],
+            args=[review.id, review.to_json(), REVIEW_TTL],
+        )
+        return review if opened else None
+
+    async def peek_review(self, review_id: str) -> Review | None:
+        """The entry as it stands, taking nothing: to check who may decide it first."""
+        if not _REVIEW_ID.fullmatch(review_id):  # a forged id never names another key
+            return None
+        raw = await self.redis.get(self.keys.review(review_id))
+        return Review.from_json(raw) if raw else None
+
+    async def take_review(self, review_id: str) -> Review | None:
+        """The entry, to one caller only; None if it was decided already, or is unknown."""
+        if not _REVIEW_ID.fullmatch(review_id):
+            return None
+        raw = await self._take_review(
+            keys=[self.keys.review(review_id)], args=[self.keys.review_open("")]
+        )
+        return Review.from_json(raw) if raw else None
+
     async def welcome_due(self, place: str, *, interval: float) -> bool:
         """True if no welcome was posted at ``place`` in the last ``interval`` seconds."""
         key = self.keys.gate_welcomed(place)
@@ -217,12 +313,47 @@ class Gate:
         return notice.decode() if isinstance(notice, bytes) else notice
 
 
+#: Whether the rules of a place (platform, place) accept a verified phone number.
+Accepts = Callable[[str, str, str], Awaitable[bool]]
+
+
 @dataclass(frozen=True, slots=True)
 class Lapsed:
     """A hold whose deadline passed, and whether the member verified just in time after all."""
 
     hold: Hold
     verified: bool
+    #: What to do to a member who did not verify (None once they did).
+    sanction: Sanction | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Dealt:
+    """A member dealt with at once at one place (``ban_after_failures``)."""
+
+    hold: Hold
+    sanction: Sanction
+
+
+@dataclass(frozen=True, slots=True)
+class Reckoning:
+    """What a failed verification leads to: members dealt with now, entries for review."""
+
+    dealt: list[Dealt]
+    reviews: list[Review]
+
+
+#: A community's gate rules, by place: the seam to the per-community policy.
+RulesFor = Callable[[str], Awaitable[GateRules]]
+
+
+def fixed_rules(rules: GateRules) -> RulesFor:
+    """The same rules for every place: the settings' defaults."""
+
+    async def rules_for(place: str) -> GateRules:
+        return rules
+
+    return rules_for
 
 
 class Gatekeeper:
@@ -240,12 +371,18 @@ class Gatekeeper:
         admit_anywhere: bool,
         timeout: int,
         clock: Callable[[], float] = time.time,
+        rules_for: RulesFor | None = None,
+        accepts: Accepts | None = None,
     ) -> None:
         self.gate = gate
         self.directory = AsyncDirectory.bounded(directory)
         self.admit_anywhere = admit_anywhere
         self.timeout = timeout
         self.clock = clock
+        #: Each place's consequence and ``ban_after_failures``, asked when they are needed.
+        self.rules_for = rules_for or fixed_rules(GateRules())
+        #: Whether a place's own rules accept a verified number (``bot.policy``).
+        self.accepts = accepts
 
     async def arrive(
         self,
@@ -256,19 +393,28 @@ class Gatekeeper:
         reach: str | None = None,
         title: str | None = None,
         invite: str | None = None,
+        deadline_in: int | None = None,
+        admit_anywhere: bool | None = None,
     ) -> Hold | None:
         """A member joins or asks to join ``place`` (by the link ``invite``, if one is named):
-        None to let them in, else their hold."""
-        if await self._walks_in(member, place, invite):
+        None to let them in, else their hold. ``deadline_in`` (seconds, 0 for none) and
+        ``admit_anywhere`` are the place's own policy, when it has one."""
+        if await self._walks_in(member, place, invite, admit_anywhere):
+            metrics.GATE_ADMISSIONS.labels("walk_in").inc()
             return None
+        metrics.GATE_HOLDS.labels(kind).inc()
         now = self.clock()
-        deadline = now + self.timeout if self.timeout else None
+        timeout = self.timeout if deadline_in is None else deadline_in
+        deadline = now + timeout if timeout else None
         hold = Hold(place, member, kind, deadline=deadline, reach=reach, title=title)
         await self.gate.hold(hold, now=now)
         return hold
 
-    async def verified(self, member: MemberKey, *, origin: str | None = None) -> list[Hold]:
-        """The member verified: release every hold on them and remember the admissions.
+    async def verified(
+        self, member: MemberKey, *, origin: str | None = None, phone: str | None = None
+    ) -> list[Hold]:
+        """The member verified: release every hold on them whose place accepts ``phone``
+        and remember the admissions.
 
         ``origin`` is the place whose link they verified through. It is admitted even when
         no hold is there yet, because their join may still be queued: when it comes, they
@@ -277,11 +423,28 @@ class Gatekeeper:
         """
         if origin is not None:
             await self._record_admission(member, origin)
-        holds = await self.gate.release(member)
-        for hold in holds:
+        released = []
+        for hold in await self.gate.release(member):
+            if hold.place != origin and not await self._accepted(hold, phone):
+                # Verified under another place's rules, which this place's refuse: still
+                # held here (with its deadline), until they verify a number it accepts.
+                log.info("gate_number_refused_here", place=hold.place)
+                await self.gate.hold(hold, now=self.clock())
+                continue
+            released.append(hold)
+            metrics.GATE_ADMISSIONS.labels(hold.kind).inc()
             if hold.place != origin:
                 await self._record_admission(member, hold.place)
-        return holds
+        return released
+
+    async def _accepted(self, hold: Hold, phone: str | None) -> bool:
+        if self.accepts is None or phone is None:
+            return True
+        try:
+            return await self.accepts(hold.member.platform, hold.place, phone)
+        except Exception:
+            log.warning("policy_unknown", place=hold.place)
+            return False
 
     async def _record_admission(self, member: MemberKey, place: str) -> None:
         try:
@@ -301,13 +464,15 @@ class Gatekeeper:
         """The member left ``place`` (or was removed by someone else): forget their hold."""
         return await self.gate.release(member, place)
 
-    async def still_held(self, hold: Hold, *, invite: str | None = None) -> bool:
+    async def still_held(
+        self, hold: Hold, *, invite: str | None = None, admit_anywhere: bool | None = None
+    ) -> bool:
         """Asked right after the platform held the member: False if they may walk in by now
         (they verified, or were admitted, while the hold was being applied), with the hold
         released, so the adapter lifts it at once. A verification always records the
         admission before its own lift is sent, so whichever lift comes last is the member's.
         ``invite`` is the link they joined by, judged as ``arrive`` judged it."""
-        if not await self._walks_in(hold.member, hold.place, invite):
+        if not await self._walks_in(hold.member, hold.place, invite, admit_anywhere):
             return True
         await self.gate.release(hold.member, hold.place)
         return False
@@ -330,10 +495,85 @@ class Gatekeeper:
                 log.warning("lapse_deferred", member=str(hold.member), place=hold.place)
                 await self.gate.hold(hold, now=self.clock())
                 continue
-            results.append(Lapsed(hold, verified))
+            counter = metrics.GATE_ADMISSIONS if verified else metrics.GATE_REMOVALS
+            counter.labels(hold.kind).inc()
+            results.append(Lapsed(hold, verified, None if verified else await self._sanction(hold)))
         return results
 
-    async def _walks_in(self, member: MemberKey, place: str, invite: str | None = None) -> bool:
+    async def _sanction(self, hold: Hold) -> Sanction:
+        """The place's consequence for this member; its default (a kick) if it is unknown,
+        as a member who did not verify must not stay for want of a policy."""
+        try:
+            rules = await self.rules_for(hold.place)
+        except Exception:
+            log.warning("gate_rules_unknown", place=hold.place)
+            rules = GateRules()
+        return sanction_for(rules.consequence, requested=hold.kind == REQUESTED, now=self.clock())
+
+    # -- failed verifications ------------------------------------------------------------------
+
+    async def set_back(self, member: MemberKey, setback: Setback) -> Reckoning:
+        """A verification of ``member`` failed: deal at once with them where they failed too
+        often (``ban_after_failures``), and queue them for review where they are held.
+
+        Only a member held somewhere is counted or queued. Each place's hold is released by
+        one worker, which alone deals with it."""
+        holds = await self.gate.holds_of(member)
+        if not holds:
+            return Reckoning([], [])
+        dealt: list[Dealt] = []
+        queued: list[Hold] = holds
+        if setback is Setback.FAILED:
+            failures = await self.gate.count_failure(member)
+            queued = []
+            for hold in holds:
+                limit = (await self.rules_for(hold.place)).ban_after_failures
+                if limit and failures >= limit and await self.gate.release(member, hold.place):
+                    metrics.GATE_REMOVALS.labels(hold.kind).inc()
+                    dealt.append(Dealt(hold, await self._sanction(hold)))
+                    queued.append(hold)
+                    log.info("gate_failures_dealt", place=hold.place, failures=failures)
+        reviews = [await self.gate.open_review(hold, setback) for hold in queued]
+        return Reckoning(dealt, [review for review in reviews if review is not None])
+
+    # -- the moderators' decisions -------------------------------------------------------------
+
+    async def approve(self, hold: Hold, *, moderator: str, reason: Setback) -> None:
+        """A moderator lets the member in without a phone link: their hold there ends (the
+        adapter lifts it), and the audit log says who did it and why."""
+        if await self.gate.release(hold.member, hold.place):
+            metrics.GATE_ADMISSIONS.labels(hold.kind).inc()
+        await self.directory.audit(
+            "admitted_manually",
+            actor=moderator,
+            subject=str(hold.member),
+            details={"place": hold.place, "reason": reason.value},
+            now=self._now(),
+        )
+
+    async def deny(self, hold: Hold, *, moderator: str, reason: Setback) -> Sanction | None:
+        """A moderator turns the member away: the place's consequence, now, for a member
+        still held there. None when they are not: the consequence befell them already (at
+        the deadline, or by ``ban_after_failures``), or they verified or left meanwhile."""
+        released = await self.gate.release(hold.member, hold.place)
+        await self.directory.audit(
+            "denied",
+            actor=moderator,
+            subject=str(hold.member),
+            details={"place": hold.place, "reason": reason.value},
+            now=self._now(),
+        )
+        if released:
+            metrics.GATE_REMOVALS.labels(hold.kind).inc()
+        return await self._sanction(hold) if released else None
+
+    async def _walks_in(
+        self,
+        member: MemberKey,
+        place: str,
+        invite: str | None = None,
+        admit_anywhere: bool | None = None,
+    ) -> bool:
         try:
             withdrawn = invite is not None and await self.directory.invite_withdrawn(invite)
             if withdrawn:
@@ -341,7 +581,8 @@ class Gatekeeper:
                 # took effect): it vouches for nothing, and the member is judged a stranger.
                 log.info("gate_withdrawn_invite", place=place)
                 return False
-            if self.admit_anywhere:
+            anywhere = self.admit_anywhere if admit_anywhere is None else admit_anywhere
+            if anywhere:
                 # Any verified member: admit() checks that and records the admission at once.
                 return await self.directory.admit(member, place, now=self._now())
             # Only a remembered admission counts, and it is already on record.
@@ -355,6 +596,9 @@ class Gatekeeper:
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
 
+
+#: ``Hold.kind`` of a member who asked to join (a join request) rather than joined.
+REQUESTED = "join_request"
 
 #: Lapsed holds claimed, and acted on side by side, at a time.
 SWEEP_BATCH = 50

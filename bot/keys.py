@@ -36,6 +36,18 @@ class Keys:
     def stash(self, name: str) -> str:
         return f"{self.prefix}stash:{name}"
 
+    # -- the SMS-fraud breaker (``bot.fraud``) --------------------------------------------------
+
+    def fraud(self, log: str, field: str) -> str:
+        """A scope's ``sent`` or ``verified`` log, or its ``pause``; ``field`` is a
+        ``Scope.field`` such as ``prefix:+3461234``."""
+        return f"{self.prefix}fraud:{log}:{field}"
+
+    @property
+    def fraud_paused(self) -> str:
+        """Every pause's scope, by when it ends (for ``verifybot fraud status``)."""
+        return f"{self.prefix}fraud:paused"
+
     # -- the gate -----------------------------------------------------------------------------
 
     @property
@@ -69,3 +81,23 @@ class Keys:
     def gate_welcomed(self, place: str) -> str:
         """Set while a welcome posted at ``place`` is recent (the welcome pace)."""
         return f"{self.prefix}gate:welcomed:{place}"
+
+    def gate_failures(self, member: MemberKey) -> str:
+        """How many verifications ``member`` failed today (``ban_after_failures``)."""
+        return f"{self.prefix}gate:failed:{member}"
+
+    # -- the moderators' review queue ------------------------------------------------------------
+
+    def review(self, entry_id: str) -> str:
+        """One entry of the review queue, until a moderator decides it."""
+        return f"{self.prefix}review:{entry_id}"
+
+    def review_open(self, field: str) -> str:
+        """The open entry for a member at a place (a ``Hold.field``): one at a time."""
+        return f"{self.prefix}review:open:{field}"
+
+    # -- communities' policies ----------------------------------------------------------------
+
+    def policy(self, scope: str) -> str:
+        """A community's stored policy (``bot.policy``), cached from the directory."""
+        return f"{self.prefix}policy:{scope}"

@@ -1,4 +1,5 @@
-"""What moderators and admins do: grant and revoke roles, look members up, export, unlink.
+"""What moderators and admins do: grant and revoke roles, look members up, export, unlink,
+and see or lift the SMS-fraud breaker's pauses.
 
 Platform-neutral, like the engine: an adapter says who is asking (an ``Actor`` with the
 ``Rank`` the platform gives them) and about whom (a ``MemberKey``), and shows the ``Result``'s
@@ -22,6 +23,7 @@ import structlog
 
 from bot.directory import AsyncDirectory, Directory, GrantOutcome, PhoneLink
 from bot.flow import Param, Reply
+from bot.fraud import Pause, parse_scope
 from bot.identity import Member, MemberKey
 from bot.privacy import mask_phone
 from bot.report import Format, export_rows, render
@@ -163,7 +165,8 @@ class Moderation:
     #: The platforms this process can act on, by name ("telegram", "slack").
     platforms: Mapping[str, RolePlatform] = field(default_factory=dict)
     log: ModLog | None = None
-    #: Where unlink confirmations wait; without it, unlink needs ``confirmed=True``.
+    #: Where unlink confirmations wait (without it, unlink needs ``confirmed=True``) and
+    #: where the fraud breaker's pauses live (without it, ``fraud`` says none is paused).
     store: Store | None = None
     #: Ids named as admins in the settings, per platform.
     admins: Mapping[str, frozenset[str]] = field(default_factory=dict)
@@ -386,7 +389,54 @@ class Moderation:
             await self.store.take(f"unlink:{token}")
         return Result((Reply("mod.unlink.cancelled"),))
 
+    async def fraud(self, actor: Actor, words: Sequence[str] = ()) -> Result:
+        """``fraud`` (or ``fraud status``): every paused country and prefix; ``fraud lift
+        ES`` or ``fraud lift +3461234``: resume sending there now. Both audited."""
+        refused = await self.check(actor, Rank.ADMIN, "fraud", None)
+        if refused:
+            return refused
+        verb = words[0].lower() if words else "status"
+        if verb == "status" and len(words) <= 1:
+            await self._audit("fraud_status", actor, "-", {})
+            return self._pauses(await self.store.pauses(now=self.clock()) if self.store else [])
+        scope = parse_scope(" ".join(words[1:])) if verb == "lift" and len(words) > 1 else None
+        if scope is None:
+            return Result((Reply("mod.fraud.usage"),), ok=False)
+        lifted = await self.store.lift(scope) if self.store else False
+        await self._audit("fraud_lifted", actor, scope.field, {"was_paused": lifted})
+        if not lifted:
+            return Result((Reply("mod.fraud.not_paused", {"scope": str(scope)}),), ok=False)
+        log.warning("fraud_pause_lifted", scope=scope.kind, actor=str(actor))
+        await self._post(
+            Reply("modlog.fraud_lifted", {"scope": scope.masked, "by": actor.name or str(actor)})
+        )
+        return Result((Reply("mod.fraud.lifted", {"scope": str(scope)}),))
+
+    def _pauses(self, pauses: Sequence[Pause]) -> Result:
+        if not pauses:
+            return Result((Reply("mod.fraud.none"),))
+        lines = "\n".join(
+            f"• {p.scope} · {p.verified}/{p.sent} ({p.conversion:.0%})"
+            f" · {_when(datetime.fromtimestamp(p.until, UTC))}"
+            for p in pauses
+        )
+        return Result((Reply("mod.fraud.status", {"lines": lines}),))
+
     # -- the bot itself --------------------------------------------------------------------------
+
+    async def breaker_tripped(self, member: Member, pause: Pause) -> None:
+        """Tell the moderators' log the fraud breaker paused a country or a prefix (masked
+        like a number); never raises. ``member`` is whoever's SMS found it."""
+        try:
+            params: dict[str, Param] = {
+                "scope": pause.scope.masked,
+                "sent": pause.sent,
+                "verified": pause.verified,
+                "until": _when(datetime.fromtimestamp(pause.until, UTC)),
+            }
+            await self._post(Reply("modlog.fraud_tripped", params))
+        except Exception:
+            log.exception("fraud_log_failed", member=str(member.key))
 
     async def member_verified(self, member: Member, *, fresh: bool = True) -> None:
         """Log a ``fresh`` verification and give ``AUTO_ROLES``; never raises.

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+#: Duration units as the settings write them.
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,3 +26,16 @@ def format_duration(seconds: int) -> str:
         if seconds % size == 0:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
+
+
+def parse_seconds(value: str | int) -> int:
+    """``"90"``, ``"15m"``, ``"2h"`` or ``"1d"`` -> seconds; ``"0"`` or ``"off"`` -> 0."""
+    if isinstance(value, int):
+        return value
+    text = value.strip().lower()
+    if text in ("", "off", "none", "0"):
+        return 0
+    match = re.match(r"^(\d+)\s*([smhd]?)$", text)
+    if not match:
+        raise ValueError(f"{value!r} is not a duration like 90, 15m, 2h or 1d")
+    return int(match.group(1)) * UNITS[match.group(2) or "s"]

@@ -14,15 +14,16 @@ import phonenumbers
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bot.consequence import parse_consequence
 from bot.phone import DEFAULT_SMS_TYPES, TYPE_NAMES
-from bot.rates import Rate
+from bot.rates import UNITS, Rate, parse_seconds
 
 
 class ConfigError(Exception):
     """Bad configuration, explained in one line for the operator."""
 
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_SWITCH = {"on": True, "off": False, "true": True, "false": False, "1": True, "0": False}
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([smhd])\s*$")
 
 
@@ -36,21 +37,8 @@ def parse_rates(value: str) -> tuple[Rate, ...]:
         if not match:
             raise ValueError(f"{part.strip()!r} is not a rate like 3/10m or 10/1d")
         count, size, unit = match.groups()
-        rates.append(Rate(int(count), int(size or 1) * _UNITS[unit]))
+        rates.append(Rate(int(count), int(size or 1) * UNITS[unit]))
     return tuple(rates)
-
-
-def parse_seconds(value: str | int) -> int:
-    """``"90"``, ``"15m"``, ``"2h"`` or ``"1d"`` -> seconds; ``"0"`` or ``"off"`` -> 0."""
-    if isinstance(value, int):
-        return value
-    text = value.strip().lower()
-    if text in ("", "off", "none", "0"):
-        return 0
-    match = re.match(r"^(\d+)\s*([smhd]?)$", text)
-    if not match:
-        raise ValueError(f"{value!r} is not a duration like 90, 15m, 2h or 1d")
-    return int(match.group(1)) * _UNITS[match.group(2) or "s"]
 
 
 Rates = Annotated[tuple[Rate, ...], NoDecode]
@@ -132,9 +120,19 @@ class Settings(BaseSettings):
     limit_sms_global: Rates = parse_rates("5000/1d")
     limit_wrong_codes_per_member: Rates = parse_rates("10/1d")
 
+    # The SMS-fraud breaker (bot/fraud.py); config/.env.example explains the defaults.
+    fraud_breaker: bool = True
+    fraud_window: Annotated[int, NoDecode, Field(ge=60, le=7 * 86400)] = 86400
+    fraud_cooldown: Annotated[int, NoDecode, Field(ge=60, le=30 * 86400)] = 6 * 3600
+    fraud_min_conversion: float = Field(0.2, ge=0, le=1)
+    fraud_min_sends: int = Field(20, ge=1, le=1_000_000)
+    fraud_min_sends_country: int = Field(200, ge=1, le=1_000_000)
+
     # Serving HTTP (Telegram webhooks, Slack's HTTP mode)
     port: int = Field(8080, ge=1, le=65535)
     listen_host: str = "0.0.0.0"  # noqa: S104 - a bot behind a platform's webhook must listen
+    #: /healthz, /readyz and /metrics in long polling and Socket Mode (off when unset).
+    health_port: int | None = Field(None, ge=1, le=65535)
 
     # Telegram
     telegram_bot_token: SecretStr | None = None
@@ -142,6 +140,11 @@ class Settings(BaseSettings):
     telegram_gate_mode: Literal["restrict", "join_request", "off"] = "restrict"
     telegram_verify_timeout: Seconds = 0
     telegram_admit_verified: Literal["group", "anywhere"] = "group"
+    #: What befalls a member who does not verify in time (``bot.consequence``); a default
+    #: that each group's policy may override.
+    telegram_consequence: str = "kick"
+    #: Deal with a member at once after this many failed verifications in a day; 0 is off.
+    ban_after_failures: int = Field(0, ge=0, le=100)
     #: Updates of one group handled at once (a raid's joins are muted side by side).
     telegram_group_concurrency: int = Field(32, ge=1, le=1000)
     telegram_webhook_url: str | None = None
@@ -187,10 +190,39 @@ class Settings(BaseSettings):
     def _rates(cls, value: Any) -> Any:
         return parse_rates(value) if isinstance(value, str) else value
 
-    @field_validator("telegram_verify_timeout", mode="before")
+    @field_validator("telegram_verify_timeout", "fraud_window", "fraud_cooldown", mode="before")
     @classmethod
     def _seconds(cls, value: Any) -> Any:
         return parse_seconds(value) if isinstance(value, str) else value
+
+    @field_validator("telegram_consequence")
+    @classmethod
+    def _consequence(cls, value: str) -> str:
+        return str(parse_consequence(value))
+
+    @field_validator("fraud_breaker", mode="before")
+    @classmethod
+    def _on_off(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() not in _SWITCH:
+            raise ValueError(f"{value!r} is not on or off")
+        return _SWITCH[value.strip().lower()] if isinstance(value, str) else value
+
+    @field_validator("fraud_min_conversion", mode="before")
+    @classmethod
+    def _fraction(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not a fraction like 0.2") from None
+        return value
+
+    @field_validator("fraud_min_sends", "fraud_min_sends_country", mode="before")
+    @classmethod
+    def _whole(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip().isdigit():
+            raise ValueError(f"{value!r} is not a whole number like 20")
+        return value
 
     @field_validator("telegram_webhook_secret")
     @classmethod
@@ -218,9 +250,7 @@ class Settings(BaseSettings):
     @field_validator("auto_roles", mode="before")
     @classmethod
     def _role_names(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        return tuple(dict.fromkeys(p.strip().lower() for p in value.split(",") if p.strip()))
+        return parse_role_names(value) if isinstance(value, str) else value
 
     @field_validator("telegram_admin_ids", mode="before")
     @classmethod
@@ -235,28 +265,22 @@ class Settings(BaseSettings):
     @field_validator("telegram_log_chat_id")
     @classmethod
     def _log_chat(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"-?\d{1,20}|@[A-Za-z]\w{3,31}", value):
-            raise ValueError("use a chat id like -1001234567890 or a channel's @username")
-        return value
+        return parse_telegram_chat(value) if value is not None else None
 
     @field_validator("slack_log_channel")
     @classmethod
     def _log_channel(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[CG][A-Z0-9]{2,}", value):
-            raise ValueError("use a channel id like C0123ABCD (not a #name)")
-        return value
+        return parse_slack_channel(value) if value is not None else None
 
     @field_validator("allowed_countries", "blocked_countries", mode="before")
     @classmethod
     def _countries(cls, value: Any) -> Any:
-        return _names(
-            value, phonenumbers.SUPPORTED_REGIONS, "country code", "use ISO codes: GB, US"
-        )
+        return parse_countries(value) if isinstance(value, str) else value
 
     @field_validator("allowed_number_types", mode="before")
     @classmethod
     def _types(cls, value: Any) -> Any:
-        return _names(value, TYPE_NAMES, "number type", f"use {', '.join(sorted(TYPE_NAMES))}")
+        return parse_number_types(value) if isinstance(value, str) else value
 
     @field_validator("vonage_fallback_channels", mode="before")
     @classmethod
@@ -367,10 +391,38 @@ def _ids(value: Any, pattern: str, hint: str) -> Any:
     return ids
 
 
-def _names(value: Any, known: frozenset[str] | set[str], what: str, hint: str) -> Any:
+# Parsers shared with a community's own policy (bot/policy.py), so that a value typed in chat
+# is refused with the same one line as in the settings file.
+
+
+def parse_countries(value: str) -> frozenset[str]:
+    """``"GB, us"`` -> ``{"GB", "US"}``; ``""`` -> no countries."""
+    return _names(value, phonenumbers.SUPPORTED_REGIONS, "country code", "use ISO codes: GB, US")
+
+
+def parse_number_types(value: str) -> frozenset[str]:
+    return _names(value, TYPE_NAMES, "number type", f"use {', '.join(sorted(TYPE_NAMES))}")
+
+
+def parse_role_names(value: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(p.strip().lower() for p in value.split(",") if p.strip()))
+
+
+def parse_telegram_chat(value: str) -> str:
+    """A Telegram chat id (``-100…``) or a channel's ``@username``."""
+    if not re.fullmatch(r"-?\d{1,20}|@[A-Za-z]\w{3,31}", value):
+        raise ValueError("use a chat id like -1001234567890 or a channel's @username")
+    return value
+
+
+def parse_slack_channel(value: str) -> str:
+    if not re.fullmatch(r"[CG][A-Z0-9]{2,}", value):
+        raise ValueError("use a channel id like C0123ABCD (not a #name)")
+    return value
+
+
+def _names(value: str, known: frozenset[str] | set[str], what: str, hint: str) -> frozenset[str]:
     """A comma-separated list of upper-case names, each one we know."""
-    if not isinstance(value, str):
-        return value
     names = frozenset(part.strip().upper() for part in value.split(",") if part.strip())
     unknown = sorted(names - known)
     if unknown:

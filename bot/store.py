@@ -7,7 +7,9 @@ save, and several workers can share a server:
   and peeks at limits the step may need, in one call.
 * ``COMMIT`` is a compare-and-set on the conversation's version that also takes from
   rate limits, all or nothing: if any limit is full nothing is written. It also takes or
-  releases a number's claim (below), so owning a number costs no extra round trip.
+  releases a number's claim (below), so owning a number costs no extra round trip, and
+  it runs the SMS-fraud breaker (``bot.fraud``): a paused country or prefix refuses the
+  SMS like a full limit, and the SMS that finds one below its conversion trips it.
 
 A *claim* says which member's verification owns a phone number, from the moment its SMS is
 reserved until Vonage says the request is over (or the request's lifetime has certainly
@@ -27,14 +29,17 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
 import structlog
 from redis.asyncio import Redis
 
+from bot import metrics
 from bot.flow import Conversation, State
+from bot.fraud import FraudHit, Pause, Scope
 from bot.identity import MemberKey
 from bot.keys import Keys
 from bot.rates import Rate
@@ -81,9 +86,45 @@ if claim == 'take' then
   local holder = redis.call('GET', KEYS[2])
   if holder and holder ~= owner then return {'busy', redis.call('PTTL', KEYS[2])} end
 end
-local wait = 0
-local a = 9
-for k = 3, #KEYS do
+local nl, nf = tonumber(ARGV[9]), tonumber(ARGV[10])
+local fk, fa = 3 + nl, 11 + 3 * nl
+-- The fraud breaker: each scope has 3 keys (sent, verified, pause) and 6 args.
+local paused = 0
+for i = 0, nf - 1 do
+  if ARGV[fa + 6 * i] == 'send' then
+    local ttl = redis.call('PTTL', KEYS[fk + 3 * i + 2])
+    if ttl > paused then paused = ttl end
+  end
+end
+if paused > 0 then return {'paused', paused} end
+local tripped = {}
+for i = 0, nf - 1 do
+  local a, sent, verified = fa + 6 * i, KEYS[fk + 3 * i], KEYS[fk + 3 * i + 1]
+  local window = tonumber(ARGV[a + 3])
+  redis.call('ZREMRANGEBYSCORE', sent, '-inf', now - window)
+  redis.call('ZREMRANGEBYSCORE', verified, '-inf', now - window)
+  if ARGV[a] == 'send' then
+    local s, v = redis.call('ZCARD', sent), redis.call('ZCARD', verified)
+    if s >= tonumber(ARGV[a + 1]) and v < tonumber(ARGV[a + 2]) * s then
+      local cooldown = tonumber(ARGV[a + 4])
+      local index = KEYS[fk + 3 * nf]
+      redis.call('SET', KEYS[fk + 3 * i + 2], cjson.encode({s, v, now + cooldown}), 'PX', cooldown)
+      -- A fresh count after the pause: the evidence is kept in the pause itself.
+      redis.call('DEL', sent, verified)
+      redis.call('ZREMRANGEBYSCORE', index, '-inf', now)
+      redis.call('ZADD', index, now + cooldown, ARGV[a + 5])
+      if redis.call('PTTL', index) < cooldown then redis.call('PEXPIRE', index, cooldown) end
+      tripped[#tripped + 1] = ARGV[a + 5]
+      tripped[#tripped + 1] = s
+      tripped[#tripped + 1] = v
+      if cooldown > paused then paused = cooldown end
+    end
+  end
+end
+if #tripped > 0 then return {'tripped', paused, unpack(tripped)} end
+local wait, which = 0, 0
+local a = 11
+for k = 3, 2 + nl do
   local window, limit, mode = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), ARGV[a + 2]
   a = a + 3
   redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', now - window)
@@ -95,16 +136,23 @@ for k = 3, #KEYS do
         local e = redis.call('ZRANGE', KEYS[k], n - limit, n - limit, 'WITHSCORES')
         w = tonumber(e[2]) + window - now
       end
-      if w > wait then wait = w end
+      if w > wait then wait, which = w, k - 2 end
     end
   end
 end
-if wait > 0 then return {'limited', wait} end
-a = 9
-for k = 3, #KEYS do
+if wait > 0 then return {'limited', wait, which} end
+a = 11
+for k = 3, 2 + nl do
   redis.call('ZADD', KEYS[k], now, token)
   redis.call('PEXPIRE', KEYS[k], ARGV[a])
   a = a + 3
+end
+for i = 0, nf - 1 do
+  local a = fa + 6 * i
+  local log = KEYS[fk + 3 * i]
+  if ARGV[a] == 'verified' then log = KEYS[fk + 3 * i + 1] end
+  redis.call('ZADD', log, now, token)
+  redis.call('PEXPIRE', log, ARGV[a + 3])
 end
 if claim == 'take' then
   redis.call('SET', KEYS[2], owner, 'PX', ARGV[8])
@@ -184,6 +232,8 @@ class Conflict:
 @dataclass(frozen=True, slots=True)
 class LimitReached:
     wait: float
+    #: The name of the limit that keeps the longest wait (``Limit.name``), for the metrics.
+    limit: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +243,23 @@ class ClaimHeld:
     wait: float
 
 
-CommitResult = Committed | Conflict | LimitReached | ClaimHeld
+@dataclass(frozen=True, slots=True)
+class ScopePaused:
+    """The fraud breaker has paused SMS to the number's country or prefix for ``wait`` s."""
+
+    wait: float
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerTripped:
+    """This SMS found its country or prefix below the conversion: the breaker tripped there
+    (only this commit is told so) and nothing else was written."""
+
+    wait: float
+    pauses: tuple[Pause, ...]
+
+
+CommitResult = Committed | Conflict | LimitReached | ClaimHeld | ScopePaused | BreakerTripped
 
 _FIELDS = {f.name for f in fields(Conversation)}
 
@@ -253,6 +319,13 @@ class Store:
         self._commit = redis.register_script(_COMMIT)
         self._release = redis.register_script(_RELEASE)
 
+    @asynccontextmanager
+    async def _round_trip(self, operation: str) -> AsyncIterator[None]:
+        """One Redis round trip: queued fairly, timed and counted (``bot.metrics``)."""
+        async with self._in_flight:
+            with metrics.timed(metrics.REDIS_SECONDS, metrics.REDIS_ERRORS, operation):
+                yield
+
     def conversation_key(self, member: MemberKey) -> str:
         return self.keys.conversation(member)
 
@@ -281,7 +354,7 @@ class Store:
         for limit in peek:
             keys.append(self.limit_key(limit))
             args += [limit.rate.window * 1000, limit.rate.count]
-        async with self._in_flight:
+        async with self._round_trip("load"):
             result = await self._load(keys=keys, args=args)
         if int(result[0]) == 1:
             return Snapshot(duplicate=True, conversation=Conversation(), version=0)
@@ -293,12 +366,12 @@ class Store:
         """Mark a delivery seen without loading a conversation (a group's join, say); True
         the first time. It shares the conversations' guard: ids are unique per bot."""
         key = self.delivery_key(member, delivery_id)
-        async with self._in_flight:
+        async with self._round_trip("first_delivery"):
             return bool(await self.redis.set(key, 1, nx=True, px=self._duplicate_ttl_ms))
 
     async def forget_delivery(self, member: MemberKey, delivery_id: str) -> None:
         """Let a delivery be handled again, after handling it failed."""
-        async with self._in_flight:
+        async with self._round_trip("forget_delivery"):
             await self.redis.delete(self.delivery_key(member, delivery_id))
 
     async def commit(
@@ -310,6 +383,7 @@ class Store:
         now: float,
         hits: Sequence[Hit] = (),
         claim: Claim | None = None,
+        fraud: Sequence[FraudHit] = (),
     ) -> CommitResult:
         conversation_key = self.conversation_key(member)
         keys = [conversation_key, self.claim_key(claim.phone) if claim else conversation_key]
@@ -320,21 +394,47 @@ class Store:
         else:
             mode = "release" if claim.ttl is None else "take"
             args += [mode, str(member), _ms(claim.ttl or 0)]
+        args += [len(hits), len(fraud)]
         for hit in hits:
             keys.append(self.limit_key(hit.limit))
             args += [hit.limit.rate.window * 1000, hit.limit.rate.count, hit.mode]
-        async with self._in_flight:
+        for each in fraud:
+            field = each.scope.field
+            keys += [self.keys.fraud(log, field) for log in ("sent", "verified", "pause")]
+            args += [
+                each.mode,
+                each.min_sends,
+                each.min_conversion,
+                each.window * 1000,
+                each.cooldown * 1000,
+                field,
+            ]
+        if fraud:
+            keys.append(self.keys.fraud_paused)
+        async with self._round_trip("commit"):
             if self.replicas and claim is not None and claim.ttl is not None:
                 result = await self._commit_replicated(keys, args)
             else:
                 result = await self._commit(keys=keys, args=args)
-        outcome = result[0].decode() if isinstance(result[0], bytes) else str(result[0])
+        outcome = _text(result[0])
         if outcome == "ok":
             return Committed(int(result[1]))
         if outcome == "limited":
-            return LimitReached(float(result[1]) / 1000)
+            which = int(result[2]) - 1 if len(result) > 2 else -1
+            name = hits[which].limit.name if 0 <= which < len(hits) else ""
+            return LimitReached(float(result[1]) / 1000, name)
         if outcome == "busy":
             return ClaimHeld(max(0.0, float(result[1]) / 1000))
+        if outcome == "paused":
+            return ScopePaused(float(result[1]) / 1000)
+        if outcome == "tripped":
+            wait = float(result[1]) / 1000
+            pauses = [
+                Pause(scope, int(sent), int(verified), now + wait)
+                for field, sent, verified in zip(*[iter(result[2:])] * 3, strict=True)
+                if (scope := Scope.from_field(_text(field))) is not None
+            ]
+            return BreakerTripped(wait, tuple(pauses))
         return Conflict()
 
     async def _commit_replicated(self, keys: list[str], args: list[Any]) -> Any:
@@ -357,22 +457,52 @@ class Store:
         """Free ``phone`` for other members, if ``member`` holds it and is not using it
         again (one round trip)."""
         keys = [self.claim_key(phone), self.conversation_key(member)]
-        async with self._in_flight:
+        async with self._round_trip("release_claim"):
             await self._release(keys=keys, args=[str(member), phone])
+
+    async def pauses(self, *, now: float) -> list[Pause]:
+        """Every country and prefix the fraud breaker has paused, soonest to resume first."""
+        async with self._round_trip("fraud_pauses"):
+            fields = await self.redis.zrangebyscore(self.keys.fraud_paused, _ms(now), "+inf")
+            scopes = [s for s in (Scope.from_field(_text(f)) for f in fields) if s is not None]
+            if not scopes:
+                return []
+            raw = await self.redis.mget([self.keys.fraud("pause", s.field) for s in scopes])
+        pauses = []
+        for scope, value in zip(scopes, raw, strict=True):
+            if value is None:  # lapsed or lifted since it was listed
+                continue
+            sent, verified, until = json.loads(value)
+            pauses.append(Pause(scope, int(sent), int(verified), float(until) / 1000))
+        return pauses
+
+    async def lift(self, scope: Scope) -> bool:
+        """Resume SMS to ``scope`` now, with fresh counts; False if it was not paused."""
+        keys = [self.keys.fraud(log, scope.field) for log in ("pause", "sent", "verified")]
+        async with self._round_trip("fraud_lift"), self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(keys[0])
+            pipe.delete(*keys[1:])
+            pipe.zrem(self.keys.fraud_paused, scope.field)
+            removed, _, _ = await pipe.execute()
+        return bool(removed)
 
     async def stash(self, name: str, value: str, *, ttl: int) -> None:
         """Keep a short-lived value (a pending confirmation) under ``name`` for ``ttl`` s."""
-        async with self._in_flight:
+        async with self._round_trip("stash"):
             await self.redis.set(self.keys.stash(name), value, ex=ttl)
 
     async def take(self, name: str) -> str | None:
         """The value stashed under ``name``, removed in the same step: taken at most once."""
-        async with self._in_flight:
+        async with self._round_trip("take"):
             raw = await self.redis.getdel(self.keys.stash(name))
         return raw.decode() if isinstance(raw, bytes) else raw
 
     async def ping(self) -> None:
         await self.redis.ping()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _ms(seconds: float) -> int:

@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import replace
 
 import structlog
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -14,14 +15,18 @@ from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.exceptions import RedisError
 
 from bot.app import App, moderation_desk
+from bot.consequence import parse_consequence
 from bot.directory import Directory, DirectoryConfigError
 from bot.engine import Engine
 from bot.flow import FlowPolicy
+from bot.fraud import Breaker
 from bot.gate import Gate, Gatekeeper
 from bot.limits import Limits
 from bot.moderation import EveryLog, Moderation, ModLog
 from bot.phone import PhonePolicy
+from bot.policy import CommunityPolicy, Policies, community_scope
 from bot.roles import RoleBook, RoleBookError, RolePlatform, load_role_book
+from bot.sanction import GateRules
 from bot.settings import ConfigError, Settings
 from bot.store import Store
 from bot.texts import Catalogue, CatalogueError
@@ -106,6 +111,28 @@ def flow_policy(settings: Settings) -> FlowPolicy:
     )
 
 
+def community_defaults(settings: Settings) -> dict[str, CommunityPolicy]:
+    """Each platform's policy for communities that set nothing of their own."""
+    common = CommunityPolicy(
+        gate_mode=settings.telegram_gate_mode,
+        verify_timeout=settings.telegram_verify_timeout,
+        consequence=parse_consequence(settings.telegram_consequence),  # checked by Settings
+        ban_after_failures=settings.ban_after_failures,
+        admit_verified=settings.telegram_admit_verified,
+        allowed_countries=settings.allowed_countries,
+        blocked_countries=settings.blocked_countries,
+        allowed_number_types=settings.allowed_number_types,
+        max_accounts_per_phone=settings.max_accounts_per_phone,
+        default_language=settings.default_language.lower(),
+        auto_roles=settings.auto_roles,
+    )
+    return {
+        "telegram": replace(common, log_chat=settings.telegram_log_chat_id),
+        "slack": replace(common, log_chat=settings.slack_log_channel),
+        "": common,
+    }
+
+
 def limits_from(settings: Settings) -> Limits:
     return Limits(
         starts_per_member=settings.limit_starts_per_member,
@@ -114,6 +141,17 @@ def limits_from(settings: Settings) -> Limits:
         sms_per_country=settings.limit_sms_per_country,
         sms_global=settings.limit_sms_global,
         wrong_codes_per_member=settings.limit_wrong_codes_per_member,
+    )
+
+
+def breaker_from(settings: Settings) -> Breaker:
+    return Breaker(
+        enabled=settings.fraud_breaker,
+        window=settings.fraud_window,
+        cooldown=settings.fraud_cooldown,
+        min_conversion=settings.fraud_min_conversion,
+        min_sends_prefix=settings.fraud_min_sends,
+        min_sends_country=settings.fraud_min_sends_country,
     )
 
 
@@ -269,6 +307,7 @@ async def open_app(
     """Everything the bot needs, opened in order of what fails most plainly first."""
     catalogue = load_catalogue(settings)
     roles = load_roles(settings)
+    defaults = community_defaults(settings)
     verifier = build_verifier(settings, **({"show_code": show_code} if show_code else {}))
     try:
         directory = open_directory(settings)
@@ -283,6 +322,7 @@ async def open_app(
                     replicas=1 if settings.redis_sentinels else 0,
                     replica_timeout=REPLICA_WAIT_SECONDS,
                 )
+                policies = Policies(redis, directory, defaults, prefix=settings.redis_prefix)
                 engine = Engine(
                     store=store,
                     directory=directory,
@@ -290,18 +330,33 @@ async def open_app(
                     policy=flow_policy(settings),
                     limits=limits_from(settings),
                     clock=clock,
+                    breaker=breaker_from(settings),
+                    policies=policies,
                 )
                 if verifier.name == "sandbox":
                     log.warning(
                         "sandbox_verifier",
                         note="no Vonage credentials: codes are shown here and no SMS is sent",
                     )
+                base = engine.policy
+
+                async def accepts(platform: str, place: str, phone: str) -> bool:
+                    community = await policies.policy_for(community_scope(platform, place))
+                    return community.accepts(phone, base)
+
+                async def rules_for(place: str) -> GateRules:
+                    # Held places are Telegram groups today.
+                    community = await policies.policy_for(community_scope("telegram", place))
+                    return GateRules(community.consequence, community.ban_after_failures)
+
                 gatekeeper = Gatekeeper(
                     Gate(redis, prefix=settings.redis_prefix),
                     directory,
                     admit_anywhere=settings.telegram_admit_verified == "anywhere",
                     timeout=settings.telegram_verify_timeout,
                     clock=clock,
+                    rules_for=rules_for,
+                    accepts=accepts,
                 )
                 yield App(
                     settings,
@@ -313,6 +368,7 @@ async def open_app(
                     gatekeeper,
                     roles,
                     admin_ids(settings),
+                    policies,
                 )
         finally:
             directory.close()
@@ -321,11 +377,14 @@ async def open_app(
 
 
 @asynccontextmanager
-async def open_desk(settings: Settings, *, connect: bool) -> AsyncIterator[Moderation]:
+async def open_desk(
+    settings: Settings, *, connect: bool, redis: bool = False
+) -> AsyncIterator[Moderation]:
     """The moderators' desk outside the running bot, for the command line, with its directory.
 
     ``connect`` reaches each platform whose bot token is set here; its adapter is imported
-    only then, so a command that needs no platform never loads an SDK.
+    only then, so a command that needs no platform never loads an SDK. ``redis`` gives the
+    desk the store, for the commands about what lives there (the fraud breaker's pauses).
     """
     roles, catalogue = load_roles(settings), load_catalogue(settings)
     directory = open_directory(settings)
@@ -333,6 +392,10 @@ async def open_desk(settings: Settings, *, connect: bool) -> AsyncIterator[Moder
         platforms: dict[str, RolePlatform] = {}
         logs: list[ModLog] = []
         async with AsyncExitStack() as stack:
+            store = None
+            if redis:
+                client = await stack.enter_async_context(open_redis(settings))
+                store = Store(client, prefix=settings.redis_prefix, max_in_flight=4)
             if connect and settings.telegram_bot_token is not None:
                 from adapters.telegram import roles as telegram_roles
 
@@ -347,6 +410,8 @@ async def open_desk(settings: Settings, *, connect: bool) -> AsyncIterator[Moder
                 slack = await stack.enter_async_context(slack_roles.standalone(settings, catalogue))
                 platforms["slack"] = slack
                 logs += filter(None, [slack_roles.mod_log(slack, settings, catalogue)])
-            yield moderation_desk(directory, roles, admin_ids(settings), platforms, EveryLog(logs))
+            yield moderation_desk(
+                directory, roles, admin_ids(settings), platforms, EveryLog(logs), store=store
+            )
     finally:
         directory.close()

@@ -42,7 +42,13 @@ roles_app = typer.Typer(
     "and applied on the member's platform when its token is set here.",
     no_args_is_help=True,
 )
+fraud_app = typer.Typer(
+    help="The SMS-fraud breaker: the countries and prefixes where sending codes is paused "
+    "because they were texted many codes and few were entered (FRAUD_* settings).",
+    no_args_is_help=True,
+)
 app.add_typer(users_app, name="users")
+app.add_typer(fraud_app, name="fraud")
 app.add_typer(roles_app, name="roles")
 app.add_typer(db_app, name="db")
 
@@ -143,6 +149,7 @@ def run(
     Telegram needs TELEGRAM_BOT_TOKEN; Slack needs SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET
     (or SLACK_APP_TOKEN with --socket). The README walks through creating both apps.
     """
+    from verifybot import ops
     from verifybot.bootstrap import open_app
 
     if webhook and platform is not Platform.telegram:
@@ -156,15 +163,17 @@ def run(
 
             telegram.check_settings(settings, webhook=webhook)
             serve = partial(telegram.serve, webhook=webhook)
+            own_port = webhook or bool(settings.telegram_webhook_url)
         else:
             import adapters.slack as slack
 
             slack.check_settings(settings, socket=socket)
             serve = partial(slack.serve, socket=socket)
+            own_port = not socket
 
         async def serve_until_stopped() -> None:
-            async with open_app(settings) as app:
-                await serve(app)
+            async with open_app(settings) as app, ops.serving(app, own_port=own_port) as health:
+                await serve(app, health=health)
 
         run_async(serve_until_stopped)
 
@@ -473,6 +482,58 @@ def roles_sync(
         typer.echo(f"applied {report.grants} grant(s), {len(report.failed)} step(s) failed")
         if report.failed:
             raise typer.Exit(1)
+
+
+# -- the SMS-fraud breaker -------------------------------------------------------------------------
+
+
+@fraud_app.command("status")
+def fraud_status() -> None:
+    """List each paused country (ISO code) or prefix (+ and digits), one a line: the
+    conversion seen when it tripped, and when sending resumes."""
+    import time
+    from datetime import UTC, datetime
+
+    from verifybot.bootstrap import open_desk
+
+    with operator_errors():
+        settings = settings_for(log_level="WARNING")
+
+        async def pauses() -> Any:
+            async with open_desk(settings, connect=False, redis=True) as desk:
+                return await desk.store.pauses(now=time.time()) if desk.store else []
+
+        found = asyncio.run(pauses())
+        if not found:
+            typer.echo("nothing is paused")
+        for pause in found:
+            resumes = datetime.fromtimestamp(pause.until, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+            typer.echo(
+                f"{pause.scope}\tconversion {pause.conversion:.0%} "
+                f"({pause.verified} of {pause.sent} verified)\tresumes {resumes}"
+            )
+
+
+@fraud_app.command("lift")
+def fraud_lift(
+    scope: Annotated[str, typer.Argument(help="A country's ISO code (ES) or a prefix (+3461234).")],
+) -> None:
+    """Resume sending codes to a paused country or prefix now (audited, and posted to the
+    moderators' log of each platform whose token is set here). Exits 1 if it was not paused."""
+    from bot.fraud import parse_scope
+    from verifybot.bootstrap import open_desk
+
+    if parse_scope(scope) is None:
+        raise fail(f"{scope!r} is neither a country's ISO code (ES) nor a prefix (+3461234)")
+    with operator_errors():
+        settings = settings_for(log_level="WARNING")
+        actor = cli_actor()
+
+        async def lift() -> Result:
+            async with open_desk(settings, connect=True, redis=True) as desk:
+                return await desk.fraud(actor, ["lift", scope])
+
+        show(settings, asyncio.run(lift()))
 
 
 def main() -> None:

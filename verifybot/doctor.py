@@ -118,6 +118,24 @@ async def _ask(name: str, question: Awaitable[str]) -> Check:
         return Check(name, False, str(exc))
 
 
+def check_ports(settings: Settings) -> Check:
+    """Where /healthz, /readyz and /metrics will answer (``verifybot.ops``); informational."""
+    own = f"PORT {settings.port}"
+    elsewhere = (
+        f"HEALTH_PORT {settings.health_port}"
+        if settings.health_port is not None
+        else "nowhere (HEALTH_PORT is unset)"
+    )
+    telegram = own if settings.telegram_webhook_url else elsewhere
+    mode = "webhook" if settings.telegram_webhook_url else "long polling"
+    return Check(
+        "health",
+        True,
+        f"/healthz /readyz /metrics on {settings.listen_host}: Telegram ({mode}) {telegram}; "
+        f"Slack HTTP mode {own}, Socket Mode {elsewhere}",
+    )
+
+
 async def run_checks(settings: Settings) -> list[Check]:
     checks = [Check("settings", True, "read from the environment and .env")]
     try:
@@ -129,4 +147,5 @@ async def run_checks(settings: Settings) -> list[Check]:
     checks.append(await check_redis(settings))
     checks.append(check_database(settings))
     checks.extend(await check_platforms(settings))
+    checks.append(check_ports(settings))
     return checks

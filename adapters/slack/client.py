@@ -11,7 +11,9 @@ from aiohttp import ClientError
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
+from bot import metrics
 from bot.settings import ConfigError, Settings
 
 log = structlog.get_logger("verifybot.slack")
@@ -38,10 +40,63 @@ _PROBLEMS: Final = {
 _UNREACHABLE: Final = (SlackClientError, ClientError, OSError, TimeoutError)
 
 
+#: Slack's error names that mean "not allowed", for ``verifybot_platform_calls``.
+_FORBIDDEN: Final = frozenset(
+    {"not_authed", "invalid_auth", "account_inactive", "token_revoked", "is_archived",
+     "not_in_channel", "cannot_dm_bot", "user_not_found", "channel_not_found"}
+    | {error for error, problem in _PROBLEMS.items() if problem == "not_enough_rights"}
+)  # fmt: skip
+
+
+def outcome_of(error: str | None, status: int) -> str:
+    """A refused Web API call's outcome, as ``verifybot_platform_calls`` labels it."""
+    if status == 429 or _PROBLEMS.get(error or "") == "rate_limited":
+        return "429"
+    if status >= 500:
+        return "error"
+    return "forbidden" if error in _FORBIDDEN else "bad_request"
+
+
+class CountedWebClient(AsyncWebClient):
+    """slack-sdk's client, with every call counted by method and outcome (``bot.metrics``)."""
+
+    async def api_call(
+        self,
+        api_method: str,
+        *,
+        http_verb: str = "POST",
+        files: dict[str, Any] | None = None,
+        data: dict[str, Any] | Any | None = None,
+        params: dict[str, Any] | None = None,
+        json: dict[str, Any] | None = None,
+        headers: dict[str, Any] | None = None,
+        auth: dict[str, Any] | None = None,
+    ) -> AsyncSlackResponse:
+        outcome = "network"
+        try:
+            response = await super().api_call(
+                api_method,
+                http_verb=http_verb,
+                files=files,
+                data=data,
+                params=params,
+                json=json,
+                headers=headers,
+                auth=auth,
+            )
+            outcome = "ok"
+            return response
+        except SlackApiError as exc:
+            outcome = outcome_of(exc.response.get("error"), exc.response.status_code)
+            raise
+        finally:
+            metrics.PLATFORM_CALLS.labels(PLATFORM, api_method, outcome).inc()
+
+
 def web_client(settings: Settings) -> AsyncWebClient:
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
     base_url = settings.slack_api_base_url
-    client = AsyncWebClient(token=token, base_url=base_url.rstrip("/") + "/")
+    client = CountedWebClient(token=token, base_url=base_url.rstrip("/") + "/")
     client.retry_handlers.append(
         AsyncRateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES)
     )

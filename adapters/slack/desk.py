@@ -135,6 +135,7 @@ class SlackDesk:
             page=page_number(args[0] if args else None),
             platform=PLATFORM,
             scope=actor.key.scope,
+            words=args,
         )
         return await answer(self.moderation, name, request)
 

@@ -17,11 +17,12 @@ from slack_bolt.listener_matcher.async_listener_matcher import AsyncListenerMatc
 from slack_bolt.middleware.async_middleware import AsyncMiddleware
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
+from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters._runtime import InFlight, until_stopped
+from adapters._runtime import InFlight, add_health_routes, until_stopped
 from adapters.slack.chat import SlackChat
 from adapters.slack.client import PLATFORM, web_client
 from adapters.slack.desk import SlackDesk
@@ -39,6 +40,7 @@ from adapters.slack.views import (
     UNLINK_CANCEL,
     UNLINK_CONFIRM,
 )
+from bot.health import Health
 from bot.settings import ConfigError, Settings
 
 if TYPE_CHECKING:  # the wiring imports every port; an adapter needs only its type
@@ -252,8 +254,22 @@ def socket_handler(app: App, slack_app: AsyncApp) -> AsyncSocketModeHandler:
     return _SocketModeHandler(slack_app, token.get_secret_value())
 
 
-async def serve(app: App, *, socket: bool = False) -> None:
+async def accept_token(client: AsyncWebClient, health: Health) -> None:
+    """Ask Slack whose the bot token is (``auth.test``): readiness waits for its yes."""
+    try:
+        await client.auth_test()
+    except SlackApiError as exc:
+        log.error("slack_token_refused", error=exc.response.get("error"))
+        return
+    except Exception as exc:  # unreachable at start: not ready, and the log says why
+        log.error("slack_token_unchecked", error=type(exc).__name__)
+        return
+    health.token_accepted(PLATFORM)
+
+
+async def serve(app: App, *, socket: bool = False, health: Health | None = None) -> None:
     """Run until SIGINT or SIGTERM: HTTP on LISTEN_HOST:PORT, or Socket Mode out to Slack.
+    ``health`` is served beside the events endpoint in HTTP mode.
 
     On the signal no new request is taken (Slack sends an unacknowledged Socket Mode
     envelope again); listeners already running get SHUTDOWN_GRACE_SECONDS to finish."""
@@ -261,6 +277,8 @@ async def serve(app: App, *, socket: bool = False) -> None:
     slack_app = build_app(app, in_flight=in_flight)
     settings = app.settings
     grace = float(settings.shutdown_grace_seconds)
+    if health is not None:
+        await accept_token(slack_app.client, health)
     if socket:
         handler = socket_handler(app, slack_app)
         await handler.connect_async()  # type: ignore[no-untyped-call]
@@ -275,10 +293,10 @@ async def serve(app: App, *, socket: bool = False) -> None:
     secret = settings.slack_signing_secret
     if secret is None:
         raise ConfigError("SLACK_SIGNING_SECRET is not set")
-    runner = web.AppRunner(
-        web_app(slack_app, settings.slack_events_path, secret.get_secret_value()),
-        shutdown_timeout=grace,
-    )
+    application = web_app(slack_app, settings.slack_events_path, secret.get_secret_value())
+    if health is not None:
+        add_health_routes(application, health)
+    runner = web.AppRunner(application, shutdown_timeout=grace)
     await runner.setup()
     try:
         await web.TCPSite(runner, settings.listen_host, settings.port).start()

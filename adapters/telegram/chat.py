@@ -153,6 +153,7 @@ class TelegramChat:
 
     async def show(self, chat_id: int | str, outcome: Outcome, *, locale: str | None) -> None:
         """Send the replies; a reply keyboard shown for the phone goes once it is given."""
+        locale = self.catalogue.language_for(locale, outcome.language)
         close_keyboard = (
             outcome.previous is State.AWAIT_PHONE and outcome.state is not State.AWAIT_PHONE
         )

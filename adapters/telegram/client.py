@@ -13,6 +13,7 @@ from telegram import (
     Bot,
     ChatMember,
     ChatPermissions,
+    ForceReply,
     InlineKeyboardMarkup,
     Message,
     ReplyKeyboardMarkup,
@@ -39,7 +40,7 @@ PLATFORM = "telegram"
 VARIANT = "telegram"
 
 T = TypeVar("T")
-Markup = InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove
+Markup = InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove | ForceReply
 
 _RIGHTS = re.compile(r"not enough rights|chat_admin_required|right_forbidden|need administrator")
 _PRESENT = {ChatMember.OWNER, ChatMember.ADMINISTRATOR, ChatMember.MEMBER}
@@ -183,6 +184,23 @@ class TelegramClient:
         return None
 
     async def send(
-        self, chat_id: int | str, text: str, markup: Markup | None = None
+        self,
+        chat_id: int | str,
+        text: str,
+        markup: Markup | None = None,
+        *,
+        topic: int | None = None,
     ) -> Message | None:
-        return await self.call(self.bot.send_message(chat_id, text, reply_markup=markup))
+        """Send a text; ``topic`` is a forum topic's ``message_thread_id`` (None: the chat
+        itself, which in a forum is its General topic)."""
+        return await self.call(
+            self.bot.send_message(chat_id, text, reply_markup=markup, message_thread_id=topic)
+        )
+
+
+def topic_of(message: Message | None) -> int | None:
+    """The forum topic a message was posted in, to answer there; None outside topics (in a
+    forum's General topic, or in a plain group, where a thread id names a reply chain)."""
+    if message is None or not message.is_topic_message:
+        return None
+    return message.message_thread_id

@@ -1,5 +1,5 @@
-"""The moderators' desk on Telegram: /grant, /revoke, /roles, /whois, /verified, /stats, /export
-and /unlink.
+"""The moderators' desk on Telegram: /grant, /revoke, /roles, /whois, /verified, /stats, /export,
+/unlink and /fraud.
 
 Telegram says who moderates: a group's administrators, asked live with ``getChatMember`` and
 remembered for ``MODERATOR_CACHE_SECONDS``; in a private chat, an administrator of any chat the
@@ -33,7 +33,14 @@ from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, Cont
 
 from adapters._commands import command_word
 from adapters._runtime import TtlCache
-from adapters.telegram.client import PLATFORM, VARIANT, TelegramClient, chat_target, log_refusal
+from adapters.telegram.client import (
+    PLATFORM,
+    VARIANT,
+    TelegramClient,
+    chat_target,
+    log_refusal,
+    topic_of,
+)
 from adapters.telegram.roles import TelegramRoles, role_for_link
 from bot.desk_commands import ADMIN_COMMANDS, COMMANDS, Request, answer
 from bot.identity import MemberKey
@@ -110,7 +117,8 @@ class TelegramDesk:
             return
         word = command_word(message.text, DESK_COMMANDS, bot_username=self.bot.username)
         if word is None:  # a lookalike of a desk command: say which commands there are
-            await self.client.send(chat.id, self.client.text("admin.help", user.language_code))
+            help_text = self.client.text("admin.help", user.language_code)
+            await self.client.send(chat.id, help_text, topic=topic_of(message))
             return
         args = list(context.args or [])
         if word in ADMIN_COMMANDS:
@@ -121,47 +129,51 @@ class TelegramDesk:
     async def _moderate(
         self, word: str, message: Message, user: User, chat: Chat, args: list[str]
     ) -> None:
-        locale = user.language_code
+        locale, topic = user.language_code, topic_of(message)
         command, replied = COMMANDS[word], _replied_member(message)
         if not command.member_needed and not args and replied is None:  # /roles: the list
-            await self._show(chat.id, await answer(self.moderation, word, self._ask(user)), locale)
+            result = await answer(self.moderation, word, self._ask(user))
+            await self._show(chat.id, result, locale, topic=topic)
             return
         ref, rest = _subject(args, replied, takes_role=command.takes_role)
         if ref is None or (command.takes_role and not rest):
-            await self.client.send(chat.id, self.client.text(f"admin.usage_{word}", locale))
+            usage = self.client.text(f"admin.usage_{word}", locale)
+            await self.client.send(chat.id, usage, topic=topic)
             return
         actor = await self._moderator(user, chat)
-        subject = await self._resolve(ref, actor, Rank.MODERATOR, chat.id, locale)
+        subject = await self._resolve(ref, actor, Rank.MODERATOR, chat.id, locale, topic)
         if subject is None:
             return
         role = rest[0] if command.takes_role else ""
         request = self._ask(user, actor=actor, subject=subject, role=role)
-        await self._show(chat.id, await answer(self.moderation, word, request), locale)
+        await self._show(chat.id, await answer(self.moderation, word, request), locale, topic=topic)
 
     async def _administer(
         self, word: str, message: Message, user: User, chat: Chat, args: list[str]
     ) -> None:
-        locale = user.language_code
+        locale, topic = user.language_code, topic_of(message)
         actor = self._admin(user)
         subject = None
         if COMMANDS[word].member_needed:
             ref, _ = _subject(args, _replied_member(message), takes_role=False)
             if ref is None:
-                await self.client.send(chat.id, self.client.text(f"admin.usage_{word}", locale))
+                usage = self.client.text(f"admin.usage_{word}", locale)
+                await self.client.send(chat.id, usage, topic=topic)
                 return
-            subject = await self._resolve(ref, actor, Rank.ADMIN, chat.id, locale)
+            subject = await self._resolve(ref, actor, Rank.ADMIN, chat.id, locale, topic)
             if subject is None:
                 return
         page = page_number(args[0] if args else None)
-        request = self._ask(user, actor=actor, subject=subject, page=page)
+        request = self._ask(user, actor=actor, subject=subject, page=page, words=tuple(args))
         result = await answer(self.moderation, word, request)
         if actor.rank < Rank.ADMIN or chat.type == ChatType.PRIVATE:
-            await self._show(chat.id, result, locale)  # a refusal is said where it was asked
+            await self._show(chat.id, result, locale, topic=topic)  # said where it was asked
             return
         reached = await self._show(user.id, result, locale)
         note = "answered_in_private" if reached else "start_private"
         link = f"https://t.me/{self.bot.username}"
-        await self.client.send(chat.id, self.client.text(f"admin.{note}", locale, link=link))
+        reply = self.client.text(f"admin.{note}", locale, link=link)
+        await self.client.send(chat.id, reply, topic=topic)
 
     def _ask(
         self,
@@ -171,9 +183,16 @@ class TelegramDesk:
         subject: MemberKey | None = None,
         role: str = "",
         page: int = 1,
+        words: tuple[str, ...] = (),
     ) -> Request:
         return Request(
-            actor or self._admin(user), subject, role, page, platform=PLATFORM, scope=self.scope
+            actor or self._admin(user),
+            subject,
+            role,
+            page,
+            platform=PLATFORM,
+            scope=self.scope,
+            words=words,
         )
 
     # -- buttons ----------------------------------------------------------------------------
@@ -227,15 +246,20 @@ class TelegramDesk:
         return Actor(key, rank, actor_name(user))
 
     async def _moderator(self, user: User, chat: Chat) -> Actor:
+        places = self.places if chat.type == ChatType.PRIVATE else (chat.id,)
+        return await self.moderator_of(user, places)
+
+    async def moderator_of(self, user: User, places: Sequence[int | str]) -> Actor:
+        """The user, as a moderator if they administer any of ``places`` (asked live, then
+        cached for MODERATOR_CACHE_SECONDS) or as the settings rank them."""
         actor = self._admin(user)
         if actor.rank >= Rank.MODERATOR:
             return actor
-        places = self.places if chat.type == ChatType.PRIVATE else (chat.id,)
-        moderates = await self._administers(user.id, places)
+        moderates = await self.administers(user.id, places)
         rank = self.moderation.rank_of(actor.key, platform_moderator=moderates)
         return Actor(actor.key, rank, actor.name)
 
-    async def _administers(self, user_id: int, places: Sequence[int | str]) -> bool:
+    async def administers(self, user_id: int, places: Sequence[int | str]) -> bool:
         """Whether the user is an administrator of any of ``places``, asked live."""
         for place in places:
             answer = self._moderators.get((place, user_id))
@@ -250,7 +274,13 @@ class TelegramDesk:
         return False
 
     async def _resolve(
-        self, ref: str | User, actor: Actor, needed: Rank, chat_id: int, locale: str | None
+        self,
+        ref: str | User,
+        actor: Actor,
+        needed: Rank,
+        chat_id: int,
+        locale: str | None,
+        topic: int | None = None,
     ) -> MemberKey | None:
         """The member a command names; None once the asker was told the @username is unknown."""
         if isinstance(ref, User):
@@ -261,9 +291,8 @@ class TelegramDesk:
         if actor.rank < needed:
             # Whether a @username verified is for moderators to know: the core refuses this.
             return MemberKey(PLATFORM, self.scope, ref)
-        await self.client.send(
-            chat_id, self.client.text("admin.unknown_handle", locale, handle=ref)
-        )
+        unknown = self.client.text("admin.unknown_handle", locale, handle=ref)
+        await self.client.send(chat_id, unknown, topic=topic)
         return None
 
     # -- answers ----------------------------------------------------------------------------
@@ -291,18 +320,21 @@ class TelegramDesk:
             row.append(button("cancel_unlink", f"keep:{result.confirm}"))
         return InlineKeyboardMarkup([row]) if row else None
 
-    async def _show(self, chat_id: int, result: Result, locale: str | None) -> bool:
-        """Send the result; False if Telegram refused to let us write to that chat."""
+    async def _show(
+        self, chat_id: int, result: Result, locale: str | None, *, topic: int | None = None
+    ) -> bool:
+        """Send the result (in a forum, to ``topic``); False if Telegram refused to let us
+        write to that chat."""
         text = self._text(result, locale)
         document = result.document
         if document is not None:
             upload = InputFile(document.content, filename=document.filename)
             request: Awaitable[Any] = self.bot.send_document(
-                chat_id, upload, caption=text[:_CAPTION_LIMIT]
+                chat_id, upload, caption=text[:_CAPTION_LIMIT], message_thread_id=topic
             )
         else:
             request = self.bot.send_message(
-                chat_id, text, reply_markup=self._markup(result, locale)
+                chat_id, text, reply_markup=self._markup(result, locale), message_thread_id=topic
             )
         try:
             await request

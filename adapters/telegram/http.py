@@ -19,6 +19,8 @@ from telegram._utils.types import ODVInput
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
+from bot import metrics
+
 
 class AiohttpRequest(BaseRequest):
     """``BaseRequest`` over one ``aiohttp.ClientSession`` with up to ``connections`` open."""
@@ -86,18 +88,31 @@ class AiohttpRequest(BaseRequest):
             sock_connect=connect,
             sock_read=read,
         )
+        api_method = url.rpartition("/")[2]  # a Bot API method name: never a member's data
         try:
             async with session.request(
                 method, url, data=_body(request_data), timeout=timeout
             ) as response:
-                return response.status, await response.read()
+                answer = response.status, await response.read()
         except TimeoutError as err:
+            metrics.PLATFORM_CALLS.labels("telegram", api_method, "network").inc()
             raise TimedOut from err
         except aiohttp.ClientError as err:
+            metrics.PLATFORM_CALLS.labels("telegram", api_method, "network").inc()
             raise NetworkError(f"aiohttp.{type(err).__name__}: {err}") from err
+        metrics.PLATFORM_CALLS.labels("telegram", api_method, outcome_of(answer[0])).inc()
+        return answer
 
     def _pick(self, given: ODVInput[float], name: str) -> float | None:
         return self._timeouts[name] if isinstance(given, DefaultValue) else given
+
+
+def outcome_of(status: int) -> str:
+    """A Bot API answer's outcome, as ``verifybot_platform_calls`` labels it."""
+    return _OUTCOMES.get(status, "ok" if status < 300 else "error")
+
+
+_OUTCOMES = {429: "429", 403: "forbidden", 400: "bad_request"}
 
 
 def _body(request_data: RequestData | None) -> Any:

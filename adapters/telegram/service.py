@@ -13,10 +13,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import structlog
+import tornado.web
 from telegram import (
     BotCommand,
     BotCommandScopeAllChatAdministrators,
     BotCommandScopeAllPrivateChats,
+    Update,
 )
 from telegram.ext import (
     Application,
@@ -25,6 +27,7 @@ from telegram.ext import (
     ChatJoinRequestHandler,
     ChatMemberHandler,
     CommandHandler,
+    ContextTypes,
     MessageHandler,
     filters,
 )
@@ -35,11 +38,14 @@ from adapters.telegram.client import PLATFORM, TelegramClient, file_url_for
 from adapters.telegram.desk import TelegramDesk
 from adapters.telegram.gate import GroupGate
 from adapters.telegram.http import AiohttpRequest
+from adapters.telegram.panel import SettingsPanel
 from adapters.telegram.polling import Polling
+from adapters.telegram.review import ReviewDesk
 from adapters.telegram.roles import TelegramRoles, mod_log
 from adapters.telegram.updates import InOrderPerMember, PaceMessages
 from bot.desk_commands import ADMIN_COMMANDS as DESK_ADMIN_COMMANDS
 from bot.desk_commands import MODERATOR_COMMANDS
+from bot.health import PATHS, Health
 from bot.settings import ConfigError, Settings
 
 if TYPE_CHECKING:  # the wiring imports every port; an adapter needs only its type
@@ -58,6 +64,7 @@ ALLOWED_UPDATES = [
 #: Commands shown in the menu of groups, to their administrators.
 ADMIN_COMMANDS = (
     ("verify", "group_verify"),
+    ("settings", "settings"),
     *((name, name) for name in MODERATOR_COMMANDS + DESK_ADMIN_COMMANDS),
 )
 
@@ -72,6 +79,8 @@ class Wired:
     chat: TelegramChat
     gate: GroupGate
     desk: TelegramDesk
+    review: ReviewDesk
+    panel: SettingsPanel
 
 
 def check_settings(settings: Settings, *, webhook: bool) -> None:
@@ -115,8 +124,12 @@ def build_application(app: App) -> AnyApplication:
     moderation = app.moderation({PLATFORM: roles}, mod_log(roles, app.settings, app.catalogue))
     desk = TelegramDesk(client, app, moderation, roles)
     gate.on_link_join = desk.joined_by_link
+    review = ReviewDesk(client, app, gate, desk)
+    gate.on_review = review.post
     app.follow_verifications(PLATFORM, moderation, gate)
-    wired = Wired(client, chat, gate, desk)
+    app.follow_setbacks(PLATFORM, gate)
+    panel = SettingsPanel(client, app, desk, otherwise=chat.on_text)
+    wired = Wired(client, chat, gate, desk, review, panel)
     register(application, wired)
     application.bot_data["wired"] = wired
     return application
@@ -128,14 +141,20 @@ def register(application: AnyApplication, wired: Wired) -> None:
     add = application.add_handler
     add(CommandHandler(["start", "verify"], chat.on_start, filters=private))
     add(CommandHandler(list(COMMAND_EVENTS), chat.on_command, filters=private))
-    for handler in wired.desk.handlers():  # before the catch-alls below
+    # Before the catch-alls below.
+    for handler in [*wired.desk.handlers(), *wired.review.handlers(), *wired.panel.handlers()]:
         add(handler)
     add(MessageHandler(private & filters.CONTACT, chat.on_contact))
     add(MessageHandler(private & filters.TEXT & ~filters.COMMAND, chat.on_text))
     add(MessageHandler(private & filters.COMMAND, chat.on_unknown_command))
     add(CallbackQueryHandler(chat.on_button))  # every query, even a stale one, is answered
     add(ChatMemberHandler(gate.on_chat_member, ChatMemberHandler.CHAT_MEMBER))
-    add(ChatMemberHandler(chat.on_my_chat_member, ChatMemberHandler.MY_CHAT_MEMBER))
+
+    async def on_my_chat_member(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        await chat.on_my_chat_member(update, context)  # a member blocked the bot
+        await wired.panel.on_my_chat_member(update, context)  # the bot joined or left a group
+
+    add(ChatMemberHandler(on_my_chat_member, ChatMemberHandler.MY_CHAT_MEMBER))
     add(ChatJoinRequestHandler(gate.on_join_request))
     add(CommandHandler("verify", gate.on_group_verify, filters=filters.ChatType.GROUPS))
     add(
@@ -174,8 +193,36 @@ async def register_commands(client: TelegramClient) -> None:
         )
 
 
-async def serve(app: App, *, webhook: bool = False) -> None:
-    """Run until SIGINT or SIGTERM: long polling, or a webhook server if asked.
+class _HealthHandler(tornado.web.RequestHandler):
+    """``/healthz``, ``/readyz`` and ``/metrics`` beside the webhook (``bot.health``)."""
+
+    def initialize(self, health: Health) -> None:
+        self.health = health
+
+    async def get(self) -> None:
+        found = await self.health.answer(self.request.path)
+        self.set_status(found.status)
+        self.set_header("Content-Type", found.content_type)
+        self.set_header("Cache-Control", "no-store")
+        self.finish(found.body)
+
+
+def mount_health(updater: Any, health: Health) -> None:
+    """Add the health routes to PTB's webhook server, so they answer on the bot's own port.
+
+    PTB keeps its tornado application private (``Updater._httpd._http_server``, PTB 22);
+    tornado's public ``add_handlers`` then adds routes, which come before the webhook's and
+    fall through to it for any other path. tests/e2e/test_health.py probes the result."""
+    server = getattr(getattr(updater, "_httpd", None), "_http_server", None)
+    webapp = getattr(server, "request_callback", None)
+    if not isinstance(webapp, tornado.web.Application):
+        raise RuntimeError("PTB's webhook server is not where it was: cannot serve /readyz")
+    webapp.add_handlers(r".*", [(path, _HealthHandler, {"health": health}) for path in PATHS])
+
+
+async def serve(app: App, *, webhook: bool = False, health: Health | None = None) -> None:
+    """Run until SIGINT or SIGTERM: long polling, or a webhook server if asked. ``health``
+    is told the token was accepted, and served beside the webhook.
 
     On the signal no new update is taken; those being handled get SHUTDOWN_GRACE_SECONDS to
     finish, and the rest are cancelled. In polling mode those come back on the next start
@@ -187,6 +234,8 @@ async def serve(app: App, *, webhook: bool = False) -> None:
     processor = application.update_processor
     assert isinstance(processor, InOrderPerMember)  # noqa: S101 - build_application's
     async with application:
+        if health is not None:  # initialising asked getMe: the token works
+            health.token_accepted(PLATFORM)
         await register_commands(wired.client)
         await application.start()
         sweeper = wired.gate.start_sweeper()
@@ -204,6 +253,8 @@ async def serve(app: App, *, webhook: bool = False) -> None:
                 secret_token=secret.get_secret_value() if secret else None,
                 allowed_updates=ALLOWED_UPDATES,
             )
+            if health is not None:
+                mount_health(updater, health)
             log.info("telegram_webhook", url=url, port=settings.port)
         else:
             polling = Polling(

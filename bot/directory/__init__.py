@@ -4,9 +4,12 @@ from bot.directory.directory import (
     AuditEntry,
     Directory,
     GrantOutcome,
+    Group,
     PhoneLink,
+    PolicyChange,
     RecordOutcome,
     Stats,
+    StoredPolicy,
 )
 from bot.directory.engine import DirectoryConfigError, create_directory_engine
 from bot.directory.facade import AsyncDirectory
@@ -17,8 +20,11 @@ __all__ = [
     "Directory",
     "DirectoryConfigError",
     "GrantOutcome",
+    "Group",
     "PhoneLink",
+    "PolicyChange",
     "RecordOutcome",
     "Stats",
+    "StoredPolicy",
     "create_directory_engine",
 ]

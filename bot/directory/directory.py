@@ -29,10 +29,12 @@ from bot.directory.engine import BEGIN_MODE, POOL_CAPACITY, create_directory_eng
 from bot.directory.models import (
     AdmissionRow,
     AuditRow,
+    CommunityPolicyRow,
     GrantAdmissionRow,
     InviteLinkRow,
     PhoneLinkRow,
     RoleGrantRow,
+    TelegramGroupRow,
 )
 from bot.identity import MemberKey
 from bot.privacy import mask_phone
@@ -43,9 +45,12 @@ __all__ = [
     "Directory",
     "DirectoryTimeout",
     "GrantOutcome",
+    "Group",
     "PhoneLink",
+    "PolicyChange",
     "RecordOutcome",
     "Stats",
+    "StoredPolicy",
     "alembic_config",
     "lock_migrations",
 ]
@@ -115,6 +120,33 @@ class AuditEntry:
     actor: str
     subject: str
     details: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPolicy:
+    """The fields one community overrode, as the settings file writes them, and how many
+    changes made them (0 for a community that never changed anything)."""
+
+    overrides: dict[str, str]
+    revision: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyChange:
+    """One field of a community's policy, changed: as it read before and after."""
+
+    field: str
+    old: str
+    new: str
+    stored: StoredPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """A group the bot is in."""
+
+    chat_id: str
+    title: str | None
 
 
 def alembic_config() -> Config:
@@ -204,19 +236,22 @@ class Directory:
         display_name: str | None,
         now: datetime,
         handle: str | None = None,
+        max_accounts: int | None = None,
     ) -> RecordOutcome:
         """Record that ``member`` proved they hold ``phone_e164``, unless the phone is taken.
 
         The count and the write are one transaction that no other writer of this phone can
         interleave with, so two members racing for the same phone cannot both get it.
-        ``display_name=None`` keeps the name already on file.
+        ``display_name=None`` keeps the name already on file. ``max_accounts`` is the
+        community's own limit, else the directory's.
         """
+        limit = self._max_accounts_per_phone if max_accounts is None else max_accounts
         _require_aware(now)
         with self._transaction(write=True) as session:
             # Members first, then phones: a fixed order, so the locks cannot deadlock.
             _lock(session.connection(), f"member:{member}", f"phone:{phone_e164}")
             taken = _count_links(session, phone_e164, excluding=member)
-            if taken >= self._max_accounts_per_phone:
+            if taken >= limit:
                 return RecordOutcome.PHONE_TAKEN
             link = _link_row(session, member)
             if link is None:
@@ -540,6 +575,75 @@ class Directory:
             _lock(session.connection(), f"member:{member}")
             link = _link_row(session, member)
             return link is not None and bool(_revoke(session, link, role, by=revoked_by, now=now))
+
+    # -- communities' policies and the groups the bot is in -----------------------------------
+
+    def community_policy(self, scope: str) -> StoredPolicy:
+        with self._transaction(write=False) as session:
+            row = session.get(CommunityPolicyRow, scope)
+            if row is None:
+                return StoredPolicy({})
+            return StoredPolicy(dict(row.overrides), row.revision)
+
+    def change_community_policy(
+        self,
+        scope: str,
+        field: str,
+        value: str | None,
+        *,
+        default: str,
+        actor: str,
+        now: datetime,
+    ) -> PolicyChange:
+        """Set one field of ``scope``'s policy (``None``: back to the default, which reads
+        ``default``) and audit who changed what, from what to what, in one transaction."""
+        _require_aware(now)
+        with self._transaction(write=True) as session:
+            _lock(session.connection(), f"policy:{scope}")
+            row = session.get(CommunityPolicyRow, scope)
+            if row is None:
+                row = CommunityPolicyRow(scope=scope, overrides={}, revision=0, updated_by=actor)
+                session.add(row)
+            overrides = dict(row.overrides)
+            old = overrides.get(field, default)
+            if value is None:
+                overrides.pop(field, None)
+            else:
+                overrides[field] = value
+            new = value if value is not None else default
+            row.overrides = overrides
+            row.revision = (row.revision or 0) + 1
+            row.updated_at, row.updated_by = now, actor
+            session.add(
+                AuditRow(
+                    at=now,
+                    event="policy_changed",
+                    actor=actor,
+                    subject=scope,
+                    details={"field": field, "old": old, "new": new},
+                )
+            )
+            return PolicyChange(field, old, new, StoredPolicy(overrides, row.revision))
+
+    def record_group(self, chat_id: str, title: str | None, *, now: datetime) -> None:
+        """The bot is in this group (added, or seen there): remember it and its title."""
+        _require_aware(now)
+        with self._transaction(write=True) as session:
+            row = session.get(TelegramGroupRow, chat_id)
+            if row is None:
+                session.add(TelegramGroupRow(chat_id=chat_id, title=title, updated_at=now))
+            else:
+                row.title, row.updated_at = title, now
+
+    def forget_group(self, chat_id: str) -> None:
+        """The bot was removed from this group."""
+        with self._transaction(write=True) as session:
+            session.execute(delete(TelegramGroupRow).where(TelegramGroupRow.chat_id == chat_id))
+
+    def groups(self) -> list[Group]:
+        query = select(TelegramGroupRow).order_by(TelegramGroupRow.title, TelegramGroupRow.chat_id)
+        with self._transaction(write=False) as session:
+            return [Group(row.chat_id, row.title) for row in session.scalars(query)]
 
     # -- audit log ----------------------------------------------------------------------------
 

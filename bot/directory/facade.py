@@ -17,6 +17,7 @@ import functools
 from collections.abc import Callable, Coroutine
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from bot import metrics
 from bot.directory.directory import Directory, DirectoryTimeout
 
 _P = ParamSpec("_P")
@@ -31,7 +32,8 @@ def _awaited(
     @functools.wraps(method)
     async def call(self: AsyncDirectory, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
         bound: Callable[_P, _T] = getattr(self.sync, name)
-        return await self._run(functools.partial(bound, *args, **kwargs))
+        with metrics.timed(metrics.DATABASE_SECONDS, metrics.DATABASE_ERRORS, name):
+            return await self._run(functools.partial(bound, *args, **kwargs))
 
     return call
 
@@ -79,6 +81,12 @@ class AsyncDirectory:
     pending_revocations = _awaited(Directory.pending_revocations)
     invite_revoked = _awaited(Directory.invite_revoked)
     invite_withdrawn = _awaited(Directory.invite_withdrawn)
+    # communities' policies and the groups the bot is in
+    community_policy = _awaited(Directory.community_policy)
+    change_community_policy = _awaited(Directory.change_community_policy)
+    record_group = _awaited(Directory.record_group)
+    forget_group = _awaited(Directory.forget_group)
+    groups = _awaited(Directory.groups)
     # roles and the audit log
     grant_role = _awaited(Directory.grant_role)
     revoke_role = _awaited(Directory.revoke_role)

@@ -23,10 +23,12 @@ __all__ = [
     "AdmissionRow",
     "AuditRow",
     "Base",
+    "CommunityPolicyRow",
     "GrantAdmissionRow",
     "InviteLinkRow",
     "PhoneLinkRow",
     "RoleGrantRow",
+    "TelegramGroupRow",
     "UTCDateTime",
     "utcnow",
 ]
@@ -185,3 +187,28 @@ class AuditRow(Base):
     actor: Mapped[str] = mapped_column(String(256))
     subject: Mapped[str] = mapped_column(String(256))
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class CommunityPolicyRow(Base):
+    """What one community changed of its rules (``bot.policy``): only the fields it set, as the
+    settings file writes them, so the environment's defaults still give the rest."""
+
+    __tablename__ = "community_policies"
+
+    #: ``telegram:<chat id>`` or ``slack:<team id>`` (``bot.policy.community_scope``).
+    scope: Mapped[str] = mapped_column(String(160), primary_key=True)
+    overrides: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: Counts changes, so a cache never puts an older policy back over a newer one.
+    revision: Mapped[int] = mapped_column(default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(256))
+
+
+class TelegramGroupRow(Base):
+    """A Telegram group the bot is in, kept from ``my_chat_member`` as it is added or removed."""
+
+    __tablename__ = "telegram_groups"
+
+    chat_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    title: Mapped[str | None] = mapped_column(String(256))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

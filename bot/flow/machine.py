@@ -44,6 +44,7 @@ from bot.flow.messages import (
     LinkLookedUp,
     LinksCounted,
     LookupLink,
+    MemberSetback,
     MemberVerified,
     Param,
     PhoneBusy,
@@ -61,6 +62,8 @@ from bot.flow.messages import (
     Resent,
     Reserved,
     ReserveSms,
+    Setback,
+    SmsPaused,
     Start,
     StartFailed,
     StartLeaseLapsed,
@@ -119,6 +122,7 @@ def _table() -> dict[tuple[State, type], Rule]:
         (STARTING, Reserved): _rule(_reserved_to_start),
         (STARTING, Limited): _rule(_start_limited, PHONE),
         (STARTING, PhoneBusy): _rule(_phone_busy, PHONE),
+        (STARTING, SmsPaused): _rule(_start_paused, PHONE),
         (STARTING, VerificationStarted): _rule(_started, CODE),
         (STARTING, StartFailed): _rule(_start_failed, PHONE),
         (STARTING, StartLeaseLapsed): _rule(_start_lease_lapsed, PHONE),
@@ -139,6 +143,7 @@ def _table() -> dict[tuple[State, type], Rule]:
         (CODE, Reserved): _rule(_reserved_to_resend),
         (CODE, Limited): _rule(_resend_limited),
         (CODE, PhoneBusy): _rule(_phone_busy, PHONE),
+        (CODE, SmsPaused): _rule(_resend_paused),
         (CODE, Resent): _rule(_resent),
         (CODE, ResendFailed): _rule(_resend_failed),
         (CODE, Status): _rule(_unless_checking(_code_status)),
@@ -340,6 +345,12 @@ def _status(conv: Conversation, event: Status, ctx: Context, policy: FlowPolicy)
 def _link_looked_up(
     conv: Conversation, event: LinkLookedUp, ctx: Context, policy: FlowPolicy
 ) -> Step:
+    if event.phone is not None and event.purpose is Purpose.START and conv.origin:
+        # The group that sent them has its own rules: a number verified for another group
+        # lets them in here only if these rules accept it too; otherwise they verify anew.
+        refusal = screen_phone(event.phone, policy)
+        if isinstance(refusal, Reply):
+            return Step(Conversation(state=State.AWAIT_PHONE, origin=conv.origin), (refusal,))
     if event.phone is not None:
         verified = Conversation(
             state=State.VERIFIED,
@@ -418,7 +429,8 @@ def _phone_taken(
     conv: Conversation, event: PhoneTaken | LinksCounted, ctx: Context, policy: FlowPolicy
 ) -> Step:
     # Never say who holds it.
-    return Step(_await_phone(conv), (Reply("phone.taken", actions=(Action.SHARE_CONTACT,)),))
+    reply = Reply("phone.taken", actions=(Action.SHARE_CONTACT,))
+    return Step(_await_phone(conv), (reply, _setback(conv, Setback.PHONE_TAKEN)))
 
 
 def _await_phone_help(conv: Conversation, event: Event, ctx: Context, policy: FlowPolicy) -> Step:
@@ -453,11 +465,20 @@ def _reserved_to_start(
 
 
 def _start_limited(conv: Conversation, event: Limited, ctx: Context, policy: FlowPolicy) -> Step:
-    return Step(_await_phone(conv), (_sms_limit_reply(event, ctx),))
+    return Step(_await_phone(conv), (_sms_limit_reply(event, ctx), _setback(conv, Setback.LIMITED)))
 
 
 def _sms_limit_reply(event: Limited, ctx: Context) -> Reply:
     return Reply("limit.sms", {"wait": Duration(_seconds_until(event.retry_at, ctx))})
+
+
+def _paused_reply(event: SmsPaused, ctx: Context) -> Reply:
+    return Reply("limit.paused", {"wait": Duration(_seconds_until(event.retry_at, ctx))})
+
+
+def _start_paused(conv: Conversation, event: SmsPaused, ctx: Context, policy: FlowPolicy) -> Step:
+    # Not "too many codes": the member did nothing wrong, their number's block is paused.
+    return Step(_await_phone(conv), (_paused_reply(event, ctx),))
 
 
 def _phone_busy(conv: Conversation, event: PhoneBusy, ctx: Context, policy: FlowPolicy) -> Step:
@@ -534,7 +555,8 @@ def _check(conv: Conversation, code: str, ctx: Context, policy: FlowPolicy) -> S
     blocked = ctx.wrong_codes_blocked_until
     if blocked is not None and blocked > ctx.now:
         wait = Duration(_seconds_until(blocked, ctx))
-        return Step(conv, (Reply("limit.wrong_codes", {"wait": wait}, _CODE_ACTIONS),))
+        reply = Reply("limit.wrong_codes", {"wait": wait}, _CODE_ACTIONS)
+        return Step(conv, (reply, _setback(conv, Setback.LIMITED)))
     # One check per member at a time: the lease is saved before Vonage is called.
     checking = replace(conv, checking_until=ctx.now + policy.check_lease)
     return Step(checking, (CheckCode(_request_id(conv), code),))
@@ -579,19 +601,21 @@ def _code_rejected(
     wrong = conv.wrong_codes + 1
     left = policy.max_wrong_codes - wrong
     if left <= 0:
-        return Step(_await_phone(conv), (CountWrongCode(), Reply("code.too_many")))
+        failed = _setback(conv, Setback.FAILED)
+        return Step(_await_phone(conv), (CountWrongCode(), Reply("code.too_many"), failed))
     # A live request answered: whatever the lost check was, it did not complete it.
     conv = replace(_checked(conv), wrong_codes=wrong, check_in_doubt=False)
     return Step(conv, (CountWrongCode(), _code_reply("code.wrong", conv, ctx, tries_left=left)))
 
 
 def _code_expired(conv: Conversation, event: CodeExpired, ctx: Context, policy: FlowPolicy) -> Step:
-    return Step(_await_phone(conv), (ReleaseClaim(_phone(conv)), _ended_reply(conv)))
+    failed = _setback(conv, Setback.FAILED)
+    return Step(_await_phone(conv), (ReleaseClaim(_phone(conv)), _ended_reply(conv), failed))
 
 
 def _code_lapsed(conv: Conversation, event: CodeLapsed, ctx: Context, policy: FlowPolicy) -> Step:
     # Expired by the clock, without asking Vonage.
-    return Step(_await_phone(conv), (_ended_reply(conv),))
+    return Step(_await_phone(conv), (_ended_reply(conv), _setback(conv, Setback.FAILED)))
 
 
 def _check_lease_lapsed(
@@ -610,7 +634,8 @@ def _ended_reply(conv: Conversation) -> Reply:
 def _too_many(conv: Conversation, event: TooManyAttempts, ctx: Context, policy: FlowPolicy) -> Step:
     # Vonage answers the last allowed wrong code with "too many" (410 / status 17).
     release = ReleaseClaim(_phone(conv))
-    return Step(_await_phone(conv), (release, CountWrongCode(), Reply("code.too_many")))
+    failed = _setback(conv, Setback.FAILED)
+    return Step(_await_phone(conv), (release, CountWrongCode(), Reply("code.too_many"), failed))
 
 
 def _check_failed(conv: Conversation, event: CheckFailed, ctx: Context, policy: FlowPolicy) -> Step:
@@ -670,7 +695,13 @@ def _reserved_to_resend(
 
 def _resend_limited(conv: Conversation, event: Limited, ctx: Context, policy: FlowPolicy) -> Step:
     # The code already sent still works: keep waiting for it.
-    return Step(conv, (replace(_sms_limit_reply(event, ctx), actions=_CODE_ACTIONS),))
+    reply = replace(_sms_limit_reply(event, ctx), actions=_CODE_ACTIONS)
+    return Step(conv, (reply, _setback(conv, Setback.LIMITED)))
+
+
+def _resend_paused(conv: Conversation, event: SmsPaused, ctx: Context, policy: FlowPolicy) -> Step:
+    # As for a limit: the code already sent still works.
+    return Step(conv, (replace(_paused_reply(event, ctx), actions=_CODE_ACTIONS),))
 
 
 def _resent(conv: Conversation, event: Resent, ctx: Context, policy: FlowPolicy) -> Step:
@@ -720,6 +751,11 @@ def _idle_help(conv: Conversation, event: Event, ctx: Context, policy: FlowPolic
 def _stale(conv: Conversation, event: Event | Tick, ctx: Context, policy: FlowPolicy) -> Step:
     """An answer for a step the member has already left (after a lapse, say)."""
     return Step(conv, (Reply("help.stale"),))
+
+
+def _setback(conv: Conversation, setback: Setback) -> MemberSetback:
+    """For the gate and the moderators: after the member's reply, never instead of it."""
+    return MemberSetback(setback, conv.origin)
 
 
 def _phone(conv: Conversation) -> str:

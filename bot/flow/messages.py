@@ -114,6 +114,13 @@ class Limited:
 
 
 @dataclass(frozen=True, slots=True)
+class SmsPaused:
+    """The fraud breaker paused SMS to the number's country or prefix until ``retry_at``."""
+
+    retry_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class PhoneBusy:
     """Another member's verification of this number is in progress; nothing was written."""
 
@@ -211,6 +218,7 @@ Answer: TypeAlias = (
     | LinksCounted
     | Reserved
     | Limited
+    | SmsPaused
     | PhoneBusy
     | StartOutcome
     | CheckOutcome
@@ -328,6 +336,25 @@ class MemberVerified:
     fresh: bool = True
 
 
+class Setback(enum.StrEnum):
+    """Why a verification did not go through, as the gate and the moderators see it."""
+
+    #: Too many wrong codes, or the code expired: counted towards ``ban_after_failures``.
+    FAILED = "failed"
+    #: A rate limit said to wait.
+    LIMITED = "limited"
+    #: The number is another account's.
+    PHONE_TAKEN = "phone_taken"
+
+
+@dataclass(frozen=True, slots=True)
+class MemberSetback:
+    """Tell what follows (the gate, the moderators' review queue) that a verification failed."""
+
+    setback: Setback
+    origin: str | None = None
+
+
 # Commands: the engine answers each with an event. A step emits at most one, last.
 
 
@@ -382,7 +409,13 @@ Command: TypeAlias = (
     | RecordVerified
 )
 Effect: TypeAlias = (
-    Reply | CancelVerification | ReleaseClaim | CountWrongCode | MemberVerified | Command
+    Reply
+    | CancelVerification
+    | ReleaseClaim
+    | CountWrongCode
+    | MemberVerified
+    | MemberSetback
+    | Command
 )
 
 

@@ -70,13 +70,15 @@ class Catalogue:
             raise CatalogueError(f"DEFAULT_LANGUAGE {default!r} has no texts file (have: {have})")
         return cls(languages, default.lower())
 
-    def language_for(self, locale: str | None) -> str:
-        """The best language we have for a platform locale such as ``pt-BR`` or ``es_419``."""
-        if locale:
-            tag = locale.replace("_", "-").lower()
-            for candidate in (tag, tag.split("-")[0]):
-                if candidate in self.languages:
-                    return candidate
+    def language_for(self, locale: str | None, fallback: str | None = None) -> str:
+        """The best language we have for a platform locale such as ``pt-BR`` or ``es_419``;
+        failing that, for ``fallback`` (a community's default language), then ours."""
+        for wanted in (locale, fallback):
+            if wanted:
+                tag = wanted.replace("_", "-").lower()
+                for candidate in (tag, tag.split("-")[0]):
+                    if candidate in self.languages:
+                        return candidate
         return self.default
 
     def text(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 import threading
 import time
 import uuid
@@ -27,6 +28,7 @@ from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnection
 from vonage import Auth, HttpClientOptions, Vonage
 from vonage_http_client.errors import HttpRequestError
 
+from bot import metrics
 from bot.logs import quiet_third_party_loggers
 from bot.verifier.keys import pkcs8_pem
 
@@ -214,6 +216,32 @@ def is_transient(exc: Exception) -> bool:
     return status is not None and (status == 429 or status >= 500)
 
 
+#: The metrics' name for each SDK method the verifiers call (``bot.metrics``).
+OPERATIONS = {
+    "start_verification": "start",
+    "check_code": "check",
+    "trigger_next_workflow": "next",
+    "trigger_next_event": "next",
+    "cancel_verification": "cancel",
+    "search": "search",
+}
+
+
+def error_status(exc: BaseException) -> str:
+    """How ``verifybot_vonage_errors`` names a failure: the HTTP status, the legacy API's
+    own status (``legacy_N``), or ``network``."""
+    status = status_of(exc)
+    if status is not None:
+        return str(status)
+    if isinstance(exc, requests.RequestException):
+        return "network"
+    legacy = _LEGACY_STATUS.search(str(exc))
+    return f"legacy_{legacy.group(1)}" if legacy else type(exc).__name__
+
+
+_LEGACY_STATUS = re.compile(r"'status': '(\d+)'")
+
+
 class SdkRunner:
     """Runs blocking SDK calls in a bounded thread pool and retries what may be retried."""
 
@@ -232,7 +260,15 @@ class SdkRunner:
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(fn, *args))
+        operation = OPERATIONS.get(getattr(fn, "__name__", ""), "other")
+        started = time.perf_counter()
+        try:
+            return await loop.run_in_executor(self._pool, functools.partial(fn, *args))
+        except Exception as exc:
+            metrics.VONAGE_ERRORS.labels(operation, error_status(exc)).inc()
+            raise
+        finally:
+            metrics.VONAGE_SECONDS.labels(operation).observe(time.perf_counter() - started)
 
     async def call_with_retries(
         self,
@@ -250,6 +286,8 @@ class SdkRunner:
             wait_max=self._retry_wait * 8,
             wait_jitter=self._retry_wait,
         ):
+            if attempt.num > 1:
+                metrics.VONAGE_RETRIES.labels(OPERATIONS.get(fn.__name__, "other")).inc()
             with attempt:
                 return await self.call(fn, *args)
         raise AssertionError("unreachable: stamina re-raises the last failure")  # pragma: no cover

@@ -264,6 +264,7 @@ async def test_commands_are_registered_for_members_and_admins_in_every_language(
         assert names == ["verify", "status", "cancel", "help"]
         assert [c["command"] for c in telegram.commands(admins)] == [
             "verify",
+            "settings",
             "grant",
             "revoke",
             "roles",
@@ -272,6 +273,7 @@ async def test_commands_are_registered_for_members_and_admins_in_every_language(
             "stats",
             "export",
             "unlink",
+            "fraud",
         ]
         spanish = {c["command"]: c["description"] for c in telegram.commands(private, "es")}
         assert spanish["status"] == "Estado de tu verificación"

@@ -243,8 +243,11 @@ async def deployment(
             "VONAGE_PRIVATE_KEY_PATH": str(key_file),
             "VONAGE_API_HOST": vonage.host,
             "VONAGE_TIMEOUT_SECONDS": "5",
-            # Fifty numbers from one block; the per-block budget is not what this test is about.
+            # Fifty numbers from one block; the per-block budget is not what this test is about,
+            # nor is the fraud breaker (fifty codes to one block before any is entered is what
+            # a pumping attack looks like: tests/integration/test_fraud_breaker.py).
             "LIMIT_SMS_PER_PREFIX": "100/1d",
+            "FRAUD_MIN_SENDS": "100",
             "LOG_FORMAT": "json",
         }
         envs = [

@@ -158,6 +158,7 @@ from tests.emulators.telegram_world import (
     _bad,
     _command_entities,
     _Fault,
+    _Group,
     _Member,
     _Msg,
     _Params,
@@ -234,17 +235,19 @@ class TelegramEmulator(World):
         *,
         chat_id: int | None = None,
         reply_to: int | None = None,
+        topic: int | None = None,
     ) -> dict[str, Any]:
         """A text message from the user: in the private chat with the bot (which counts as
         having started it), or in a group the user is in; ``reply_to`` is the message id it
-        replies to in the same chat. In a group where the bot is not an administrator, privacy
+        replies to in the same chat, ``topic`` the forum topic it is posted in (the General
+        topic when None). In a group where the bot is not an administrator, privacy
         mode hides text that is not a /command (it lands in ``dropped_updates``)."""
         with self._lock:
             content: dict[str, Any] = {"text": text}
             entities = _command_entities(text)
             if entities:
                 content["entities"] = entities
-            message = self._user_message(user_id, chat_id, content, reply_to=reply_to)
+            message = self._user_message(user_id, chat_id, content, reply_to=reply_to, topic=topic)
             group = self._groups.get(message["chat"]["id"])
             bot_status = self._bot_member(group).status if group else "administrator"
             if bot_status not in {"creator", "administrator"} and not text.startswith("/"):
@@ -277,7 +280,11 @@ class TelegramEmulator(World):
         callback_data: str,
         *,
         chat_id: int | None = None,
+        forged: bool = False,
     ) -> dict[str, Any]:
+        """The user presses a button of the message. ``forged``: a modified client sends data
+        no button carries (the Bot API warns that "a bad client can send arbitrary data" in
+        ``callback_data``)."""
         with self._lock:
             user = self._user(user_id)
             target = message_id_or_message
@@ -293,7 +300,7 @@ class TelegramEmulator(World):
                 raise AssertionError(f"no message {message_id} in chat {chat} to press on")
             rows = (msg.markup or {}).get("inline_keyboard") or []
             datas = [b.get("callback_data") for row in rows for b in row]
-            if callback_data not in datas:
+            if callback_data not in datas and not forged:
                 raise AssertionError(
                     f"message {message_id} has no button with callback_data {callback_data!r}"
                     f" (it has {datas})"
@@ -404,6 +411,44 @@ class TelegramEmulator(World):
             }
             return self._enqueue({"chat_join_request": request})
 
+    def add_bot(self, chat_id: int, *, by: int, as_admin: bool = True) -> dict[str, Any]:
+        """A user adds the bot to the group (as an administrator with the usual rights, or a
+        plain member). As the Bot API documents my_chat_member ("The bot's chat member status
+        was updated in a chat"), the bot gets one such update, sent whatever allowed_updates
+        says, as it is not one of the kinds that must be asked for by name."""
+        with self._lock:
+            group = self._group(chat_id)
+            if as_admin:
+                rights = {
+                    "can_manage_chat": True,
+                    "can_restrict_members": True,
+                    "can_invite_users": True,
+                    "can_delete_messages": True,
+                }
+                new = _Member("administrator", rights=self._rights(rights))
+            else:
+                new = _Member("member")
+            return self._bot_changed(group, new, by=by)
+
+    def remove_bot(self, chat_id: int, *, by: int) -> dict[str, Any]:
+        """A user removes the bot from the group: a my_chat_member update (→ left)."""
+        with self._lock:
+            return self._bot_changed(self._group(chat_id), _Member("left"), by=by)
+
+    def _bot_changed(self, group: _Group, new: _Member, *, by: int) -> dict[str, Any]:
+        bot = self._bot_dict()
+        old = group.members.get(self.bot_id) or _Member("left")
+        old_shape = self._member_shape(old, bot)
+        group.members[self.bot_id] = new
+        update = {
+            "chat": self._chat_dict(group.id),
+            "from": self._user_dict(by),
+            "date": int(time.time()),
+            "old_chat_member": old_shape,
+            "new_chat_member": self._member_shape(new, bot),
+        }
+        return self._enqueue({"my_chat_member": update})
+
     def block_bot(self, user_id: int) -> dict[str, Any]:
         with self._lock:
             user = self._user(user_id)
@@ -464,6 +509,12 @@ class TelegramEmulator(World):
                 return "kicked" if user.blocked else "member"
             member = self._groups[chat_id].members.get(user_id)
             return member.status if member else "left"
+
+    def banned_until(self, chat_id: int, user_id: int) -> int | None:
+        """A banned member's ``until_date`` (0: forever); None if they are not banned."""
+        with self._lock:
+            member = self._group(chat_id).members.get(user_id)
+            return member.until_date if member and member.status == "kicked" else None
 
     def permissions(self, chat_id: int, user_id: int) -> dict[str, bool] | None:
         """A restricted member's permissions; None for any other status."""

@@ -186,7 +186,15 @@ def _get_webhook_info(emu: World, p: _Params) -> Any:
         return info
 
 
-@_method("sendMessage", "chat_id", "text", "parse_mode", "reply_markup", "reply_parameters")
+@_method(
+    "sendMessage",
+    "chat_id",
+    "text",
+    "parse_mode",
+    "reply_markup",
+    "reply_parameters",
+    "message_thread_id",
+)
 def _send_message(emu: World, p: _Params) -> Any:
     text: str = p.get("text")
     if not text.strip():
@@ -195,6 +203,7 @@ def _send_message(emu: World, p: _Params) -> Any:
         raise _bad("message is too long")
     with emu._lock:
         chat = emu._sendable_chat(p.get("chat_id"))
+        thread = emu._thread_for(chat, p.get("message_thread_id"))
         shown = _render(text, p.get("parse_mode"))
         markup = p.get("reply_markup")
         if markup is not None and "inline_keyboard" in markup:
@@ -222,6 +231,7 @@ def _send_message(emu: World, p: _Params) -> Any:
                 markup=markup,
                 parse_mode=p.get("parse_mode"),
                 reply_to=reply_to,
+                thread_id=thread,
             )
         )
         return emu._message_dict(msg)
@@ -680,7 +690,15 @@ def _promote_chat_member(emu: World, p: _Params) -> Any:
         return True
 
 
-@_method("sendDocument", "chat_id", "document", "caption", "parse_mode", "reply_markup")
+@_method(
+    "sendDocument",
+    "chat_id",
+    "document",
+    "caption",
+    "parse_mode",
+    "reply_markup",
+    "message_thread_id",
+)
 def _send_document(emu: World, p: _Params) -> Any:
     document = p.get("document")
     if not isinstance(document, _Upload):
@@ -692,6 +710,7 @@ def _send_document(emu: World, p: _Params) -> Any:
         raise _bad("message caption is too long")
     with emu._lock:
         chat = emu._sendable_chat(p.get("chat_id"))
+        thread = emu._thread_for(chat, p.get("message_thread_id"))
         shown = _render(caption, p.get("parse_mode")) if caption is not None else None
         markup = p.get("reply_markup")
         if markup is not None and "inline_keyboard" in markup:
@@ -707,6 +726,7 @@ def _send_document(emu: World, p: _Params) -> Any:
                 parse_mode=p.get("parse_mode"),
                 document=SentDocument(document.filename, document.content_type, document.data),
                 caption=shown,
+                thread_id=thread,
             )
         )
         return emu._message_dict(msg)

@@ -75,6 +75,8 @@ class SentMessage:
     #: sendDocument: the file as uploaded, and its caption (``text`` is then "").
     document: SentDocument | None = None
     caption: str | None = None
+    #: The forum topic it was sent to (``message_thread_id``); None: the chat (General).
+    message_thread_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,7 @@ class _Msg:
     edit_date: int | None = None
     document: SentDocument | None = None
     caption: str | None = None
+    thread_id: int | None = None  # the forum topic it belongs to
 
 
 @dataclass
@@ -152,6 +155,9 @@ class _Group:
     id: int
     title: str
     owner_id: int
+    is_forum: bool = False
+    #: A forum's topics: message_thread_id (the id of its forum_topic_created message) -> name.
+    topics: dict[int, str] = field(default_factory=dict)
     members: dict[int, _Member] = field(default_factory=dict)
     join_requests: dict[int, tuple[str, float]] = field(default_factory=dict)
     invite_links: list[dict[str, Any]] = field(default_factory=list)
@@ -356,16 +362,18 @@ class World:
         *,
         bot_rights: dict[str, bool] | None = None,
         bot_is_admin: bool = True,
+        forum: bool = False,
     ) -> int:
         """A supergroup with an automatic owner ("Owner") and the bot (an administrator with
         can_manage_chat, can_restrict_members, can_invite_users, can_delete_messages and
         can_promote_members unless ``bot_rights`` says otherwise; a plain member with
-        ``bot_is_admin=False``)."""
+        ``bot_is_admin=False``). ``forum``: topics are enabled (``is_forum``); add them with
+        ``add_topic``."""
         with self._lock:
             owner = self.add_user("Owner", language_code=None)
             group_id = -(10**12) - self._next_group_id
             self._next_group_id += 1
-            group = _Group(group_id, title, owner)
+            group = _Group(group_id, title, owner, is_forum=forum)
             group.members[owner] = _Member("creator")
             if bot_is_admin:
                 rights = {
@@ -383,6 +391,28 @@ class World:
             self._groups[group_id] = group
             return group_id
 
+    def add_topic(self, chat_id: int, name: str) -> int:
+        """A topic of a forum, created by its owner: a ``forum_topic_created`` service message
+        whose id is the topic's ``message_thread_id`` (as on the live server). Returns it."""
+        with self._lock:
+            group = self._group(chat_id)
+            if not group.is_forum:
+                raise AssertionError(f"{chat_id} is not a forum (add_group(forum=True))")
+            message_id = self._new_message_id(chat_id)
+            created = {"name": name, "icon_color": 7322096}
+            msg = _Msg(
+                message_id,
+                chat_id,
+                group.owner_id,
+                int(time.time()),
+                time.time(),
+                thread_id=message_id,
+                extra={"forum_topic_created": created},
+            )
+            self._store(msg)
+            group.topics[message_id] = name
+            return message_id
+
     def add_admin(self, chat_id: int, user_id: int, *, owner: bool = False) -> None:
         """Make a human an administrator (all rights but can_promote_members), or the owner
         (the previous owner becomes an administrator)."""
@@ -398,6 +428,12 @@ class World:
             else:
                 rights = {**self._all_rights(), "can_promote_members": False}
                 group.members[user_id] = _Member("administrator", rights=self._rights(rights))
+
+    def demote(self, chat_id: int, user_id: int) -> dict[str, Any]:
+        """The owner makes an administrator a plain member: a chat_member update."""
+        with self._lock:
+            group = self._group(chat_id)
+            return self._change_member(group, user_id, _Member("member"), actor=group.owner_id)
 
     # -- helpers used by handlers ----------------------------------------------------------
 
@@ -428,7 +464,11 @@ class World:
 
     def _chat_dict(self, chat_id: int) -> dict[str, Any]:
         if chat_id in self._groups:
-            return {"id": chat_id, "type": "supergroup", "title": self._groups[chat_id].title}
+            group = self._groups[chat_id]
+            out: dict[str, Any] = {"id": chat_id, "type": "supergroup", "title": group.title}
+            if group.is_forum:
+                out["is_forum"] = True
+            return out
         user = self._user(chat_id).as_dict()
         chat = {"id": chat_id, "type": "private", "first_name": user["first_name"]}
         chat.update({k: user[k] for k in ("last_name", "username") if k in user})
@@ -488,6 +528,9 @@ class World:
             "date": msg.date,
             "chat": self._chat_dict(msg.chat_id),
         }
+        if msg.thread_id is not None:
+            out["message_thread_id"] = msg.thread_id
+            out["is_topic_message"] = True
         if msg.reply_to is not None and not nested:
             replied = self._messages.get(msg.chat_id, {}).get(msg.reply_to)
             if replied is not None:
@@ -528,6 +571,7 @@ class World:
             reply_to_message_id=msg.reply_to,
             document=msg.document,
             caption=msg.caption,
+            message_thread_id=msg.thread_id,
         )
 
     def _user_message(
@@ -537,6 +581,7 @@ class World:
         content: dict[str, Any],
         *,
         reply_to: int | None = None,
+        topic: int | None = None,
     ) -> dict[str, Any]:
         user = self._user(user_id)
         chat = user_id if chat_id is None else chat_id
@@ -564,6 +609,12 @@ class World:
                 "can_send_messages"
             ):
                 raise AssertionError(f"user {user_id} may not send messages in {chat}")
+        if topic is not None:
+            if chat not in self._groups or topic not in self._groups[chat].topics:
+                raise AssertionError(f"no topic {topic} in {chat} (add_topic first)")
+            # In a topic, a message that replies to nothing else replies to the topic's
+            # creation message, as on the live server.
+            reply_to = reply_to or topic
         if reply_to is not None:
             target = self._messages.get(chat, {}).get(reply_to)
             if target is None or target.deleted:
@@ -580,6 +631,7 @@ class World:
                 shown_text=text,
                 reply_to=reply_to,
                 extra={k: v for k, v in content.items() if k != "text"},
+                thread_id=topic,
             )
         )
         return self._message_dict(msg)
@@ -745,6 +797,18 @@ class World:
             bot = self._bot_member(self._groups[chat])
             return bot.status == "creator" or bool((bot.rights or {}).get("can_delete_messages"))
         return True
+
+    def _thread_for(self, chat: int, thread_id: int | None) -> int | None:
+        """A ``message_thread_id`` to send to, checked: it names a topic of a forum. The
+        spec allows it "for forum supergroups and private chats of bots with forum topic mode
+        enabled only"; elsewhere (and for an unknown topic) this emulator answers as the live
+        server does for an unknown one."""
+        if thread_id is None:
+            return None
+        group = self._groups.get(chat)
+        if group is None or not group.is_forum or thread_id not in group.topics:
+            raise _bad("message thread not found")
+        return thread_id
 
     def _group_for(self, chat_id: Any) -> _Group:
         chat = self._resolve_chat(chat_id)

@@ -485,6 +485,56 @@ async def test_restrict_unrestrict_ban_unban(emu: TelegramEmulator, bot: Bot) ->
     assert await status() == "left"
 
 
+async def test_a_ban_lasts_until_its_until_date_or_forever(emu: TelegramEmulator, bot: Bot) -> None:
+    group = emu.add_group()
+    ada, bob, cy = emu.add_user("Ada"), emu.add_user("Bob"), emu.add_user("Cy")
+    for user in (ada, bob, cy):
+        emu.join(user, group)
+    in_a_week = int(time.time()) + 7 * 86400
+
+    await bot.ban_chat_member(group, ada, until_date=in_a_week)
+    await bot.ban_chat_member(group, bob)
+    # banChatMember: "If user is banned for more than 366 days or less than 30 seconds from
+    # the current time they are considered to be banned forever".
+    await bot.ban_chat_member(group, cy, until_date=int(time.time()) + 5)
+
+    assert emu.banned_until(group, ada) == in_a_week
+    assert emu.banned_until(group, bob) == 0
+    assert emu.banned_until(group, cy) == 0
+    with pytest.raises(AssertionError, match="banned"):
+        emu.join(ada, group)
+
+
+async def test_a_forum_has_topics_and_messages_name_theirs(emu: TelegramEmulator, bot: Bot) -> None:
+    forum, plain = emu.add_group("Forum", forum=True), emu.add_group("Plain")
+    ada = emu.add_user("Ada")
+    emu.join(ada, forum)
+    emu.join(ada, plain)
+    topic = emu.add_topic(forum, "Help")
+
+    update = emu.send_text(ada, "/verify", chat_id=forum, topic=topic)
+    general = emu.send_text(ada, "hello", chat_id=forum)
+
+    assert conforms("Update", update) == []
+    message = update["message"]
+    assert message["chat"]["is_forum"] is True
+    assert (message["message_thread_id"], message["is_topic_message"]) == (topic, True)
+    # Live servers make a topic's messages reply to its creation message.
+    assert message["reply_to_message"]["forum_topic_created"]["name"] == "Help"
+    assert "message_thread_id" not in general["message"]
+    sent = await bot.send_message(forum, "answer", message_thread_id=topic)
+    assert (sent.message_thread_id, sent.is_topic_message) == (topic, True)
+    assert emu.messages_in(forum)[-1].message_thread_id == topic
+    to_general = await bot.send_message(forum, "welcome")
+    assert to_general.message_thread_id is None
+    with pytest.raises(BadRequest, match=r"(?i)message thread not found"):
+        await bot.send_message(forum, "nowhere", message_thread_id=topic + 100)
+    with pytest.raises(BadRequest, match=r"(?i)message thread not found"):
+        await bot.send_message(plain, "not a forum", message_thread_id=topic)
+    with pytest.raises(AssertionError, match="not a forum"):
+        emu.add_topic(plain, "Help")
+
+
 async def test_other_sending_permissions_imply_sending_messages(
     emu: TelegramEmulator, bot: Bot
 ) -> None:
@@ -729,6 +779,28 @@ async def test_private_chat_rules(emu: TelegramEmulator, bot: Bot) -> None:
     await bot.send_message(user, "welcome back")
     kinds = [next(k for k in u.to_dict() if k != "update_id") for u in await bot.get_updates()]
     assert kinds == ["message", "my_chat_member", "my_chat_member", "message"]
+
+
+async def test_adding_and_removing_the_bot_sends_it_my_chat_member(
+    emu: TelegramEmulator, bot: Bot
+) -> None:
+    group = emu.add_group("Chess club", bot_is_admin=False)
+    owner = emu.add_user("Owner")
+    emu.add_admin(group, owner)
+    emu.remove_bot(group, by=owner)
+
+    added = emu.add_bot(group, by=owner)
+    removed = emu.remove_bot(group, by=owner)
+
+    for update in (added, removed):
+        assert conforms("Update", update) == []
+        assert update["my_chat_member"]["chat"]["id"] == group
+        assert update["my_chat_member"]["from"]["id"] == owner
+    assert added["my_chat_member"]["new_chat_member"]["status"] == "administrator"
+    assert removed["my_chat_member"]["new_chat_member"]["status"] == "left"
+    assert emu.member_status(group, emu.bot_id) == "left"
+    kinds = {next(k for k in u.to_dict() if k != "update_id") for u in await bot.get_updates()}
+    assert kinds == {"my_chat_member"}
 
 
 async def test_contact_and_callback_updates(emu: TelegramEmulator, bot: Bot) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import socket
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -124,6 +125,16 @@ def test_doctor_reports_each_check(tmp_path: Path, redis_url: str) -> None:
     for name in ("settings", "texts", "vonage", "redis", "database"):
         assert f"✓ {name}:" in healthy.stdout
     assert "sandbox" in healthy.stdout
+    assert (
+        "✓ health: /healthz /readyz /metrics on 0.0.0.0: Telegram (long polling) nowhere "
+        "(HEALTH_PORT is unset); Slack HTTP mode PORT 8080, Socket Mode nowhere (HEALTH_PORT "
+        "is unset)"
+    ) in healthy.stdout
+    served = verifybot("doctor", env={**env, "HEALTH_PORT": "9102"}, cwd=tmp_path)
+    assert "Telegram (long polling) HEALTH_PORT 9102;" in served.stdout
+    assert "Socket Mode HEALTH_PORT 9102" in served.stdout
+    hooked = {**env, "HEALTH_PORT": "9102", "TELEGRAM_WEBHOOK_URL": "https://x.org/tg"}
+    assert "Telegram (webhook) PORT 8080;" in verifybot("doctor", env=hooked, cwd=tmp_path).stdout
     broken = environment(
         REDIS_URL="redis://127.0.0.1:1/0",
         VONAGE_APPLICATION_ID="not-an-id",
@@ -153,6 +164,26 @@ def test_run_telegram_refuses_to_start_without_what_it_needs(tmp_path: Path) -> 
     assert wrong_flag.returncode == 2 and "--socket is for slack" in wrong_flag.stderr
     unknown = verifybot("run", "irc", env=environment(), cwd=tmp_path)
     assert unknown.returncode == 2 and "irc" in unknown.stderr
+
+
+def test_a_health_port_in_use_is_one_line(tmp_path: Path, redis_url: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = environment(
+            TELEGRAM_BOT_TOKEN="123:abc",
+            REDIS_URL=redis_url,
+            DATABASE_URL=f"sqlite:///{tmp_path / 'd.db'}",
+            LISTEN_HOST="127.0.0.1",
+            HEALTH_PORT=str(port),
+        )
+        result = verifybot("run", "telegram", env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"verifybot: cannot listen on HEALTH_PORT {port}: "), last
+    assert last.endswith("address already in use")
+    assert "Traceback" not in result.stderr
 
 
 def test_help_explains_every_command(tmp_path: Path) -> None:

@@ -12,10 +12,23 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from bot.consequence import Consequence, parse_consequence
 from bot.directory import Directory
-from bot.gate import GRACE, Gate, Gatekeeper, Hold, Lapsed, sweep_lapsed
+from bot.flow import Setback
+from bot.gate import (
+    FAILURE_WINDOW,
+    GRACE,
+    Gate,
+    Gatekeeper,
+    Hold,
+    Lapsed,
+    Reckoning,
+    RulesFor,
+    sweep_lapsed,
+)
 from bot.identity import MemberKey
 from bot.roles import Invite
+from bot.sanction import GateRules, Sanction
 
 ADA = MemberKey("telegram", "42", "1001")
 BOB = MemberKey("telegram", "42", "1002")
@@ -374,3 +387,180 @@ async def test_the_sweeper_removes_a_batch_side_by_side_and_takes_the_next_at_on
         task.cancel()
     assert sorted(seen, key=str) == sorted(members, key=str)
     assert in_flight[1] == 5
+
+
+async def test_a_place_whose_own_rules_refuse_the_number_keeps_holding_the_member(
+    redis: Redis, key_prefix: str, directory: Directory
+) -> None:
+    async def accepts(platform: str, place: str, phone: str) -> bool:
+        return not (place == "-1002" and phone.startswith("+33"))  # -1002 blocks France
+
+    clock = Clock()
+    gatekeeper = keeper(redis, key_prefix, directory, clock, accepts=accepts)
+    await gatekeeper.arrive(ADA, "-1001", "restrict")
+    held = await gatekeeper.arrive(ADA, "-1002", "restrict")
+    verify(directory, ADA)
+
+    let_in = await gatekeeper.verified(ADA, origin="-1003", phone="+33612345678")
+
+    assert [h.place for h in let_in] == ["-1001"]
+    assert (directory.is_admitted(ADA, "-1001"), directory.is_admitted(ADA, "-1002")) == (
+        True,
+        False,
+    )
+    still = await gatekeeper.gate.release(ADA)
+    assert still == [held]  # the same hold, deadline and all
+    # The place that sent them to verify judged the number itself (the flow used its rules).
+    await gatekeeper.arrive(ADA, "-1002", "restrict")
+    assert [h.place for h in await gatekeeper.verified(ADA, origin="-1002", phone="+33612")] == [
+        "-1002"
+    ]
+
+
+# --- Consequences, ban_after_failures and the review queue -----------------------------------
+
+
+def rules_by_place(rules: dict[str, GateRules]) -> RulesFor:
+    """Each place's own rules: the seam the per-community policy plugs into."""
+
+    async def rules_for(place: str) -> GateRules:
+        return rules[place]
+
+    return rules_for
+
+
+async def test_a_lapsed_hold_carries_its_places_consequence(
+    redis: Redis, key_prefix: str, directory: Directory
+) -> None:
+    clock = Clock()
+    rules = rules_by_place(
+        {"-1001": GateRules(parse_consequence("ban:1d")), "-1002": GateRules(Consequence("mute"))}
+    )
+    gatekeeper = keeper(redis, key_prefix, directory, clock, rules_for=rules)
+    await gatekeeper.arrive(ADA, "-1001", "restrict")
+    await gatekeeper.arrive(ADA, "-1002", "restrict")
+    await gatekeeper.arrive(BOB, "-1001", "join_request", reach="1002")
+
+    clock.now += 61
+    lapsed = {
+        (item.hold.member, item.hold.place): item.sanction for item in await gatekeeper.lapsed()
+    }
+
+    until = int(clock.now) + 86400
+    assert lapsed == {
+        (ADA, "-1001"): Sanction(Consequence("ban", 86400), ban=True, until=until),
+        (ADA, "-1002"): Sanction(Consequence("mute")),
+        (BOB, "-1001"): Sanction(Consequence("ban", 86400), decline=True, ban=True, until=until),
+    }
+
+
+async def test_failures_deal_with_the_member_where_the_place_says_and_queue_them(
+    redis: Redis, key_prefix: str, directory: Directory
+) -> None:
+    rules = rules_by_place(
+        {
+            "-1001": GateRules(Consequence("kick"), ban_after_failures=2),
+            "-1002": GateRules(Consequence("ban"), ban_after_failures=3),
+            "-1003": GateRules(Consequence("kick"), ban_after_failures=0),
+        }
+    )
+    gatekeeper = keeper(redis, key_prefix, directory, Clock(), rules_for=rules)
+    for place in ("-1001", "-1002", "-1003"):
+        await gatekeeper.arrive(ADA, place, "restrict", title=place)
+
+    first = await gatekeeper.set_back(ADA, Setback.FAILED)
+    second = await gatekeeper.set_back(ADA, Setback.FAILED)
+    third = await gatekeeper.set_back(ADA, Setback.FAILED)
+
+    assert (first.dealt, first.reviews) == ([], [])
+    assert [(d.hold.place, d.sanction.remove) for d in second.dealt] == [("-1001", True)]
+    assert [(d.hold.place, d.sanction.ban) for d in third.dealt] == [("-1002", True)]
+    assert [(r.hold.place, r.reason) for r in second.reviews + third.reviews] == [
+        ("-1001", Setback.FAILED),
+        ("-1002", Setback.FAILED),
+    ]
+    # Where failures do not count, the member is still held, waiting for the deadline.
+    assert [h.place for h in await gatekeeper.gate.holds_of(ADA)] == ["-1003"]
+    # The count is TTL'd: a day from the first failure.
+    ttl = await redis.ttl(gatekeeper.gate.keys.gate_failures(ADA))
+    assert 0 < ttl <= FAILURE_WINDOW
+
+
+async def test_a_member_held_nowhere_is_neither_counted_nor_queued(
+    redis: Redis, key_prefix: str, directory: Directory
+) -> None:
+    gatekeeper = keeper(redis, key_prefix, directory, Clock())
+    assert await gatekeeper.set_back(ADA, Setback.PHONE_TAKEN) == Reckoning([], [])
+    assert await gatekeeper.set_back(ADA, Setback.FAILED) == Reckoning([], [])
+    assert await redis.exists(gatekeeper.gate.keys.gate_failures(ADA)) == 0
+
+
+async def test_failures_are_counted_atomically_across_workers(
+    redis: Redis, key_prefix: str
+) -> None:
+    gate = gate_for(redis, key_prefix)
+    counts = await asyncio.gather(*(gate.count_failure(ADA) for _ in range(20)))
+    assert sorted(counts) == list(range(1, 21))
+
+
+async def test_a_limit_queues_the_member_once_per_place_until_decided(
+    redis: Redis, key_prefix: str, directory: Directory
+) -> None:
+    gatekeeper = keeper(redis, key_prefix, directory, Clock())
+    await gatekeeper.arrive(ADA, "-1001", "restrict", title="Club")
+
+    first = await gatekeeper.set_back(ADA, Setback.LIMITED)
+    again = await gatekeeper.set_back(ADA, Setback.PHONE_TAKEN)
+
+    assert [(r.hold.place, r.reason) for r in first.reviews] == [("-1001", Setback.LIMITED)]
+    assert again.reviews == []  # one open entry per member and place
+    (review,) = first.reviews
+    assert await gatekeeper.gate.peek_review(review.id) == review
+    # A forged id reads nothing else: not even the open-entry key beside the entry.
+    for forged in ("open:" + review.hold.field, "../x", review.id + "x", ""):
+        assert await gatekeeper.gate.peek_review(forged) is None
+        assert await gatekeeper.gate.take_review(forged) is None
+    taken = await asyncio.gather(*(gatekeeper.gate.take_review(review.id) for _ in range(5)))
+    assert [t for t in taken if t is not None] == [review]  # one press wins
+    assert await gatekeeper.gate.peek_review(review.id) is None
+    # Decided: the next setback may queue them again.
+    assert len((await gatekeeper.set_back(ADA, Setback.LIMITED)).reviews) == 1
+
+
+async def test_approve_releases_the_hold_and_is_audited_as_a_manual_admission(
+    redis: Redis, key_prefix: str, directory: Directory
+) -> None:
+    gatekeeper = keeper(redis, key_prefix, directory, Clock())
+    hold = await gatekeeper.arrive(ADA, "-1001", "restrict")
+    assert hold is not None
+
+    await gatekeeper.approve(hold, moderator="telegram:42:7", reason=Setback.PHONE_TAKEN)
+
+    assert await gatekeeper.gate.holds_of(ADA) == []
+    (entry,) = directory.audit_trail(subject=str(ADA))
+    assert (entry.event, entry.actor, entry.details) == (
+        "admitted_manually",
+        "telegram:42:7",
+        {"place": "-1001", "reason": "phone_taken"},
+    )
+
+
+async def test_deny_applies_the_consequence_to_a_member_still_held_only(
+    redis: Redis, key_prefix: str, directory: Directory
+) -> None:
+    rules = rules_by_place({"-1001": GateRules(Consequence("ban"))})
+    clock = Clock()
+    gatekeeper = keeper(redis, key_prefix, directory, clock, rules_for=rules)
+    held = await gatekeeper.arrive(ADA, "-1001", "restrict")
+    verified = await gatekeeper.arrive(BOB, "-1001", "restrict")
+    assert held is not None and verified is not None
+    verify(directory, BOB)
+    await gatekeeper.verified(BOB)  # verified after being queued: never punished for it
+
+    denied = await gatekeeper.deny(held, moderator="telegram:42:7", reason=Setback.LIMITED)
+    again = await gatekeeper.deny(held, moderator="telegram:42:7", reason=Setback.LIMITED)
+    spared = await gatekeeper.deny(verified, moderator="telegram:42:7", reason=Setback.LIMITED)
+
+    assert denied == Sanction(Consequence("ban"), ban=True)
+    assert (again, spared) == (None, None)
+    assert [e.event for e in directory.audit_trail(subject=str(ADA))] == ["denied", "denied"]

@@ -120,12 +120,24 @@ async def test_a_limit_refuses_the_fourth_sms_and_says_when_a_slot_frees(store: 
     refused = await store.commit(
         ALICE, Conversation(), version=version, now=NOW + 10, hits=[Hit(limit)]
     )
-    assert refused == LimitReached(wait=590.0)
+    assert refused == LimitReached(wait=590.0, limit="phone")
     # Refused means nothing written: the conversation is as it was.
     assert (await store.load(ALICE, now=NOW)).conversation == WAITING
     # The window slides: the first SMS leaves it at NOW + 600.
     later = await store.commit(ALICE, WAITING, version=version, now=NOW + 600.5, hits=[Hit(limit)])
     assert isinstance(later, Committed)
+
+
+async def test_a_refusal_names_the_limit_that_keeps_the_longest_wait(store: Store) -> None:
+    """For ``verifybot_rate_limit_hits{limit}``: the limit a member actually waits for."""
+    hourly = Limit("member_starts", "telegram:bot1:42", Rate(1, 3600))
+    daily = Limit("country", "GB", Rate(1, 86400))
+    first = await store.commit(ALICE, WAITING, version=0, now=NOW, hits=[Hit(hourly), Hit(daily)])
+    assert isinstance(first, Committed)
+    refused = await store.commit(
+        ALICE, WAITING, version=first.version, now=NOW + 1, hits=[Hit(hourly), Hit(daily)]
+    )
+    assert refused == LimitReached(wait=86399.0, limit="country")
 
 
 async def test_limits_are_all_or_nothing(store: Store) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from structlog.testing import capture_logs
 
-from bot.bus import Bus, Handler, desk_handler, gate_handler
-from bot.flow import MemberVerified
+from bot.bus import Bus, Handler, desk_handler, gate_handler, setback_handler
+from bot.flow import MemberSetback, MemberVerified, Setback
 from bot.identity import Member, MemberKey
 
 ALICE = Member(MemberKey("telegram", "bot1", "1001"), display_name="Alice")
@@ -69,7 +69,9 @@ async def test_the_gate_hears_the_origin_and_the_desk_hears_whether_it_is_news()
     heard: list[tuple[str, object]] = []
 
     class Gate:
-        async def member_verified(self, member: Member, *, origin: str | None = None) -> None:
+        async def member_verified(
+            self, member: Member, *, origin: str | None = None, phone: str | None = None
+        ) -> None:
             heard.append(("gate", origin))
 
     class Desk:
@@ -80,3 +82,29 @@ async def test_the_gate_hears_the_origin_and_the_desk_hears_whether_it_is_news()
     bus.register("telegram", [gate_handler(Gate()), desk_handler(Desk())])
     await bus.publish(ALICE, BACK_BY_LINK)
     assert heard == [("gate", "-100"), ("desk", False)]
+
+
+async def test_a_setback_reaches_its_platforms_gate_and_a_failure_is_only_logged() -> None:
+    heard: list[tuple[str, str]] = []
+
+    class Gate:
+        def __init__(self, name: str, *, fails: bool = False) -> None:
+            self.name, self.fails = name, fails
+
+        async def member_set_back(self, member: Member, setback: MemberSetback) -> None:
+            heard.append((self.name, setback.setback.value))
+            if self.fails:
+                raise RuntimeError("the platform is down")
+
+    bus = Bus()
+    bus.register_setbacks("telegram", [setback_handler(Gate("telegram", fails=True))])
+    bus.register_setbacks("slack", [setback_handler(Gate("slack"))])
+    with capture_logs() as logged:
+        await bus.publish_setback(ALICE, MemberSetback(Setback.FAILED, "-100"))
+    await bus.publish_setback(SLACKER, MemberSetback(Setback.LIMITED))
+    await bus.publish_setback(
+        Member(MemberKey("console", "local", "me")), MemberSetback(Setback.LIMITED)
+    )
+
+    assert heard == [("telegram", "failed"), ("slack", "limited")]
+    assert [entry["event"] for entry in logged] == ["setback_handler_failed"]

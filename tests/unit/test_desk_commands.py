@@ -14,12 +14,12 @@ def test_both_desks_know_the_same_commands() -> None:
     assert set(DESK_COMMANDS) == set(COMMANDS)
     assert set(SUBCOMMANDS) == {"help", *COMMANDS}
     menu = [name for name, _ in TELEGRAM_MENU]
-    assert menu == ["verify", *MODERATOR_COMMANDS, *ADMIN_COMMANDS]
+    assert menu == ["verify", "settings", *MODERATOR_COMMANDS, *ADMIN_COMMANDS]
 
 
 def test_who_may_give_each_command() -> None:
     assert MODERATOR_COMMANDS == ("grant", "revoke", "roles")
-    assert ADMIN_COMMANDS == ("whois", "verified", "stats", "export", "unlink")
+    assert ADMIN_COMMANDS == ("whois", "verified", "stats", "export", "unlink", "fraud")
     assert all(COMMANDS[name].rank is Rank.MODERATOR for name in MODERATOR_COMMANDS)
 
 

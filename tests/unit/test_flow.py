@@ -53,6 +53,7 @@ from bot.flow import (
     Resent,
     Reserved,
     ReserveSms,
+    SmsPaused,
     Start,
     StartFailed,
     StartVerification,
@@ -262,6 +263,21 @@ def test_a_rate_limited_member_is_told_when_to_try_again() -> None:
     (reply,) = [e for e in result.effects if isinstance(e, Reply)]
     assert reply.key == "limit.sms"
     assert reply.params["wait"] == flow.Duration(600)
+
+
+def test_a_member_whose_number_s_block_is_paused_is_told_when_to_try_again() -> None:
+    result = run(STARTING, SmsPaused(retry_at=NOW + 6 * 3600))
+    assert result.conversation.state is State.AWAIT_PHONE
+    (reply,) = [e for e in result.effects if isinstance(e, Reply)]
+    assert reply.key == "limit.paused"
+    assert reply.params["wait"] == flow.Duration(6 * 3600)
+    assert not [e for e in result.effects if isinstance(e, StartVerification)]
+
+
+def test_a_paused_resend_keeps_the_code_already_sent() -> None:
+    result = run(AWAIT_CODE, SmsPaused(retry_at=NOW + 60))
+    assert result.conversation == AWAIT_CODE
+    assert replies(result) == ["limit.paused"]
 
 
 def test_a_started_verification_waits_for_the_code() -> None:
@@ -620,6 +636,7 @@ EVENTS = st.one_of(
     st.just(CheckLost()),
     st.sampled_from([Resent(), Recorded(), RecordFailed(), PhoneTaken()]),
     st.builds(Limited, st.floats(NOW, NOW + 86400)),
+    st.builds(SmsPaused, st.floats(NOW, NOW + 86400)),
     st.builds(VerificationStarted, st.text(min_size=1, max_size=36)),
     st.builds(StartFailed, st.sampled_from(list(Failure))),
     st.builds(CheckFailed, st.sampled_from(list(Failure))),
@@ -683,3 +700,56 @@ def test_every_row_hands_its_handler_the_event_type_the_handler_takes() -> None:
     for (state, event_type), rule in RULES.items():
         takes = typing.get_type_hints(inspect.unwrap(rule.handler))["event"]
         assert issubclass(event_type, takes), (state, event_type, takes)
+
+
+# --- setbacks: what the gate and the moderators hear of a failed verification -------------
+
+
+def setbacks(result: Step) -> list[flow.Setback]:
+    return [e.setback for e in result.effects if isinstance(e, flow.MemberSetback)]
+
+
+FROM_CLUB = replace(AWAIT_CODE, origin="-1001")
+
+
+@pytest.mark.parametrize(
+    ("conv", "event", "expected"),
+    [
+        (replace(FROM_CLUB, wrong_codes=2), CodeRejected(), [flow.Setback.FAILED]),
+        (FROM_CLUB, TooManyAttempts(), [flow.Setback.FAILED]),
+        (FROM_CLUB, CodeExpired(), [flow.Setback.FAILED]),
+        (replace(STARTING, origin="-1001"), Limited(retry_at=NOW + 600), [flow.Setback.LIMITED]),
+        (FROM_CLUB, Limited(retry_at=NOW + 600), [flow.Setback.LIMITED]),
+        (FROM_CLUB, flow.PhoneTaken(), [flow.Setback.PHONE_TAKEN]),
+        # A wrong code with tries left, or a right one, is no setback.
+        (FROM_CLUB, CodeRejected(), []),
+        (FROM_CLUB, CodeAccepted(), []),
+    ],
+)
+def test_a_failed_verification_is_told_to_what_follows(
+    conv: Conversation, event: flow.Event, expected: list[flow.Setback]
+) -> None:
+    result = run(conv, event)
+    assert setbacks(result) == expected
+    for effect in result.effects:
+        if isinstance(effect, flow.MemberSetback):
+            assert effect.origin == "-1001"  # the group the member was verifying for
+    if expected:  # after the member's own reply, never instead of it
+        assert replies(result)
+
+
+def test_a_code_that_lapses_by_the_clock_is_a_failure() -> None:
+    late = Context(now=NOW + 10_000)
+    assert setbacks(run(FROM_CLUB, Status(), late)) == [flow.Setback.FAILED]
+
+
+def test_the_daily_wrong_code_limit_is_a_setback_for_review() -> None:
+    blocked = Context(now=NOW, wrong_codes_blocked_until=NOW + 3600)
+    result = run(FROM_CLUB, Text("123456"), blocked)
+    assert replies(result) == ["limit.wrong_codes"]
+    assert setbacks(result) == [flow.Setback.LIMITED]
+
+
+def test_a_number_already_linked_to_enough_accounts_is_a_setback() -> None:
+    asked = replace(AWAIT_PHONE, phone=PHONE, country="GB", origin="-1001")
+    assert setbacks(run(asked, LinksCounted(1))) == [flow.Setback.PHONE_TAKEN]

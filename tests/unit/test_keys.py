@@ -49,5 +49,13 @@ def test_the_gate_s_keys_are_the_old_ones(prefix: str, member: MemberKey) -> Non
     assert keys.gate_welcomed("-1001234") == f"{old}welcomed:-1001234"
 
 
+@pytest.mark.parametrize("prefix", PREFIXES)
+def test_the_fraud_breaker_s_keys(prefix: str) -> None:
+    keys = Keys(prefix)
+    assert keys.fraud("sent", "prefix:+44740012") == f"{prefix}fraud:sent:prefix:+44740012"
+    assert keys.fraud("pause", "country:ES") == f"{prefix}fraud:pause:country:ES"
+    assert keys.fraud_paused == f"{prefix}fraud:paused"
+
+
 def test_the_default_prefix_is_the_store_s_default() -> None:
     assert Keys().prefix == "verifybot:"

@@ -70,6 +70,23 @@ def test_admins_and_auto_roles_are_comma_separated(monkeypatch: pytest.MonkeyPat
         ("TELEGRAM_LOG_CHAT_ID", "mods", "use a chat id like -1001234567890"),
         ("TELEGRAM_GROUP_CONCURRENCY", "0", "TELEGRAM_GROUP_CONCURRENCY"),
         ("SLACK_LOG_CHANNEL", "#mods", "use a channel id like C0123ABCD"),
+        ("HEALTH_PORT", "health", "HEALTH_PORT: Input should be a valid integer"),
+        ("HEALTH_PORT", "70000", "HEALTH_PORT: Input should be less than or equal to 65535"),
+        ("TELEGRAM_CONSEQUENCE", "shame", "TELEGRAM_CONSEQUENCE: 'shame' is not one of kick, ban"),
+        ("TELEGRAM_CONSEQUENCE", "mute:1d", "only a ban takes a duration"),
+        ("TELEGRAM_CONSEQUENCE", "ban:400d", "a ban lasts from 30s to 366d"),
+        ("BAN_AFTER_FAILURES", "-1", "BAN_AFTER_FAILURES: Input should be greater"),
+        ("FRAUD_WINDOW", "soon", "FRAUD_WINDOW: 'soon' is not a duration like 90, 15m, 2h or 1d"),
+        ("FRAUD_WINDOW", "10", "FRAUD_WINDOW: Input should be greater than or equal to 60"),
+        ("FRAUD_COOLDOWN", "2 weeks", "FRAUD_COOLDOWN: '2 weeks' is not a duration"),
+        ("FRAUD_COOLDOWN", "60d", "FRAUD_COOLDOWN: Input should be less than or equal to"),
+        ("FRAUD_MIN_CONVERSION", "20%", "FRAUD_MIN_CONVERSION: '20%' is not a fraction like 0.2"),
+        ("FRAUD_MIN_CONVERSION", "1.5", "FRAUD_MIN_CONVERSION: Input should be less than or"),
+        ("FRAUD_MIN_CONVERSION", "-0.1", "FRAUD_MIN_CONVERSION: Input should be greater than"),
+        ("FRAUD_MIN_SENDS", "2.5", "FRAUD_MIN_SENDS: '2.5' is not a whole number like 20"),
+        ("FRAUD_MIN_SENDS", "0", "FRAUD_MIN_SENDS: Input should be greater than or equal to 1"),
+        ("FRAUD_MIN_SENDS_COUNTRY", "many", "FRAUD_MIN_SENDS_COUNTRY: 'many' is not a whole"),
+        ("FRAUD_BREAKER", "maybe", "FRAUD_BREAKER: 'maybe' is not on or off"),
     ],
 )
 def test_bad_values_are_explained_in_one_line(
@@ -80,6 +97,37 @@ def test_bad_values_are_explained_in_one_line(
         settings()
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_the_consequence_is_kept_as_the_settings_file_writes_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert (settings().telegram_consequence, settings().ban_after_failures) == ("kick", 0)
+    monkeypatch.setenv("TELEGRAM_CONSEQUENCE", " BAN:168h ")
+    monkeypatch.setenv("BAN_AFTER_FAILURES", "3")
+    s = settings()
+    assert (s.telegram_consequence, s.ban_after_failures) == ("ban:7d", 3)
+def test_the_fraud_breaker_s_settings_read_like_the_other_durations(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    s = settings()
+    assert (s.fraud_breaker, s.fraud_window, s.fraud_cooldown) == (True, 86400, 6 * 3600)
+    assert (s.fraud_min_conversion, s.fraud_min_sends, s.fraud_min_sends_country) == (
+        0.2,
+        20,
+        200,
+    )
+    monkeypatch.setenv("FRAUD_WINDOW", "90")
+    monkeypatch.setenv("FRAUD_COOLDOWN", "15m")
+    monkeypatch.setenv("FRAUD_MIN_CONVERSION", "0.35")
+    monkeypatch.setenv("FRAUD_MIN_SENDS", "12")
+    monkeypatch.setenv("FRAUD_BREAKER", "off")
+    s = settings()
+    assert (s.fraud_window, s.fraud_cooldown, s.fraud_min_conversion) == (90, 900, 0.35)
+    assert (s.fraud_min_sends, s.fraud_breaker) == (12, False)
+    monkeypatch.setenv("FRAUD_WINDOW", "2h")
+    monkeypatch.setenv("FRAUD_COOLDOWN", "1d")
+    assert (settings().fraud_window, settings().fraud_cooldown) == (7200, 86400)
 
 
 def test_an_application_without_a_key_is_refused() -> None:
