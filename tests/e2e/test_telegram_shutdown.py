@@ -106,7 +106,10 @@ async def test_sigterm_mid_flow_then_a_restart_answers_every_member_once(
         VONAGE_PRIVATE_KEY_PATH=str(key_file),
         VONAGE_API_HOST=vonage.host,
         VONAGE_TIMEOUT_SECONDS="5",
+        # Fifty numbers from one block: neither the per-block budget nor the fraud breaker
+        # (fifty codes to one block before any is entered) is what this test is about.
         LIMIT_SMS_PER_PREFIX="100/1d",
+        FRAUD_MIN_SENDS="100",
         SHUTDOWN_GRACE_SECONDS="30",
         LOG_FORMAT="json",
     )

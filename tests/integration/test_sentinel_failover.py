@@ -65,7 +65,9 @@ async def bot(
         vonage_api_host=vonage.host,
         vonage_timeout_seconds=2,
         vonage_retry_wait_seconds=0.01,
+        # Twenty numbers from one block: not what the limits or the fraud breaker are about.
         limit_sms_per_prefix="100/1d",
+        fraud_min_sends=100,
     )
     async with open_app(settings) as app:
         yield app
