@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 import time
-from collections.abc import Callable, Hashable
-from contextlib import suppress
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterator
+from contextlib import contextmanager, suppress
+from typing import Any, Generic, ParamSpec, TypeVar
 
+import structlog
 from aiohttp import web
 
 from bot.health import PATHS, Health
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+P = ParamSpec("P")
+R = TypeVar("R")
+
+log = structlog.get_logger("verifybot.runtime")
 
 
 async def until_stopped() -> None:
@@ -35,6 +41,89 @@ async def until_stopped() -> None:
     finally:
         for signum in installed:
             loop.remove_signal_handler(signum)
+
+
+class InFlight:
+    """The updates being handled right now, so that a stop can let them finish, for a while.
+
+    A stop first shuts the door (no new updates), then ``drain``s: updates still waiting
+    for their turn may be dropped at once (when they will be delivered again), the ones
+    under way get up to the grace period, and whatever still runs after it is cancelled.
+    """
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._started: set[asyncio.Task[Any]] = set()
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def watch(self, task: asyncio.Task[Any]) -> None:
+        """Count ``task`` in from now until it is done (even before it first runs)."""
+        self._tasks.add(task)
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        self._started.discard(task)
+
+    @contextmanager
+    def handling(self) -> Iterator[None]:
+        """Count the current task in while the block runs (waiting for its turn, at first)."""
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - always inside a task under asyncio
+            yield
+            return
+        self._tasks.add(task)
+        try:
+            yield
+        finally:
+            self._forget(task)
+
+    def started(self) -> None:
+        """The current task's update is under way: a stop lets it finish."""
+        task = asyncio.current_task()
+        if task is not None and task in self._tasks:
+            self._started.add(task)
+
+    def tracked(self, listener: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+        """``listener``, counted in (as under way) while it runs; its signature is kept for
+        bolt's argument injection, which unwraps it."""
+
+        @functools.wraps(listener)
+        async def run(*args: P.args, **kwargs: P.kwargs) -> R:
+            with self.handling():
+                self.started()
+                return await listener(*args, **kwargs)
+
+        return run
+
+    async def drain(self, grace: float, *, drop_waiting: bool = False) -> int:
+        """Wait up to ``grace`` seconds for everything in flight (and whatever starts
+        meanwhile), cancel what is left, and say how many were cancelled. With
+        ``drop_waiting``, updates not under way yet are cancelled first: they did nothing,
+        and will be delivered again."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        await asyncio.sleep(0)  # tasks created just now count themselves in on their first step
+        dropped = [task for task in self._tasks if task not in self._started]
+        if drop_waiting:
+            for task in dropped:
+                task.cancel()
+            await asyncio.gather(*dropped, return_exceptions=True)
+        while self._tasks and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(set(self._tasks), timeout=left)
+        late = [task for task in self._tasks if not task.done()]
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+        log.info(
+            "shutdown_drained",
+            dropped_waiting=len(dropped) if drop_waiting else 0,
+            cancelled=len(late),
+            grace=grace,
+        )
+        return len(late)
 
 
 def add_health_routes(application: web.Application, health: Health) -> None:

@@ -23,9 +23,11 @@ claim rides on the save. A message that changes nothing is not saved.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -208,19 +210,27 @@ class Engine:
         raised to the adapter after the bus has run: the directory has the member verified,
         and a lost reply must not keep a group shut.
         """
-        outcome = await self._outcome(member, event, delivery_id)
-        if outcome.duplicate:
-            return outcome
         try:
-            if render is not None:
-                await render(outcome)
-        finally:
-            for pause in outcome.trips:
-                await self.bus.tripped(member, pause)
-            if outcome.verified is not None:
-                await self.bus.publish(member, outcome.verified)
-            for setback in outcome.setbacks:
-                await self.bus.publish_setback(member, setback)
+            outcome = await self._outcome(member, event, delivery_id)
+            if outcome.duplicate:
+                return outcome
+            try:
+                if render is not None:
+                    await render(outcome)
+            finally:
+                for pause in outcome.trips:
+                    await self.bus.tripped(member, pause)
+                if outcome.verified is not None:
+                    await self.bus.publish(member, outcome.verified)
+                for setback in outcome.setbacks:
+                    await self.bus.publish_setback(member, setback)
+        except asyncio.CancelledError:
+            # Cut short by a stop whose grace ran out: the update comes again (polling
+            # fetches it on the next start) and must not be taken for a duplicate.
+            if delivery_id is not None:
+                with suppress(Exception):
+                    await self.store.forget_delivery(member.key, delivery_id)
+            raise
         return outcome
 
     async def _outcome(

@@ -45,6 +45,21 @@ Rates = Annotated[tuple[Rate, ...], NoDecode]
 Seconds = Annotated[int, NoDecode, Field(ge=0, le=30 * 86400)]
 Countries = Annotated[frozenset[str], NoDecode]
 Names = Annotated[tuple[str, ...], NoDecode]
+Addresses = Annotated[tuple[tuple[str, int], ...], NoDecode]
+
+
+def parse_addresses(value: str) -> tuple[tuple[str, int], ...]:
+    """``"10.0.0.1:26379, [::1]:26379"`` -> ((host, port), …), each host:port checked."""
+    addresses = []
+    for part in (p.strip() for p in value.split(",")):
+        if not part:
+            continue
+        match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([A-Za-z0-9_.-]+):(\d{1,5})", part)
+        port = int((match.group(2) or match.group(4)) if match else 0)
+        if match is None or not 1 <= port <= 65535:
+            raise ValueError(f"{part!r} is not a host:port like 10.0.0.5:26379")
+        addresses.append((match.group(1) or match.group(3), port))
+    return tuple(addresses)
 
 
 class Settings(BaseSettings):
@@ -78,6 +93,9 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     redis_prefix: str = "verifybot:"
     redis_max_connections: int = Field(64, ge=2, le=10_000)
+    #: Sentinels to ask where the primary is, instead of REDIS_URL.
+    redis_sentinels: Addresses = ()
+    redis_sentinel_master: str | None = None
     database_url: str = "sqlite:///./verifybot.db"
     database_timeout_seconds: float = Field(5.0, ge=0.5, le=60)
     data_dir: Path = Path(".verifybot")
@@ -151,6 +169,9 @@ class Settings(BaseSettings):
     telegram_log_chat_id: str | None = None
     slack_log_channel: str | None = None
     moderator_cache_seconds: int = Field(60, ge=0, le=3600)
+
+    # Stopping: how long in-flight updates may take to finish after SIGTERM.
+    shutdown_grace_seconds: int = Field(10, ge=0, le=600)
 
     # Texts and logs
     default_language: str = "en"
@@ -292,12 +313,38 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
+    @field_validator("redis_sentinels", mode="before")
+    @classmethod
+    def _sentinels(cls, value: Any) -> Any:
+        return parse_addresses(value) if isinstance(value, str) else value
+
+    @field_validator("redis_sentinel_master")
+    @classmethod
+    def _sentinel_master(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_.:-]{1,128}", value):
+            raise ValueError(
+                "use the name in the sentinels' 'sentinel monitor' line, e.g. mymaster"
+            )
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: str) -> str:
         if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", value):
             raise ValueError("must be sqlite:///path or postgresql://user@host/db")
         return value
+
+    @model_validator(mode="after")
+    def _one_redis(self) -> Settings:
+        if self.redis_sentinels and self.redis_url:
+            raise ValueError(
+                "set REDIS_URL or REDIS_SENTINELS, not both (the sentinels name the primary)"
+            )
+        if self.redis_sentinels and not self.redis_sentinel_master:
+            raise ValueError("REDIS_SENTINELS needs REDIS_SENTINEL_MASTER, the monitored name")
+        if self.redis_sentinel_master and not self.redis_sentinels:
+            raise ValueError("REDIS_SENTINEL_MASTER needs REDIS_SENTINELS, a host:port list")
+        return self
 
     @model_validator(mode="after")
     def _verifier_has_credentials(self) -> Settings:

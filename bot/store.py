@@ -17,6 +17,10 @@ reserved until Vonage says the request is over (or the request's lifetime has ce
 passed). While another member holds it nothing is written, as when a limit is full: only
 the holder ever reaches Vonage for that number.
 
+Under Sentinel (``replicas`` > 0) a commit that takes a number's claim, the one that goes
+before a Vonage start, waits until a replica has it (``WAIT``): replication is asynchronous,
+and a failover that lost the reservation would let the number be sent a second SMS.
+
 Every key has a TTL. Limits are sliding-window logs in sorted sets: exact, and they say
 precisely when a slot frees up.
 """
@@ -31,6 +35,7 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
+import structlog
 from redis.asyncio import Redis
 
 from bot import metrics
@@ -39,6 +44,8 @@ from bot.fraud import FraudHit, Pause, Scope
 from bot.identity import MemberKey
 from bot.keys import Keys
 from bot.rates import Rate
+
+log = structlog.get_logger("verifybot.store")
 
 _LOAD = """
 local now = tonumber(ARGV[1])
@@ -386,8 +393,13 @@ class Store:
         conversation_ttl: float = 7 * 86400,
         duplicate_ttl: float = 25 * 3600,
         max_in_flight: int = 64,
+        replicas: int = 0,
+        replica_timeout: float = 1.0,
     ) -> None:
         self.redis = redis
+        #: Replicas that must hold a claim before Vonage is called (0: do not wait).
+        self.replicas = replicas
+        self._replica_timeout_ms = max(1, int(replica_timeout * 1000))
         # redis-py's BlockingConnectionPool hands a freed connection to whoever asks next,
         # not to the longest waiter: above the pool size some messages starve until its
         # timeout. A FIFO semaphore of the pool's size queues them fairly instead.
@@ -523,7 +535,10 @@ class Store:
         if fraud:
             keys.append(self.keys.fraud_paused)
         async with self._round_trip("commit"):
-            result = await self._commit(keys=keys, args=args)
+            if self.replicas and claim is not None and claim.ttl is not None:
+                result = await self._commit_replicated(keys, args)
+            else:
+                result = await self._commit(keys=keys, args=args)
         outcome = _text(result[0])
         if outcome == "ok":
             return Committed(int(result[1]), bool(int(result[2])))
@@ -544,6 +559,22 @@ class Store:
             ]
             return BreakerTripped(wait, tuple(pauses))
         return Conflict()
+
+    async def _commit_replicated(self, keys: list[str], args: list[Any]) -> Any:
+        """COMMIT, then WAIT on the same connection (WAIT counts that client's writes).
+
+        A replica that does not answer in time is logged, not fatal: a replica's outage
+        must not stop every SMS, and Vonage's own in-flight check still stands behind it."""
+        connection = self.redis.client()
+        try:
+            result = await self._commit(keys=keys, args=args, client=connection)
+            if result[0] in (b"ok", "ok"):
+                acked = await connection.wait(self.replicas, self._replica_timeout_ms)
+                if int(acked) < self.replicas:
+                    log.warning("replica_behind", acked=int(acked), wanted=self.replicas)
+            return result
+        finally:
+            await connection.aclose(close_connection_pool=False)
 
     async def release_claim(self, member: MemberKey, phone: str) -> None:
         """Free ``phone`` for other members, if ``member`` holds it and is not using it

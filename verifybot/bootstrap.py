@@ -11,6 +11,7 @@ from dataclasses import replace
 
 import structlog
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.exceptions import RedisError
 
 from bot.app import App, moderation_desk
@@ -207,8 +208,62 @@ def _unopenable(settings: Settings, exc: Exception) -> ConfigError:
     )
 
 
+#: Under Sentinel, how long a number's claim waits for a replica before Vonage is called
+#: (README, "High availability"): a replica acknowledges in well under a millisecond here.
+REPLICA_WAIT_SECONDS = 0.5
+#: Sentinels and a primary that do not answer within this are treated as down.
+SENTINEL_SOCKET_TIMEOUT = 2.0
+
+
+class BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+    """redis-py's Sentinel pool, but waiting for a free connection instead of raising
+    MaxConnectionsError (DEPENDENCY-NOTES: redis-py 8's default pools raise at 100)."""
+
+
+def sentinel_client(settings: Settings) -> Redis:
+    """The primary that REDIS_SENTINELS name REDIS_SENTINEL_MASTER, followed after a
+    failover: a demoted primary's ReadOnlyError and a dead one's errors reach the engine as
+    ConnectionErrors (the member's "try again"), and the next connection asks the sentinels."""
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        list(settings.redis_sentinels),
+        sentinel_kwargs={
+            "socket_timeout": SENTINEL_SOCKET_TIMEOUT,
+            "socket_connect_timeout": SENTINEL_SOCKET_TIMEOUT,
+        },
+        socket_connect_timeout=SENTINEL_SOCKET_TIMEOUT,
+    )
+    client: Redis = sentinel.master_for(
+        settings.redis_sentinel_master or "",
+        connection_pool_class=BlockingSentinelPool,
+        max_connections=settings.redis_max_connections,
+        timeout=10,
+    )
+    return client
+
+
+def redis_where(settings: Settings) -> str:
+    """Where Redis is, for the operator (no password)."""
+    if settings.redis_sentinels:
+        hosts = ",".join(f"{host}:{port}" for host, port in settings.redis_sentinels)
+        return f"sentinels {hosts} (master {settings.redis_sentinel_master})"
+    return redact_url(settings.redis_url) if settings.redis_url else "embedded"
+
+
 @asynccontextmanager
 async def open_redis(settings: Settings) -> AsyncIterator[Redis]:
+    if settings.redis_sentinels:
+        redis = sentinel_client(settings)
+        try:
+            try:
+                await redis.ping()
+            except (RedisError, OSError) as exc:
+                raise ConfigError(
+                    f"cannot reach Redis through {redis_where(settings)}: {exc}"
+                ) from None
+            yield redis
+        finally:
+            await redis.aclose()
+        return
     embedded: EmbeddedRedis | None = None
     url = settings.redis_url
     if url is None:
@@ -264,6 +319,8 @@ async def open_app(
                     conversation_ttl=settings.conversation_ttl_seconds,
                     duplicate_ttl=settings.duplicate_ttl_seconds,
                     max_in_flight=settings.redis_max_connections,
+                    replicas=1 if settings.redis_sentinels else 0,
+                    replica_timeout=REPLICA_WAIT_SECONDS,
                 )
                 policies = Policies(redis, directory, defaults, prefix=settings.redis_prefix)
                 engine = Engine(

@@ -17,6 +17,7 @@ from verifybot.bootstrap import (
     open_directory,
     open_redis,
     redact_url,
+    redis_where,
     signing_auth,
 )
 from verifybot.embedded_redis import redis_server_binary
@@ -56,9 +57,9 @@ def check_vonage(settings: Settings) -> Check:
 
 
 async def check_redis(settings: Settings) -> Check:
-    where = redact_url(settings.redis_url) if settings.redis_url else "embedded"
+    where = redis_where(settings)
     try:
-        if settings.redis_url is None:
+        if settings.redis_url is None and not settings.redis_sentinels:
             redis_server_binary()
         async with open_redis(settings) as redis:
             version = (await redis.info("server")).get("redis_version", "?")

@@ -4,6 +4,7 @@ or Socket Mode. The member's listeners are in ``chat``, the moderators' in ``des
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -12,6 +13,8 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.error import BoltUnhandledRequestError
+from slack_bolt.listener_matcher.async_listener_matcher import AsyncListenerMatcher
+from slack_bolt.middleware.async_middleware import AsyncMiddleware
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
@@ -19,7 +22,7 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters._runtime import add_health_routes, until_stopped
+from adapters._runtime import InFlight, add_health_routes, until_stopped
 from adapters.slack.chat import SlackChat
 from adapters.slack.client import PLATFORM, web_client
 from adapters.slack.desk import SlackDesk
@@ -81,14 +84,45 @@ async def _on_error(error: Exception, body: dict[str, Any]) -> BoltResponse | No
     return None
 
 
+class _App(AsyncApp):
+    """bolt's app, with each listener counted in ``in_flight`` while it runs (after the ack,
+    in a task of its own). Every registration (event, command, action, view…) goes through
+    ``_register_listener``, bolt 1.x's one place for it."""
+
+    def __init__(self, in_flight: InFlight, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.in_flight = in_flight
+
+    def _register_listener(
+        self,
+        functions: Sequence[Callable[..., Awaitable[BoltResponse | None]]],
+        primary_matcher: AsyncListenerMatcher,
+        matchers: Sequence[Callable[..., Awaitable[bool]]] | None,
+        middleware: Sequence[Callable[..., Any] | AsyncMiddleware] | None,
+        auto_acknowledgement: bool = False,
+        ack_timeout: int = 3,
+    ) -> Callable[..., Awaitable[BoltResponse | None]] | None:
+        return super()._register_listener(
+            [self.in_flight.tracked(function) for function in functions],
+            primary_matcher,
+            matchers,
+            middleware,
+            auto_acknowledgement,
+            ack_timeout,
+        )
+
+
 #: What the app registers; the manifest test checks config/slack-app-manifest.yml lists them.
 COMMANDS = ("/verify", "/verifybot")
 EVENTS = ("message.im", "app_home_opened", "team_join")
 SHORTCUTS = (GRANT_SHORTCUT,)
 
 
-def build_app(app: App, *, client: AsyncWebClient | None = None) -> AsyncApp:
-    """The bolt app with every listener: ``serve`` uses it, and so do the tests."""
+def build_app(
+    app: App, *, client: AsyncWebClient | None = None, in_flight: InFlight | None = None
+) -> AsyncApp:
+    """The bolt app with every listener: ``serve`` uses it, and so do the tests. Listeners
+    run after the ack; ``in_flight`` counts them, so that a stop lets them finish."""
     settings = app.settings
     client = client or web_client(settings)
     secret = settings.slack_signing_secret
@@ -110,7 +144,8 @@ def build_app(app: App, *, client: AsyncWebClient | None = None) -> AsyncApp:
         app.catalogue,
         moderator_max_age=float(settings.moderator_cache_seconds),
     )
-    bolt = AsyncApp(
+    bolt = _App(
+        in_flight or InFlight(),
         client=client,
         signing_secret=secret.get_secret_value() if secret else "",
         # Ack first, work after: Slack retries anything slower than 3 s.
@@ -233,10 +268,15 @@ async def accept_token(client: AsyncWebClient, health: Health) -> None:
 
 
 async def serve(app: App, *, socket: bool = False, health: Health | None = None) -> None:
-    """Run until cancelled: HTTP on LISTEN_HOST:PORT, or Socket Mode out to Slack.
-    ``health`` is served beside the events endpoint in HTTP mode."""
-    slack_app = build_app(app)
+    """Run until SIGINT or SIGTERM: HTTP on LISTEN_HOST:PORT, or Socket Mode out to Slack.
+    ``health`` is served beside the events endpoint in HTTP mode.
+
+    On the signal no new request is taken (Slack sends an unacknowledged Socket Mode
+    envelope again); listeners already running get SHUTDOWN_GRACE_SECONDS to finish."""
+    in_flight = InFlight()
+    slack_app = build_app(app, in_flight=in_flight)
     settings = app.settings
+    grace = float(settings.shutdown_grace_seconds)
     if health is not None:
         await accept_token(slack_app.client, health)
     if socket:
@@ -246,7 +286,9 @@ async def serve(app: App, *, socket: bool = False, health: Health | None = None)
         try:
             await until_stopped()
         finally:
+            log.info("slack_stopping", in_flight=len(in_flight), grace=grace)
             await handler.close_async()  # type: ignore[no-untyped-call]
+            await in_flight.drain(grace)
         return
     secret = settings.slack_signing_secret
     if secret is None:
@@ -254,7 +296,7 @@ async def serve(app: App, *, socket: bool = False, health: Health | None = None)
     application = web_app(slack_app, settings.slack_events_path, secret.get_secret_value())
     if health is not None:
         add_health_routes(application, health)
-    runner = web.AppRunner(application)
+    runner = web.AppRunner(application, shutdown_timeout=grace)
     await runner.setup()
     try:
         await web.TCPSite(runner, settings.listen_host, settings.port).start()
@@ -266,4 +308,6 @@ async def serve(app: App, *, socket: bool = False, health: Health | None = None)
         )
         await until_stopped()
     finally:
+        log.info("slack_stopping", in_flight=len(in_flight), grace=grace)
         await runner.cleanup()
+        await in_flight.drain(grace)

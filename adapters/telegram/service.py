@@ -39,6 +39,7 @@ from adapters.telegram.desk import TelegramDesk
 from adapters.telegram.gate import GroupGate
 from adapters.telegram.http import AiohttpRequest
 from adapters.telegram.panel import SettingsPanel
+from adapters.telegram.polling import Polling
 from adapters.telegram.review import ReviewDesk
 from adapters.telegram.roles import TelegramRoles, mod_log
 from adapters.telegram.updates import InOrderPerMember, PaceMessages
@@ -223,10 +224,17 @@ def mount_health(updater: Any, health: Health) -> None:
 
 async def serve(app: App, *, webhook: bool = False, health: Health | None = None) -> None:
     """Run until SIGINT or SIGTERM: long polling, or a webhook server if asked. ``health``
-    is told the token was accepted, and served beside the webhook."""
+    is told the token was accepted, and served beside the webhook.
+
+    On the signal no new update is taken; those being handled get SHUTDOWN_GRACE_SECONDS to
+    finish, and the rest are cancelled. In polling mode those come back on the next start
+    (``adapters.telegram.polling``); a webhook's were already acknowledged to Telegram.
+    """
     settings = app.settings
     application = build_application(app)
     wired: Wired = application.bot_data["wired"]
+    processor = application.update_processor
+    assert isinstance(processor, InOrderPerMember)  # noqa: S101 - build_application's
     async with application:
         if health is not None:  # initialising asked getMe: the token works
             health.token_accepted(PLATFORM)
@@ -235,6 +243,7 @@ async def serve(app: App, *, webhook: bool = False, health: Health | None = None
         sweeper = wired.gate.start_sweeper()
         updater = application.updater
         assert updater is not None  # noqa: S101 - built with the default updater
+        polling: Polling | None = None
         if webhook or settings.telegram_webhook_url:
             url = settings.telegram_webhook_url or ""
             secret = settings.telegram_webhook_secret
@@ -250,14 +259,23 @@ async def serve(app: App, *, webhook: bool = False, health: Health | None = None
                 mount_health(updater, health)
             log.info("telegram_webhook", url=url, port=settings.port)
         else:
-            await updater.start_polling(allowed_updates=ALLOWED_UPDATES)
+            polling = Polling(
+                application, allowed_updates=ALLOWED_UPDATES, in_flight=processor.in_flight
+            )
+            await polling.start()
             log.info("telegram_polling", bot=application.bot.username)
         try:
             await until_stopped()
         finally:
+            grace = float(settings.shutdown_grace_seconds)
+            log.info("telegram_stopping", in_flight=len(processor.in_flight), grace=grace)
             if sweeper is not None:
                 sweeper.cancel()
                 with suppress(asyncio.CancelledError):
                     await sweeper
-            await updater.stop()
+            if polling is not None:
+                await polling.stop(grace)
+            else:
+                await updater.stop()
+                await processor.in_flight.drain(grace)
             await application.stop()

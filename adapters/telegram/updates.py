@@ -7,12 +7,15 @@ fit them to a bot that may be raided: one group's wave of joins must not starve 
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from telegram import Update
 from telegram.ext import AIORateLimiter, BaseUpdateProcessor
+
+from adapters._runtime import InFlight
 
 #: Updates handled at once (at least twice one group's share, so that a raid in one group
 #: leaves room for everyone else), and updates waiting their turn before PTB holds more.
@@ -72,11 +75,23 @@ class InOrderPerMember(BaseUpdateProcessor):
         self._slots: dict[int, asyncio.Semaphore] = {}
         self._waiting: Counter[tuple[int, int]] = Counter()
         self._in_chat: Counter[int] = Counter()
+        #: Every update from the moment PTB hands it over, for a stop's grace period.
+        self.in_flight = InFlight()
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        with self.in_flight.handling():
+            try:
+                await self._in_turn(update, coroutine)
+            except asyncio.CancelledError:
+                if inspect.iscoroutine(coroutine):  # cancelled before its turn: never started
+                    coroutine.close()
+                raise
+
+    async def _in_turn(self, update: object, coroutine: Awaitable[Any]) -> None:
         key = _ordering_key(update)
         if key is None:
             async with self._running:
+                self.in_flight.started()
                 await coroutine
             return
         chat = key[0]
@@ -86,6 +101,7 @@ class InOrderPerMember(BaseUpdateProcessor):
         self._in_chat[chat] += 1
         try:
             async with turn, slots, self._running:
+                self.in_flight.started()
                 await coroutine
         finally:
             self._waiting[key] -= 1

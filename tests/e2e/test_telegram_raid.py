@@ -43,7 +43,7 @@ async def test_a_member_who_verifies_while_their_join_waits_is_never_restricted(
         telegram.join(raider, group)
         await telegram.wait_for(lambda: telegram.calls_to("restrictChatMember"))
         telegram.join(ada, group)
-        await telegram.wait_for(lambda: not telegram.pending_updates)  # the bot has it
+        await telegram.wait_for(telegram.handed_over)  # the bot has it
 
         telegram.send_text(ada, vonage.last_code(E164))
         await next_message(telegram, ada, "You're verified")

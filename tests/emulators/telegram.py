@@ -561,6 +561,17 @@ class TelegramEmulator(World):
         with self._lock:
             return list(self._pending)
 
+    def handed_over(self) -> bool:
+        """Every update not yet confirmed has been in a getUpdates answer: the bot has them
+        all, though it may not have confirmed (handled) them yet."""
+        answered = {
+            update["update_id"]
+            for call in self.calls_to("getUpdates")
+            if isinstance(call.response, dict)
+            for update in call.response.get("result") or []
+        }
+        return all(update["update_id"] in answered for update in self.pending_updates)
+
     @property
     def allowed_updates(self) -> list[str]:
         with self._lock:

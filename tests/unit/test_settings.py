@@ -149,3 +149,40 @@ def test_telegram_sends_at_telegrams_pace_unless_told_otherwise(
     assert settings().telegram_send_rate == 30
     monkeypatch.setenv("TELEGRAM_SEND_RATE", "0")
     assert settings().telegram_send_rate == 0
+
+
+def test_sentinels_are_a_host_port_list_with_the_master_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("REDIS_URL", raising=False)  # a developer's or CI's own Redis
+    monkeypatch.setenv("REDIS_SENTINELS", "10.0.0.5:26379, sentinel-b:26380,[::1]:26381")
+    monkeypatch.setenv("REDIS_SENTINEL_MASTER", "mymaster")
+    s = settings()
+    assert s.redis_sentinels == (("10.0.0.5", 26379), ("sentinel-b", 26380), ("::1", 26381))
+    assert (s.redis_sentinel_master, s.redis_url) == ("mymaster", None)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"REDIS_SENTINELS": "10.0.0.5", "REDIS_SENTINEL_MASTER": "m"}, "'10.0.0.5' is not a"),
+        ({"REDIS_SENTINELS": "a:26379,b:70000", "REDIS_SENTINEL_MASTER": "m"}, "'b:70000'"),
+        ({"REDIS_SENTINELS": "a:26379"}, "REDIS_SENTINELS needs REDIS_SENTINEL_MASTER"),
+        ({"REDIS_SENTINEL_MASTER": "m"}, "REDIS_SENTINEL_MASTER needs REDIS_SENTINELS"),
+        (
+            {"REDIS_SENTINELS": "a:1", "REDIS_SENTINEL_MASTER": "m", "REDIS_URL": "redis://x"},
+            "set REDIS_URL or REDIS_SENTINELS, not both",
+        ),
+        ({"SHUTDOWN_GRACE_SECONDS": "-1"}, "SHUTDOWN_GRACE_SECONDS"),
+    ],
+)
+def test_bad_redis_and_shutdown_settings_are_explained_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, values: dict[str, str], message: str
+) -> None:
+    monkeypatch.delenv("REDIS_URL", raising=False)  # a developer's or CI's own Redis
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        settings()
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
