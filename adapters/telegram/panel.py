@@ -38,7 +38,7 @@ from telegram.ext import (
     filters,
 )
 
-from adapters.telegram.client import PLATFORM, TelegramClient, in_chat, log_refusal
+from adapters.telegram.client import PLATFORM, TelegramClient, in_chat, log_refusal, topic_of
 from adapters.telegram.desk import TelegramDesk
 from bot.directory import AsyncDirectory
 from bot.policy import ADMIT_VERIFIED, GATE_MODES, CommunityPolicy, community_scope
@@ -128,15 +128,16 @@ class SettingsPanel:
         if chat.type == ChatType.PRIVATE:
             await self._list_groups(user, locale)
             return
+        topic = topic_of(message)  # in a forum, the group's line answers in the topic asked
         if not await self.desk.administers(user.id, (chat.id,)):
-            await self._refuse(user, chat.id, tell=chat.id)
+            await self._refuse(user, chat.id, tell=chat.id, topic=topic)
             return
         # A group the bot was in before the registry existed is known from now on.
         await self.directory.record_group(str(chat.id), chat.title, now=datetime.now(UTC))
         sent = await self._send(user.id, *await self._panel(chat.id, chat.title, locale))
         link = f"https://t.me/{self.bot.username}"
         note = "sent_privately" if sent else "start_private"
-        await self.client.send(chat.id, self._text(note, locale, link=link))
+        await self.client.send(chat.id, self._text(note, locale, link=link), topic=topic)
 
     async def _list_groups(self, user: User, locale: str | None) -> None:
         groups = await self.directory.groups()
@@ -239,7 +240,7 @@ class SettingsPanel:
 
     # -- helpers ------------------------------------------------------------------------------
 
-    async def _refuse(self, user: User, place: int, *, tell: int) -> None:
+    async def _refuse(self, user: User, place: int, *, tell: int, topic: int | None = None) -> None:
         """Not an administrator of ``place`` (now): said politely, and audited as the
         moderators' desk audits its refusals."""
         actor = str(self.client.member_for(user).key)
@@ -250,7 +251,7 @@ class SettingsPanel:
             )
         except Exception:  # the refusal stands; a missing audit line must not undo it
             log.exception("audit_failed", audit_event="policy_refused")
-        await self.client.send(tell, self._text("refused", user.language_code))
+        await self.client.send(tell, self._text("refused", user.language_code), topic=topic)
 
     async def _change(self, user: User, place: int, name: str, value: str | None) -> None:
         """Change one field, audited as this admin; tell them what it was and is now."""

@@ -275,3 +275,30 @@ async def test_each_group_deals_with_the_unverified_by_the_consequence_its_admin
 
         assert telegram.member_status(chess, erin) == "restricted"  # muted: stays, silent
         assert [c.params["user_id"] for c in telegram.calls_to("banChatMember")] == [fred]
+
+
+async def test_settings_in_a_forum_topic_answer_in_that_topic(
+    run_bot: RunBot, telegram: TelegramEmulator
+) -> None:
+    alice, mallory = telegram.add_user("Alice"), telegram.add_user("Mallory")
+    forum = telegram.add_group("Forum", forum=True)
+    topic = telegram.add_topic(forum, "Admins")
+    telegram.add_admin(forum, alice)
+    telegram.join(mallory, forum)
+    async with run_bot(telegram_gate_mode="off"):
+        telegram.send_text(alice, "/start")
+        await next_message(telegram, alice, "phone number")
+        telegram.send_text(alice, "/settings", chat_id=forum, topic=topic)
+        line = await next_message(telegram, forum, "I've sent you this group's settings")
+        assert line.message_thread_id == topic
+        await next_message(telegram, alice, "Settings for Forum")
+
+        telegram.send_text(mallory, "/settings", chat_id=forum, topic=topic)
+        refused = await next_message(telegram, forum, "Only this group's administrators")
+        assert refused.message_thread_id == topic
+
+        telegram.send_text(alice, "/settings", chat_id=forum)  # in General: answered there
+        await telegram.wait_for(
+            lambda: len([m for m in telegram.messages_in(forum) if "sent you" in m.text]) == 2
+        )
+        assert telegram.messages_in(forum)[-1].message_thread_id is None
