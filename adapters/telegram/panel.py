@@ -8,6 +8,12 @@ refused, in one line, as the settings file would refuse them. Nothing in a butto
 every press and every answer asks Telegram again (through the moderators' cache) whether the
 person still administers the group it names. The rules and the audit are the core's
 ``Policies``; this module only shows them.
+
+A group's log chat (where its reviews and verifications are posted) is taken only if the admin
+setting it also administers that chat and the bot is in it, both asked of Telegram there and
+then: otherwise a group's admin could make the bot post into a chat they do not control.
+``auto_roles`` is not here at all: roles can open other communities' resources, so only the
+operator sets a group's (``verifybot policy set``).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from telegram import (
+    ChatMember,
     ForceReply,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
@@ -38,10 +45,17 @@ from telegram.ext import (
     filters,
 )
 
-from adapters.telegram.client import PLATFORM, TelegramClient, in_chat, log_refusal, topic_of
+from adapters.telegram.client import (
+    PLATFORM,
+    TelegramClient,
+    chat_target,
+    in_chat,
+    log_refusal,
+    topic_of,
+)
 from adapters.telegram.desk import TelegramDesk
 from bot.directory import AsyncDirectory
-from bot.policy import ADMIT_VERIFIED, GATE_MODES, CommunityPolicy, community_scope
+from bot.policy import ADMIT_VERIFIED, GATE_MODES, CommunityPolicy, community_scope, parse_field
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -59,7 +73,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "max_accounts_per_phone": ("1", "2", "3", "5"),
 }
 #: Settings typed in answer to a question (a ForceReply).
-ASKED = ("allowed_countries", "blocked_countries", "allowed_number_types", "welcome")
+ASKED = ("allowed_countries", "blocked_countries", "allowed_number_types", "welcome", "log_chat")
 #: How long a question waits for its answer.
 QUESTION_SECONDS = 86400
 RESET = "-"
@@ -230,13 +244,33 @@ class SettingsPanel:
             await self._refuse(user, place, tell=user.id)
             return
         answer = message.text.strip()
+        value = None if answer == RESET else answer
         try:
-            await self._change(user, place, name, None if answer == RESET else answer)
+            if name == "log_chat" and value is not None:
+                chat = parse_field(name, value, platform=PLATFORM)
+                if chat is not None and not await self._may_log_to(user.id, chat):
+                    await self.app.store.stash(
+                        _question(user.id, asked.message_id), pending, ttl=3600
+                    )
+                    line = self._text("log_chat_refused", locale, chat=chat)
+                    await self.client.send(user.id, line)
+                    return
+            await self._change(user, place, name, value)
         except ValueError as exc:
             await self.app.store.stash(_question(user.id, asked.message_id), pending, ttl=3600)
             await self.client.send(user.id, self._text("bad_value", locale, problem=str(exc)))
             return
         await self._send(user.id, *await self._panel(place, await self._title(place), locale))
+
+    async def _may_log_to(self, user_id: int, chat: str) -> bool:
+        """Whether the admin administers ``chat`` and the bot is in it, asked of Telegram now
+        (not the moderators' cache: this decides where the bot will post)."""
+        target = chat_target(chat)
+        admin = await self.client.call(self.bot.get_chat_member(target, user_id))
+        if admin is None or admin.status not in (ChatMember.OWNER, ChatMember.ADMINISTRATOR):
+            return False
+        bot = await self.client.call(self.bot.get_chat_member(target, self.bot.id))
+        return bot is not None and in_chat(bot)
 
     # -- helpers ------------------------------------------------------------------------------
 

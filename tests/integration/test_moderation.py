@@ -82,7 +82,7 @@ def invite_for(member: MemberKey, role: Role, chat: int) -> Invite:
 class Log:
     lines: list[Reply] = field(default_factory=list)
 
-    async def post(self, line: Reply) -> None:
+    async def post(self, line: Reply, *, chat: str | None = None) -> None:
         self.lines.append(line)
 
 
