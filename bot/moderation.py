@@ -459,8 +459,14 @@ class Moderation:
             if fresh:
                 line = Reply("modlog.verified", {"member": who})
                 await self._post(line, chat=policy.log_chat if policy else None)
-            for name in self.roles.auto:
-                role = self.roles.roles[name]
+            # The group's own auto roles (set only by the operator, ``verifybot policy set``:
+            # a role can open other communities' chats, so no group admin may choose them),
+            # else AUTO_ROLES, which is every policy's default.
+            for name in policy.auto_roles if policy is not None else self.roles.auto:
+                role = self.roles.roles.get(name)
+                if role is None:  # the roles file lost it since the operator chose it
+                    log.warning("auto_role_undefined", role=name)
+                    continue
                 outcome = await self._directory.grant_role(
                     member.key, name, granted_by=AUTO, now=self._now()
                 )

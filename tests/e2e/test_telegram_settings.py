@@ -320,6 +320,8 @@ async def test_a_group_sends_its_reviews_and_verifications_to_its_own_log_chat(
         telegram.send_text(alice, "/start")
         await next_message(telegram, alice, "phone number")
         panel = await open_panel(telegram, alice, chess, "Chess club")
+        # Auto roles are the operator's (``verifybot policy set``), never offered here.
+        assert not [data for data in callback_data(panel) if data.endswith(":auto_roles")]
         telegram.press(alice, panel, button(panel, "a", chess, "log_chat"))
         question = await next_message(telegram, alice, "Reply to this message with Log chat")
         telegram.send_text(alice, "#mods", reply_to=question.message_id)
