@@ -213,7 +213,9 @@ class SettingsPanel:
     # -- questions and answers ----------------------------------------------------------------
 
     async def _ask(self, user: User, place: int, title: str, name: str, locale: str | None) -> None:
-        default = self.policies.default_for(self._scope(place)).written(name)
+        default = self._shown(
+            place, name, self.policies.default_for(self._scope(place)).written(name)
+        )
         text = self._text(
             "prompt",
             locale,
@@ -298,8 +300,8 @@ class SettingsPanel:
             locale,
             group=await self._title(place),
             field=self._text(f"field.{name}", locale),
-            old=old or empty,
-            new=new or empty,
+            old=self._shown(place, name, old) or empty,
+            new=self._shown(place, name, new) or empty,
         )
         await self.client.send(user.id, line)
 
@@ -310,7 +312,8 @@ class SettingsPanel:
         empty = self._text("empty", locale)
 
         def button(name: str, op: str) -> list[InlineKeyboardButton]:
-            label = f"{self._text(f'field.{name}', locale)}: {policy.written(name) or empty}"
+            value = self._shown(place, name, policy.written(name)) or empty
+            label = f"{self._text(f'field.{name}', locale)}: {value}"
             if len(label) > 60:
                 label = label[:59] + "…"
             data = f"{CALLBACK_PREFIX}{op}:{place}:{name}"
@@ -345,6 +348,14 @@ class SettingsPanel:
         return await self.app.engine.first_delivery(
             self.client.member_for(user).key, str(update.update_id)
         )
+
+    def _shown(self, place: int, name: str, value: str) -> str:
+        """A value as a group's admin sees it: the operator's own log chat is not theirs to
+        know, so the default log chat shows as none."""
+        default = self.policies.default_for(self._scope(place))
+        if name == "log_chat" and value == default.written(name):
+            return ""
+        return value
 
     def _scope(self, place: int) -> str:
         return community_scope(PLATFORM, str(place))

@@ -324,6 +324,7 @@ async def test_a_group_sends_its_reviews_and_verifications_to_its_own_log_chat(
         assert not [data for data in callback_data(panel) if data.endswith(":auto_roles")]
         telegram.press(alice, panel, button(panel, "a", chess, "log_chat"))
         question = await next_message(telegram, alice, "Reply to this message with Log chat")
+        assert str(mods) not in question.text
         telegram.send_text(alice, "#mods", reply_to=question.message_id)
         await next_message(telegram, alice, "use a chat id like -1001234567890")
         for chat in (foreign, botless):
@@ -333,7 +334,9 @@ async def test_a_group_sends_its_reviews_and_verifications_to_its_own_log_chat(
         scope = community_scope("telegram", str(chess))
         assert app.directory.community_policy(scope).overrides == {}
         telegram.send_text(alice, str(chess_log), reply_to=question.message_id)
-        await next_message(telegram, alice, f"Log chat is now {chess_log}")
+        # The operator's log chat is not the group admin's to know: it shows as none.
+        assert f"Log chat: {mods}" not in str(panel_now(telegram, panel))
+        await next_message(telegram, alice, f"Log chat is now {chess_log} (was none)")
 
         # Cy verifies for no group: the process-wide log chat hears of it.
         ada, entry = await taken_number_reviewed(telegram, vonage, chess, chess_log)
