@@ -42,7 +42,13 @@ class App:
     ) -> Moderation:
         """The moderators' desk for an adapter, acting through its ``platforms``."""
         return moderation_desk(
-            self.directory, self.roles, self.admins, platforms, log, store=self.store
+            self.directory,
+            self.roles,
+            self.admins,
+            platforms,
+            log,
+            store=self.store,
+            policies=self.policies,
         )
 
     def follow_verifications(
@@ -69,7 +75,10 @@ def moderation_desk(
     log: ModLog | None = None,
     *,
     store: Store | None = None,
+    policies: Policies | None = None,
 ) -> Moderation:
     """How every moderators' desk is built: the running bot's (``App.moderation``) and the
     command line's (``verifybot.bootstrap.open_desk``), with a store only when it unlinks."""
-    return Moderation(directory, roles, platforms, log, store=store, admins=admins)
+    return Moderation(
+        directory, roles, platforms, log, store=store, admins=admins, policies=policies
+    )

@@ -129,13 +129,15 @@ def setback_handler(port: SetbackPort) -> SetbackHandler:
 class VerifiedDesk(Protocol):
     """The moderators' desk as the bus sees it (``bot.moderation.Moderation``)."""
 
-    async def member_verified(self, member: Member, *, fresh: bool = True) -> None: ...
+    async def member_verified(
+        self, member: Member, *, fresh: bool = True, origin: str | None = None
+    ) -> None: ...
 
 
 def desk_handler(desk: VerifiedDesk) -> Handler:
     """The desk logs a fresh verification and grants ``AUTO_ROLES``."""
 
     async def tell_desk(member: Member, verified: MemberVerified) -> None:
-        await desk.member_verified(member, fresh=verified.fresh)
+        await desk.member_verified(member, fresh=verified.fresh, origin=verified.origin)
 
     return tell_desk

@@ -25,6 +25,7 @@ from bot.directory import AsyncDirectory, Directory, GrantOutcome, PhoneLink
 from bot.flow import Param, Reply
 from bot.fraud import Pause, parse_scope
 from bot.identity import Member, MemberKey
+from bot.policy import Policies, scope_for
 from bot.privacy import mask_phone
 from bot.report import Format, export_rows, render
 from bot.roles import Invite, PlatformStep, Role, RoleBook, RolePlatform
@@ -125,9 +126,10 @@ class SyncReport:
 
 
 class ModLog(Protocol):
-    """The moderators' log chat or channel; never raises."""
+    """The moderators' log chat or channel; never raises. ``chat``: a community's own log
+    chat (its policy's ``log_chat``) instead of the process-wide one."""
 
-    async def post(self, line: Reply) -> None: ...
+    async def post(self, line: Reply, *, chat: str | None = None) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,9 +138,9 @@ class EveryLog:
 
     logs: Sequence[ModLog]
 
-    async def post(self, line: Reply) -> None:
+    async def post(self, line: Reply, *, chat: str | None = None) -> None:
         for each in self.logs:
-            await each.post(line)
+            await each.post(line, chat=chat)
 
 
 def member_label(link: PhoneLink | None, key: MemberKey) -> str:
@@ -171,6 +173,8 @@ class Moderation:
     #: Ids named as admins in the settings, per platform.
     admins: Mapping[str, frozenset[str]] = field(default_factory=dict)
     clock: Callable[[], float] = time.time
+    #: Each community's rules: where its verifications are logged and which roles they give.
+    policies: Policies | None = None
     #: No bound of its own, unlike a member's path: a desk command (stats over a whole
     #: community, a sync over every grant) may rightly take longer than one member's look-up,
     #: and no member waits on it. Each statement, connect and lock wait is still bounded by
@@ -438,8 +442,11 @@ class Moderation:
         except Exception:
             log.exception("fraud_log_failed", member=str(member.key))
 
-    async def member_verified(self, member: Member, *, fresh: bool = True) -> None:
-        """Log a ``fresh`` verification and give ``AUTO_ROLES``; never raises.
+    async def member_verified(
+        self, member: Member, *, fresh: bool = True, origin: str | None = None
+    ) -> None:
+        """Log a ``fresh`` verification and give ``AUTO_ROLES``; never raises. ``origin``:
+        the place the member verified for, whose policy's ``log_chat`` hears of it.
 
         Not fresh: a member verified before came back by a deep link. Their auto roles are
         ensured (the roles file may have changed), but the log hears nothing new.
@@ -447,11 +454,21 @@ class Moderation:
         if not self.roles.auto and not (fresh and self.log is not None):
             return  # nothing to post, no role to give: no need to ask the directory who it is
         try:
+            policy = None
+            if self.policies is not None:
+                policy = await self.policies.policy_for(scope_for(member.key, origin))
             _, who = await self._named(member.key)
             if fresh:
-                await self._post(Reply("modlog.verified", {"member": who}))
-            for name in self.roles.auto:
-                role = self.roles.roles[name]
+                line = Reply("modlog.verified", {"member": who})
+                await self._post(line, chat=policy.log_chat if policy else None)
+            # The group's own auto roles (set only by the operator, ``verifybot policy set``:
+            # a role can open other communities' chats, so no group admin may choose them),
+            # else AUTO_ROLES, which is every policy's default.
+            for name in policy.auto_roles if policy is not None else self.roles.auto:
+                role = self.roles.roles.get(name)
+                if role is None:  # the roles file lost it since the operator chose it
+                    log.warning("auto_role_undefined", role=name)
+                    continue
                 outcome = await self._directory.grant_role(
                     member.key, name, granted_by=AUTO, now=self._now()
                 )
@@ -619,9 +636,9 @@ class Moderation:
             now=self._now(),
         )
 
-    async def _post(self, line: Reply) -> None:
+    async def _post(self, line: Reply, *, chat: str | None = None) -> None:
         if self.log is not None:
-            await self.log.post(line)
+            await self.log.post(line, chat=chat)
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -185,6 +186,21 @@ def _choice(value: str, choices: tuple[str, ...]) -> str:
 def community_scope(platform: str, place: str) -> str:
     """The scope of a community: a Telegram chat id, a Slack team or enterprise id."""
     return f"{platform}:{place}"
+
+
+def parse_community_scope(text: str) -> str:
+    """A scope as an operator types it (``telegram:-1001234567890``, ``slack:T0123ABCD``);
+    a one-line ``ValueError`` otherwise."""
+    platform, _, place = text.strip().partition(":")
+    valid = (platform == "telegram" and re.fullmatch(r"-?\d{1,20}", place)) or (
+        platform == "slack" and re.fullmatch(r"[TE][A-Z0-9]{2,}", place)
+    )
+    if not valid:
+        raise ValueError(
+            f"{text!r} is not a community: use telegram:<chat id> (telegram:-1001234567890) "
+            "or slack:<team id> (slack:T0123ABCD)"
+        )
+    return community_scope(platform, place)
 
 
 def scope_for(member: MemberKey, origin: str | None) -> str:

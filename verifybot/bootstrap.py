@@ -377,6 +377,19 @@ async def open_app(
 
 
 @asynccontextmanager
+async def open_policies(settings: Settings) -> AsyncIterator[Policies]:
+    """Every community's policy outside the running bot, for ``verifybot policy``: the same
+    ``Policies`` (directory, audit, Redis copy) ``/settings`` changes through."""
+    directory = open_directory(settings)
+    try:
+        async with open_redis(settings) as redis:
+            defaults = community_defaults(settings)
+            yield Policies(redis, directory, defaults, prefix=settings.redis_prefix)
+    finally:
+        directory.close()
+
+
+@asynccontextmanager
 async def open_desk(
     settings: Settings, *, connect: bool, redis: bool = False
 ) -> AsyncIterator[Moderation]:

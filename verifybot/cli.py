@@ -42,6 +42,11 @@ roles_app = typer.Typer(
     "and applied on the member's platform when its token is set here.",
     no_args_is_help=True,
 )
+policy_app = typer.Typer(
+    help="Each community's own rules (what /settings changes in a Telegram group), over the "
+    "defaults in the settings. SCOPE is telegram:<chat id> or slack:<team id>.",
+    no_args_is_help=True,
+)
 fraud_app = typer.Typer(
     help="The SMS-fraud breaker: the countries and prefixes where sending codes is paused "
     "because they were texted many codes and few were entered (FRAUD_* settings).",
@@ -49,6 +54,7 @@ fraud_app = typer.Typer(
 )
 app.add_typer(users_app, name="users")
 app.add_typer(fraud_app, name="fraud")
+app.add_typer(policy_app, name="policy")
 app.add_typer(roles_app, name="roles")
 app.add_typer(db_app, name="db")
 
@@ -488,6 +494,115 @@ def roles_sync(
         typer.echo(f"applied {report.grants} grant(s), {len(report.failed)} step(s) failed")
         if report.failed:
             raise typer.Exit(1)
+
+
+# -- each community's policy ----------------------------------------------------------------------
+
+ScopeArg = Annotated[
+    str, typer.Argument(help="telegram:<chat id> (telegram:-1001234567890) or slack:<team id>.")
+]
+FieldArg = Annotated[str, typer.Argument(help="A policy field, as `verifybot policy show` lists.")]
+
+
+def _policy_args(scope: str, field: str) -> str:
+    """The scope, checked; exits 2 with one line for a bad scope or field."""
+    from bot.policy import FIELDS, parse_community_scope
+
+    try:
+        checked = parse_community_scope(scope)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    if field not in FIELDS:
+        raise fail(f"unknown policy field {field!r} (one of {', '.join(FIELDS)})")
+    return checked
+
+
+def _change_policy(settings: Settings, scope: str, field: str, value: str | None) -> None:
+    """Through ``Policies.change``, as ``/settings`` does: parsed, audited as the operator, and
+    every worker's cached copy replaced at once."""
+    from verifybot.bootstrap import open_policies
+
+    actor = cli_actor()
+
+    async def change() -> tuple[str, str]:
+        async with open_policies(settings) as policies:
+            return await policies.change(scope, field, value, actor=str(actor))
+
+    try:
+        old, new = asyncio.run(change())
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    typer.echo(f"{scope}: {field} is now {new or '(none)'} (was {old or '(none)'})")
+
+
+@policy_app.command("show")
+def policy_show(
+    scope: ScopeArg,
+    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+) -> None:
+    """Each field of the community's effective policy, its value, and whether the community
+    set it or it is the default."""
+    from bot.policy import FIELDS, parse_community_scope
+    from verifybot.bootstrap import open_policies
+
+    try:
+        scope = parse_community_scope(scope)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    with operator_errors():
+        settings = settings_for(log_level="WARNING")
+
+        async def read() -> tuple[Any, dict[str, str]]:
+            async with open_policies(settings) as policies:
+                stored = await policies.stored(scope)
+                return await policies.policy_for(scope), stored.overrides
+
+        policy, overrides = asyncio.run(read())
+        rows = [
+            {
+                "field": name,
+                "value": policy.written(name),
+                "from": "community" if name in overrides else "default",
+            }
+            for name in FIELDS
+        ]
+        typer.echo(render(rows, fmt))
+
+
+# A value may start with "-" (a Telegram chat id): taken as the value, not as an option.
+@policy_app.command("set", context_settings={"ignore_unknown_options": True})
+def policy_set(
+    scope: ScopeArg,
+    field: FieldArg,
+    value: Annotated[str, typer.Argument(help="As the settings file writes it.")],
+) -> None:
+    """Set one field for the community (audited). ``auto_roles`` is set only here: roles can
+    open other communities' chats, so a group's admins cannot choose them."""
+    from bot.policy import parse_field, platform_of
+    from verifybot.bootstrap import load_roles
+
+    scope = _policy_args(scope, field)
+    with operator_errors():
+        settings = settings_for(log_level="WARNING")
+        if field == "auto_roles":
+            try:
+                names = parse_field(field, value, platform=platform_of(scope))
+            except ValueError as exc:
+                raise fail(str(exc)) from None
+            book = load_roles(settings)
+            missing = [name for name in names if name not in book.roles]
+            if missing:
+                have = ", ".join(sorted(book.roles)) or "none defined"
+                raise fail(f"undefined role(s) {', '.join(missing)} ({have})")
+        _change_policy(settings, scope, field, value)
+
+
+@policy_app.command("reset")
+def policy_reset(scope: ScopeArg, field: FieldArg) -> None:
+    """Put one field back to the default (audited)."""
+    scope = _policy_args(scope, field)
+    with operator_errors():
+        _change_policy(settings_for(log_level="WARNING"), scope, field, None)
 
 
 # -- the SMS-fraud breaker -------------------------------------------------------------------------

@@ -180,19 +180,16 @@ class SlackModLog:
         self.views = Views(catalogue, None)
         self.channel = channel
 
-    async def post(self, line: Reply) -> None:
+    async def post(self, line: Reply, *, chat: str | None = None) -> None:
+        channel = chat or self.channel
         try:
             text = self.views.admin_text(line)
-            await ask(
-                "chat.postMessage", self.client.chat_postMessage(channel=self.channel, text=text)
-            )
+            await ask("chat.postMessage", self.client.chat_postMessage(channel=channel, text=text))
         except Refused as refused:
             problem = refused.problem
-            log.warning(
-                "slack_log_post_failed", channel=self.channel, line=line.key, problem=problem
-            )
+            log.warning("slack_log_post_failed", channel=channel, line=line.key, problem=problem)
         except Exception:  # a log line must never cost the action it reports
-            log.exception("slack_log_post_failed", channel=self.channel, line=line.key)
+            log.exception("slack_log_post_failed", channel=channel, line=line.key)
 
 
 @asynccontextmanager

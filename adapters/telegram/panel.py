@@ -8,6 +8,12 @@ refused, in one line, as the settings file would refuse them. Nothing in a butto
 every press and every answer asks Telegram again (through the moderators' cache) whether the
 person still administers the group it names. The rules and the audit are the core's
 ``Policies``; this module only shows them.
+
+A group's log chat (where its reviews and verifications are posted) is taken only if the admin
+setting it also administers that chat and the bot is in it, both asked of Telegram there and
+then: otherwise a group's admin could make the bot post into a chat they do not control.
+``auto_roles`` is not here at all: roles can open other communities' resources, so only the
+operator sets a group's (``verifybot policy set``).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from telegram import (
+    ChatMember,
     ForceReply,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
@@ -38,10 +45,17 @@ from telegram.ext import (
     filters,
 )
 
-from adapters.telegram.client import PLATFORM, TelegramClient, in_chat, log_refusal
+from adapters.telegram.client import (
+    PLATFORM,
+    TelegramClient,
+    chat_target,
+    in_chat,
+    log_refusal,
+    topic_of,
+)
 from adapters.telegram.desk import TelegramDesk
 from bot.directory import AsyncDirectory
-from bot.policy import ADMIT_VERIFIED, GATE_MODES, CommunityPolicy, community_scope
+from bot.policy import ADMIT_VERIFIED, GATE_MODES, CommunityPolicy, community_scope, parse_field
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -59,7 +73,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "max_accounts_per_phone": ("1", "2", "3", "5"),
 }
 #: Settings typed in answer to a question (a ForceReply).
-ASKED = ("allowed_countries", "blocked_countries", "allowed_number_types", "welcome")
+ASKED = ("allowed_countries", "blocked_countries", "allowed_number_types", "welcome", "log_chat")
 #: How long a question waits for its answer.
 QUESTION_SECONDS = 86400
 RESET = "-"
@@ -128,15 +142,16 @@ class SettingsPanel:
         if chat.type == ChatType.PRIVATE:
             await self._list_groups(user, locale)
             return
+        topic = topic_of(message)  # in a forum, the group's line answers in the topic asked
         if not await self.desk.administers(user.id, (chat.id,)):
-            await self._refuse(user, chat.id, tell=chat.id)
+            await self._refuse(user, chat.id, tell=chat.id, topic=topic)
             return
         # A group the bot was in before the registry existed is known from now on.
         await self.directory.record_group(str(chat.id), chat.title, now=datetime.now(UTC))
         sent = await self._send(user.id, *await self._panel(chat.id, chat.title, locale))
         link = f"https://t.me/{self.bot.username}"
         note = "sent_privately" if sent else "start_private"
-        await self.client.send(chat.id, self._text(note, locale, link=link))
+        await self.client.send(chat.id, self._text(note, locale, link=link), topic=topic)
 
     async def _list_groups(self, user: User, locale: str | None) -> None:
         groups = await self.directory.groups()
@@ -198,7 +213,9 @@ class SettingsPanel:
     # -- questions and answers ----------------------------------------------------------------
 
     async def _ask(self, user: User, place: int, title: str, name: str, locale: str | None) -> None:
-        default = self.policies.default_for(self._scope(place)).written(name)
+        default = self._shown(
+            place, name, self.policies.default_for(self._scope(place)).written(name)
+        )
         text = self._text(
             "prompt",
             locale,
@@ -229,17 +246,37 @@ class SettingsPanel:
             await self._refuse(user, place, tell=user.id)
             return
         answer = message.text.strip()
+        value = None if answer == RESET else answer
         try:
-            await self._change(user, place, name, None if answer == RESET else answer)
+            if name == "log_chat" and value is not None:
+                chat = parse_field(name, value, platform=PLATFORM)
+                if chat is not None and not await self._may_log_to(user.id, chat):
+                    await self.app.store.stash(
+                        _question(user.id, asked.message_id), pending, ttl=3600
+                    )
+                    line = self._text("log_chat_refused", locale, chat=chat)
+                    await self.client.send(user.id, line)
+                    return
+            await self._change(user, place, name, value)
         except ValueError as exc:
             await self.app.store.stash(_question(user.id, asked.message_id), pending, ttl=3600)
             await self.client.send(user.id, self._text("bad_value", locale, problem=str(exc)))
             return
         await self._send(user.id, *await self._panel(place, await self._title(place), locale))
 
+    async def _may_log_to(self, user_id: int, chat: str) -> bool:
+        """Whether the admin administers ``chat`` and the bot is in it, asked of Telegram now
+        (not the moderators' cache: this decides where the bot will post)."""
+        target = chat_target(chat)
+        admin = await self.client.call(self.bot.get_chat_member(target, user_id))
+        if admin is None or admin.status not in (ChatMember.OWNER, ChatMember.ADMINISTRATOR):
+            return False
+        bot = await self.client.call(self.bot.get_chat_member(target, self.bot.id))
+        return bot is not None and in_chat(bot)
+
     # -- helpers ------------------------------------------------------------------------------
 
-    async def _refuse(self, user: User, place: int, *, tell: int) -> None:
+    async def _refuse(self, user: User, place: int, *, tell: int, topic: int | None = None) -> None:
         """Not an administrator of ``place`` (now): said politely, and audited as the
         moderators' desk audits its refusals."""
         actor = str(self.client.member_for(user).key)
@@ -250,7 +287,7 @@ class SettingsPanel:
             )
         except Exception:  # the refusal stands; a missing audit line must not undo it
             log.exception("audit_failed", audit_event="policy_refused")
-        await self.client.send(tell, self._text("refused", user.language_code))
+        await self.client.send(tell, self._text("refused", user.language_code), topic=topic)
 
     async def _change(self, user: User, place: int, name: str, value: str | None) -> None:
         """Change one field, audited as this admin; tell them what it was and is now."""
@@ -263,8 +300,8 @@ class SettingsPanel:
             locale,
             group=await self._title(place),
             field=self._text(f"field.{name}", locale),
-            old=old or empty,
-            new=new or empty,
+            old=self._shown(place, name, old) or empty,
+            new=self._shown(place, name, new) or empty,
         )
         await self.client.send(user.id, line)
 
@@ -275,7 +312,8 @@ class SettingsPanel:
         empty = self._text("empty", locale)
 
         def button(name: str, op: str) -> list[InlineKeyboardButton]:
-            label = f"{self._text(f'field.{name}', locale)}: {policy.written(name) or empty}"
+            value = self._shown(place, name, policy.written(name)) or empty
+            label = f"{self._text(f'field.{name}', locale)}: {value}"
             if len(label) > 60:
                 label = label[:59] + "…"
             data = f"{CALLBACK_PREFIX}{op}:{place}:{name}"
@@ -310,6 +348,14 @@ class SettingsPanel:
         return await self.app.engine.first_delivery(
             self.client.member_for(user).key, str(update.update_id)
         )
+
+    def _shown(self, place: int, name: str, value: str) -> str:
+        """A value as a group's admin sees it: the operator's own log chat is not theirs to
+        know, so the default log chat shows as none."""
+        default = self.policies.default_for(self._scope(place))
+        if name == "log_chat" and value == default.written(name):
+            return ""
+        return value
 
     def _scope(self, place: int) -> str:
         return community_scope(PLATFORM, str(place))

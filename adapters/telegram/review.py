@@ -1,9 +1,9 @@
-"""The moderators' review queue on Telegram: one message per entry in the log chat
-(``TELEGRAM_LOG_CHAT_ID``), with Approve and Deny.
+"""The moderators' review queue on Telegram: one message per entry in the log chat of the
+entry's group (its policy's ``log_chat``, else ``TELEGRAM_LOG_CHAT_ID``), with Approve and Deny.
 
 The core queues the entries and decides what each verdict means (``bot.gate``); this module
 shows them and reads the presses. A press is trusted for nothing but the entry id it names:
-the entry itself is in Redis, the press must come from the log chat's message, and the
+the entry itself is in Redis, the press must come from its group's log chat, and the
 presser's rank is asked again on every press (an administrator of the log chat or of the
 entry's group, or a ``TELEGRAM_ADMIN_IDS`` admin). The entry is taken by one press only.
 """
@@ -22,12 +22,13 @@ from telegram import (
 )
 from telegram.ext import BaseHandler, CallbackQueryHandler, ContextTypes
 
-from adapters.telegram.client import TelegramClient, chat_target
+from adapters.telegram.client import PLATFORM, TelegramClient, chat_target
 from adapters.telegram.desk import TelegramDesk, actor_name
 from adapters.telegram.gate import GroupGate
 from bot.gate import Review
 from bot.identity import Member
 from bot.moderation import Rank
+from bot.policy import community_scope
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -52,18 +53,18 @@ class ReviewDesk:
         self.gate = gate
         self.gatekeeper = app.gatekeeper
         self.desk = desk
-        log_chat = app.settings.telegram_log_chat_id
-        self.log_chat = chat_target(log_chat) if log_chat else None
+        self.policies = app.policies
 
     def handlers(self) -> list[BaseHandler[Update, Any, Any]]:
         return [CallbackQueryHandler(self.on_button, pattern=f"^{CALLBACK_PREFIX}")]
 
     async def post(self, review: Review, member: Member) -> None:
-        """Show an entry to the moderators."""
-        if self.log_chat is None:
-            log.info("review_without_log_chat", place=review.hold.place)
-            return
+        """Show an entry to the moderators of its group."""
         hold = review.hold
+        log_chat = await self._log_chat(hold.place)
+        if log_chat is None:
+            log.info("review_without_log_chat", place=hold.place)
+            return
         text = self.client.text(
             f"review.{review.reason.value}",
             None,
@@ -77,7 +78,7 @@ class ReviewDesk:
             )
             for word, verdict in (("approve", _APPROVE), ("deny", _DENY))
         ]
-        await self.client.send(self.log_chat, text, InlineKeyboardMarkup([buttons]))
+        await self.client.send(log_chat, text, InlineKeyboardMarkup([buttons]))
 
     async def on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         query = update.callback_query
@@ -94,16 +95,14 @@ class ReviewDesk:
         message = query.message
         if verdict not in (_APPROVE, _DENY) or not isinstance(message, Message):
             return None
-        if not self._in_log_chat(message):
-            log.warning("review_press_outside_log_chat", chat=message.chat.id)
-            return self.client.text("review.refused", locale)
         review = await self.gatekeeper.gate.peek_review(review_id)
         if review is None:
             return self.client.text("review.gone", locale)
-        assert self.log_chat is not None  # noqa: S101 - _in_log_chat checked it
-        actor = await self.desk.moderator_of(
-            query.from_user, (self.log_chat, int(review.hold.place))
-        )
+        log_chat = await self._log_chat(review.hold.place)
+        if log_chat is None or not _is_chat(message, log_chat):
+            log.warning("review_press_outside_log_chat", chat=message.chat.id)
+            return self.client.text("review.refused", locale)
+        actor = await self.desk.moderator_of(query.from_user, (log_chat, int(review.hold.place)))
         if actor.rank < Rank.MODERATOR:
             log.warning("review_press_refused", place=review.hold.place)
             return self.client.text("review.refused", locale)
@@ -125,9 +124,13 @@ class ReviewDesk:
         await self.client.call(message.edit_text(f"{message.text or ''}\n{line}"))
         return None
 
-    def _in_log_chat(self, message: Message) -> bool:
-        if self.log_chat is None:
-            return False
-        if isinstance(self.log_chat, int):
-            return message.chat.id == self.log_chat
-        return f"@{message.chat.username}".lower() == self.log_chat.lower()
+    async def _log_chat(self, place: str) -> int | str | None:
+        """The group's own log chat, else ``TELEGRAM_LOG_CHAT_ID`` (the policy's default)."""
+        policy = await self.policies.policy_for(community_scope(PLATFORM, place))
+        return chat_target(policy.log_chat) if policy.log_chat else None
+
+
+def _is_chat(message: Message, chat: int | str) -> bool:
+    if isinstance(chat, int):
+        return message.chat.id == chat
+    return f"@{message.chat.username}".lower() == chat.lower()

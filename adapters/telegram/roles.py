@@ -259,17 +259,21 @@ class TelegramRoles:
 
 
 class TelegramModLog:
-    """``ModLog`` for Telegram: each line to ``TELEGRAM_LOG_CHAT_ID``, in the default language."""
+    """``ModLog`` for Telegram: each line to ``TELEGRAM_LOG_CHAT_ID`` (or a group's own log
+    chat), in the default language."""
 
-    def __init__(self, bot: Bot, catalogue: Catalogue, chat: str) -> None:
+    def __init__(self, bot: Bot, catalogue: Catalogue, chat: str | None) -> None:
         self.bot = bot
         self.catalogue = catalogue
-        self.chat = chat_target(chat)
+        self.chat = chat_target(chat) if chat else None
 
-    async def post(self, line: Reply) -> None:
+    async def post(self, line: Reply, *, chat: str | None = None) -> None:
+        target = chat_target(chat) if chat else self.chat
+        if target is None:
+            return
         try:
             text = self.catalogue.render(line, None, variant=PLATFORM)
-            await self.bot.send_message(self.chat, text)
+            await self.bot.send_message(target, text)
         except TelegramError as error:
             log.warning(
                 "telegram_log_chat_failed", error=type(error).__name__, reason=error.message

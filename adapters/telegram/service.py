@@ -41,7 +41,7 @@ from adapters.telegram.http import AiohttpRequest
 from adapters.telegram.panel import SettingsPanel
 from adapters.telegram.polling import Polling
 from adapters.telegram.review import ReviewDesk
-from adapters.telegram.roles import TelegramRoles, mod_log
+from adapters.telegram.roles import TelegramModLog, TelegramRoles
 from adapters.telegram.updates import InOrderPerMember, PaceMessages
 from bot.desk_commands import ADMIN_COMMANDS as DESK_ADMIN_COMMANDS
 from bot.desk_commands import MODERATOR_COMMANDS
@@ -123,7 +123,9 @@ def build_application(app: App) -> AnyApplication:
     chat = TelegramChat(client, app.engine)
     gate = GroupGate(client, app, chat)
     roles = TelegramRoles(client.bot, app.catalogue, admit=gate.admit)
-    moderation = app.moderation({PLATFORM: roles}, mod_log(roles, app.settings, app.catalogue))
+    # Always a log: a group may have its own log chat when TELEGRAM_LOG_CHAT_ID is unset.
+    log_chat = TelegramModLog(roles.bot, app.catalogue, app.settings.telegram_log_chat_id)
+    moderation = app.moderation({PLATFORM: roles}, log_chat)
     desk = TelegramDesk(client, app, moderation, roles)
     gate.on_link_join = desk.joined_by_link
     review = ReviewDesk(client, app, gate, desk)

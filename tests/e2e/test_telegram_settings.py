@@ -12,6 +12,7 @@ from bot.identity import MemberKey
 from bot.policy import community_scope
 from tests.e2e.conftest import RunBot
 from tests.e2e.test_telegram import E164, NUMBER, callback_data, next_message
+from tests.e2e.test_telegram_consequences import taken_number_reviewed
 from tests.emulators.telegram import SentMessage, TelegramEmulator
 from tests.emulators.vonage import VonageEmulator
 
@@ -275,3 +276,85 @@ async def test_each_group_deals_with_the_unverified_by_the_consequence_its_admin
 
         assert telegram.member_status(chess, erin) == "restricted"  # muted: stays, silent
         assert [c.params["user_id"] for c in telegram.calls_to("banChatMember")] == [fred]
+
+
+async def test_settings_in_a_forum_topic_answer_in_that_topic(
+    run_bot: RunBot, telegram: TelegramEmulator
+) -> None:
+    alice, mallory = telegram.add_user("Alice"), telegram.add_user("Mallory")
+    forum = telegram.add_group("Forum", forum=True)
+    topic = telegram.add_topic(forum, "Admins")
+    telegram.add_admin(forum, alice)
+    telegram.join(mallory, forum)
+    async with run_bot(telegram_gate_mode="off"):
+        telegram.send_text(alice, "/start")
+        await next_message(telegram, alice, "phone number")
+        telegram.send_text(alice, "/settings", chat_id=forum, topic=topic)
+        line = await next_message(telegram, forum, "I've sent you this group's settings")
+        assert line.message_thread_id == topic
+        await next_message(telegram, alice, "Settings for Forum")
+
+        telegram.send_text(mallory, "/settings", chat_id=forum, topic=topic)
+        refused = await next_message(telegram, forum, "Only this group's administrators")
+        assert refused.message_thread_id == topic
+
+        telegram.send_text(alice, "/settings", chat_id=forum)  # in General: answered there
+        await telegram.wait_for(
+            lambda: len([m for m in telegram.messages_in(forum) if "sent you" in m.text]) == 2
+        )
+        assert telegram.messages_in(forum)[-1].message_thread_id is None
+
+
+async def test_a_group_sends_its_reviews_and_verifications_to_its_own_log_chat(
+    run_bot: RunBot, telegram: TelegramEmulator, vonage: VonageEmulator
+) -> None:
+    alice = telegram.add_user("Alice")
+    chess, mods = telegram.add_group("Chess club"), telegram.add_group("Moderators")
+    chess_log = telegram.add_group("Chess log")
+    foreign = telegram.add_group("Someone else's chat")  # the bot is there, Alice is not admin
+    botless = telegram.add_group("Alice's other chat")  # Alice is admin, the bot is not there
+    for chat in (chess, chess_log, botless):
+        telegram.add_admin(chat, alice)
+    telegram.remove_bot(botless, by=alice)
+    async with run_bot(telegram_log_chat_id=str(mods)) as app:
+        telegram.send_text(alice, "/start")
+        await next_message(telegram, alice, "phone number")
+        panel = await open_panel(telegram, alice, chess, "Chess club")
+        # Auto roles are the operator's (``verifybot policy set``), never offered here.
+        assert not [data for data in callback_data(panel) if data.endswith(":auto_roles")]
+        telegram.press(alice, panel, button(panel, "a", chess, "log_chat"))
+        question = await next_message(telegram, alice, "Reply to this message with Log chat")
+        assert str(mods) not in question.text
+        telegram.send_text(alice, "#mods", reply_to=question.message_id)
+        await next_message(telegram, alice, "use a chat id like -1001234567890")
+        for chat in (foreign, botless):
+            seen = len(telegram.messages_in(alice))
+            telegram.send_text(alice, str(chat), reply_to=question.message_id)
+            await next_message(telegram, alice, f"I can't post to {chat}", after=seen)
+        scope = community_scope("telegram", str(chess))
+        assert app.directory.community_policy(scope).overrides == {}
+        telegram.send_text(alice, str(chess_log), reply_to=question.message_id)
+        # The operator's log chat is not the group admin's to know: it shows as none.
+        assert f"Log chat: {mods}" not in str(panel_now(telegram, panel))
+        await next_message(telegram, alice, f"Log chat is now {chess_log} (was none)")
+
+        # Cy verifies for no group: the process-wide log chat hears of it.
+        ada, entry = await taken_number_reviewed(telegram, vonage, chess, chess_log)
+        await next_message(telegram, mods, "✅ Cy")
+        assert not any("another account" in m.text for m in telegram.messages_in(mods))
+        # Chess club's review entry is in Chess log, decided there by its administrator.
+        telegram.press(alice, entry, callback_data(entry)[0])
+        await next_message(telegram, ada, "A moderator approved you")
+        assert telegram.member_status(chess, ada) == "member"
+
+        # A verification for Chess club is logged in Chess log only.
+        dave = telegram.add_user("Dave")
+        telegram.join(dave, chess)
+        telegram.send_text(dave, f"/start g{chess}")
+        await next_message(telegram, dave, "phone number")
+        telegram.send_text(dave, FR_NUMBER)
+        await next_message(telegram, dave, "I've sent a 6-digit code")
+        telegram.send_text(dave, vonage.last_code(FR_E164))
+        await next_message(telegram, dave, "You can now take part in Chess club")
+        await next_message(telegram, chess_log, "✅ Dave")
+        assert not any("Dave" in m.text for m in telegram.messages_in(mods))

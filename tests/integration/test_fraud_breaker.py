@@ -55,7 +55,7 @@ class ModLogLines:
 
     lines: list[Reply] = field(default_factory=list)
 
-    async def post(self, line: Reply) -> None:
+    async def post(self, line: Reply, *, chat: str | None = None) -> None:
         self.lines.append(line)
 
 

@@ -17,6 +17,7 @@ from bot.directory import Directory
 from bot.flow import Reply
 from bot.identity import Member, MemberKey
 from bot.moderation import AUTO, Actor, Moderation, Rank
+from bot.policy import CommunityPolicy, Policies
 from bot.roles import Invite, PlatformStep, Role, RoleBook, SlackRole, TelegramRole
 from bot.store import Store
 
@@ -81,9 +82,11 @@ def invite_for(member: MemberKey, role: Role, chat: int) -> Invite:
 @dataclass
 class Log:
     lines: list[Reply] = field(default_factory=list)
+    chats: list[str | None] = field(default_factory=list)
 
-    async def post(self, line: Reply) -> None:
+    async def post(self, line: Reply, *, chat: str | None = None) -> None:
         self.lines.append(line)
+        self.chats.append(chat)
 
 
 @pytest.fixture
@@ -384,6 +387,43 @@ async def test_a_deep_link_back_to_a_group_is_not_news_for_the_log(
     await desk.member_verified(Member(ALICE), fresh=False)
     assert log.lines == []
     assert platform.done == [("apply", ALICE, "verified")]  # auto roles are still ensured
+
+
+async def test_a_group_s_own_log_chat_and_auto_roles_replace_the_process_wide_ones(
+    directory: Directory, store: Store, platform: RecordingPlatform, log: Log, key_prefix: str
+) -> None:
+    defaults = {"telegram": CommunityPolicy(log_chat="-100999", auto_roles=("verified",))}
+    policies = Policies(store.redis, directory, defaults, prefix=key_prefix)
+    desk = Moderation(
+        directory, BOOK, {"telegram": platform}, log, store=store, clock=NOW.timestamp,
+        policies=policies,
+    )  # fmt: skip
+    # The operator gives Chess club its own log chat and auto role (``verifybot policy set``).
+    await policies.change("telegram:-1005", "auto_roles", "helper", actor="cli:host:op")
+    await policies.change("telegram:-1005", "log_chat", "-1005555", actor="cli:host:op")
+    bob = MemberKey("telegram", "42", "1002")
+    verify(directory, ALICE)
+    verify(directory, bob, "+447700900456")
+
+    await desk.member_verified(Member(ALICE), origin="-1005")  # for Chess club
+    await desk.member_verified(Member(bob), origin="-1006")  # for a group that set nothing
+
+    assert platform.done == [("apply", ALICE, "helper"), ("apply", bob, "verified")]
+    assert [(line.key, chat) for line, chat in zip(log.lines, log.chats, strict=True)] == [
+        ("modlog.verified", "-1005555"),
+        ("modlog.verified", "-100999"),
+    ]
+
+
+async def test_an_auto_role_gone_from_the_roles_file_is_skipped_and_the_rest_given(
+    directory: Directory, store: Store, platform: RecordingPlatform, log: Log, key_prefix: str
+) -> None:
+    defaults = {"telegram": CommunityPolicy(auto_roles=("retired", "verified"))}
+    policies = Policies(store.redis, directory, defaults, prefix=key_prefix)
+    desk = Moderation(directory, BOOK, {"telegram": platform}, log, policies=policies)
+    verify(directory, ALICE)
+    await desk.member_verified(Member(ALICE), origin="-1005")
+    assert platform.done == [("apply", ALICE, "verified")]
 
 
 # -- invite links a grant made -----------------------------------------------------------------

@@ -75,13 +75,15 @@ async def test_the_gate_hears_the_origin_and_the_desk_hears_whether_it_is_news()
             heard.append(("gate", origin))
 
     class Desk:
-        async def member_verified(self, member: Member, *, fresh: bool = True) -> None:
-            heard.append(("desk", fresh))
+        async def member_verified(
+            self, member: Member, *, fresh: bool = True, origin: str | None = None
+        ) -> None:
+            heard.append(("desk", (fresh, origin)))
 
     bus = Bus()
     bus.register("telegram", [gate_handler(Gate()), desk_handler(Desk())])
     await bus.publish(ALICE, BACK_BY_LINK)
-    assert heard == [("gate", "-100"), ("desk", False)]
+    assert heard == [("gate", "-100"), ("desk", (False, "-100"))]
 
 
 async def test_a_member_held_nowhere_costs_the_gate_nothing_unless_a_group_sent_them() -> None:
