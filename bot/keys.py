@@ -52,6 +52,10 @@ class Keys:
         """Every pause's scope, by when it ends (for ``verifybot fraud status``)."""
         return f"{self.prefix}fraud:paused"
 
+    def inbox(self, platform: str, bot: str) -> str:
+        """Updates a bot took from its platform and has not finished handling (``bot.inbox``)."""
+        return f"{self.prefix}inbox:{platform}:{bot}"
+
     # -- the gate -----------------------------------------------------------------------------
 
     @property

@@ -1,46 +1,50 @@
-"""Long polling that confirms an update to Telegram only once it has been handled.
+"""Long polling that loses no update to a stop: each batch goes to an inbox in Redis first.
 
 Telegram counts an update as confirmed once getUpdates is called with an ``offset`` above
-its id. PTB's Updater asks for the next batch right after queueing the last one, and calls
-getUpdates once more on stop, so an update still being handled when the process stops is
-confirmed all the same, and lost. Here the offset stays at the oldest update not yet handled:
-an update that a stop cut short is fetched again on the next start, and one that was handled
-but fetched again is dropped by the per-delivery guard (the engine's load, and
-``Engine.first_delivery`` for updates that are not a member's message).
+its id, and PTB's Updater asks for the next batch right after queueing the last one, so an
+update still being handled when the process stops would be lost. Here each batch is written
+to the bot's inbox (``bot.inbox``, one round trip) before the offset moves past it; an update
+leaves the inbox once handled (removals ride with the next batch's write, or a timer's).
+On the next start, what a stop or a crash cut short is read back from the inbox and handled
+first. An update handled but not yet removed comes back too, and the per-delivery guard
+drops it (the engine's load, and ``Engine.first_delivery`` for updates that are not a
+member's message).
 
-The price: while updates are in flight, getUpdates returns at once with the held ones in
-front of any new ones (at most 100 a call), so the loop waits ``HELD_POLL_INTERVAL``
-between such polls instead of long-polling, and an update handled for more than
-``HOLD_LIMIT`` no longer holds back the others.
+If Redis cannot be written, the batch is kept in memory and written again after a backoff,
+and the offset stays: Telegram still holds the batch, should the process stop meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Sequence
 from contextlib import suppress
 from typing import Any
 
 import structlog
+from redis.exceptions import RedisError
 from telegram import Update
 from telegram.error import TelegramError
 from telegram.ext import Application
 
 from adapters._runtime import InFlight
+from bot.inbox import UpdateInbox
 
 log = structlog.get_logger("verifybot.telegram")
 
-#: getUpdates' long-poll timeout when nothing is held (Telegram's recommended style).
+#: getUpdates' long-poll timeout (Telegram's recommended style).
 POLL_TIMEOUT = 10
-#: Between polls while updates are held (those polls return at once).
-HELD_POLL_INTERVAL = 0.1
-#: An update handled for longer than this stops holding the offset (handling is bounded
-#: by Vonage's and the database's timeouts, far below it).
-HOLD_LIMIT = 60.0
-#: Waits after a failed getUpdates, growing to the last.
+#: How often handled updates are removed from the inbox when no batch comes to carry them.
+FLUSH_INTERVAL = 1.0
+#: Waits after a failed getUpdates or inbox write, growing to the last.
 _BACKOFF = (0.5, 1.0, 2.0, 5.0)
 
 AnyApplication = Application[Any, Any, Any, Any, Any, Any]
+
+
+def _backoff(failures: int) -> float:
+    return _BACKOFF[min(failures, len(_BACKOFF) - 1)]
 
 
 class Polling:
@@ -52,68 +56,93 @@ class Polling:
         *,
         allowed_updates: Sequence[str],
         in_flight: InFlight,
+        inbox: UpdateInbox,
     ) -> None:
         self.application = application
         self.allowed_updates = list(allowed_updates)
         self.in_flight = in_flight
-        #: update_id -> (task, when it started), until it was handled.
-        self._held: dict[int, tuple[asyncio.Task[None], float]] = {}
-        self._highest = -1
+        self.inbox = inbox
+        #: Every update below it is in the inbox (or was handled): the next getUpdates'.
+        self.offset = 0
+        #: Handled since the inbox was last written: to remove with the next write.
+        self._handled: list[int] = []
+        #: Taken and not handled (a cancelled one stays: it is handled on the next start).
+        self._unfinished: set[int] = set()
         self._task: asyncio.Task[None] | None = None
-        self._all_handled = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
         self._stopping = False
-
-    def offset(self) -> int:
-        """The offset to ask with: every update below it has been handled."""
-        now = asyncio.get_running_loop().time()
-        held = [uid for uid, (_, started) in self._held.items() if now - started < HOLD_LIMIT]
-        if held:
-            return min(held)
-        return self._highest + 1 if self._highest >= 0 else 0
 
     async def start(self) -> None:
         # As PTB's Updater does: a webhook left set would answer getUpdates with 409.
         await self.application.bot.delete_webhook(drop_pending_updates=False)
-        self._task = asyncio.create_task(self._poll(), name="telegram-polling")
+        self._task = asyncio.create_task(self._run(), name="telegram-polling")
+        self._flusher = asyncio.create_task(self._flush_now_and_then(), name="telegram-inbox")
 
     async def stop(self, grace: float) -> None:
         """Stop asking for updates, drop those still waiting for their turn, give those
-        under way ``grace`` seconds, cancel the rest, and confirm what was handled: only the
-        unfinished ones come back on the next start."""
+        under way ``grace`` seconds, cancel the rest, and remove what was handled from the
+        inbox: only the unfinished ones are handled on the next start."""
         self._stopping = True
-        if self._task is not None:
-            # The request layer may turn the cancellation of a long poll into a NetworkError,
-            # which the loop would retry: the flag ends it then.
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._flusher, self._task):
+            if task is not None:
+                # The request layer may turn the cancellation of a long poll into a
+                # NetworkError, which the loop would retry: the flag ends it then.
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
         await self.in_flight.drain(grace, drop_waiting=True)
-        offset = self.offset()
-        if offset > 0:
+        await self._flush()
+        if self.offset > 0:  # else Telegram sends the last batch again; the guard drops it
             try:
                 await self.application.bot.get_updates(
-                    offset=offset, limit=1, timeout=0, allowed_updates=self.allowed_updates
+                    offset=self.offset, limit=1, timeout=0, allowed_updates=self.allowed_updates
                 )
-            except TelegramError as exc:  # they come back on the next start: handled twice never
+            except TelegramError as exc:
                 log.warning("telegram_confirm_failed", error=type(exc).__name__)
-        log.info("telegram_polling_stopped", unfinished=len(self._held))
+        log.info("telegram_polling_stopped", unfinished=len(self._unfinished))
+
+    async def _run(self) -> None:
+        await self._replay()
+        await self._poll()
+
+    async def _replay(self) -> None:
+        """Handle, in order, what the inbox kept from the last run."""
+        failures = 0
+        while True:
+            try:
+                pending = await self.inbox.pending()
+                break
+            except (RedisError, OSError) as exc:
+                wait = _backoff(failures)
+                failures += 1
+                log.warning("telegram_inbox_read_failed", error=type(exc).__name__, retry_in=wait)
+                await asyncio.sleep(wait)
+        bot = self.application.bot
+        for update_id in sorted(pending):
+            try:
+                update = Update.de_json(json.loads(pending[update_id]), bot)
+            except Exception as exc:  # kept by another version, say: it cannot be handled
+                error = type(exc).__name__
+                log.error("telegram_inbox_unreadable", update_id=update_id, error=error)
+                self._handled.append(update_id)
+                continue
+            self.offset = max(self.offset, update_id + 1)
+            self._begin(update)
+        log.info("telegram_inbox_replayed", updates=len(pending))
 
     async def _poll(self) -> None:
         failures = 0
-        loop = asyncio.get_running_loop()
         while not self._stopping:
-            holding = bool(self._held)
-            asked = loop.time()
             try:
                 updates = await self.application.bot.get_updates(
-                    offset=self.offset(),
-                    timeout=0 if holding else POLL_TIMEOUT,
+                    offset=self.offset,
+                    timeout=POLL_TIMEOUT,
                     allowed_updates=self.allowed_updates,
                 )
             except Exception as exc:  # a network error, or an answer PTB could not read
                 if self._stopping:
                     return
-                wait = _BACKOFF[min(failures, len(_BACKOFF) - 1)]
+                wait = _backoff(failures)
                 failures += 1
                 level = log.warning if isinstance(exc, TelegramError) else log.error
                 level("telegram_poll_failed", error=type(exc).__name__, retry_in=wait)
@@ -122,34 +151,69 @@ class Polling:
             failures = 0
             if self._stopping:  # a batch that came back as the stop began: not confirmed
                 return
-            for update in updates:
-                if update.update_id > self._highest:
-                    self._highest = update.update_id
-                    self._begin(update)
-            if self._held:
-                # Held updates come back at once: ask again after a pause, or as soon as
-                # everything is handled (then a long poll waits for what is new).
-                self._all_handled.clear()
-                with suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._all_handled.wait(), asked + HELD_POLL_INTERVAL - loop.time()
-                    )
+            new = [update for update in updates if update.update_id >= self.offset]
+            if not new:
+                continue
+            await self._keep(new)
+            self.offset = max(update.update_id for update in new) + 1
+            for update in new:
+                self._begin(update)
+
+    async def _keep(self, updates: Sequence[Update]) -> None:
+        """Write ``updates`` to the inbox (with the removals due), until Redis takes them."""
+        keep = {update.update_id: update.to_json() for update in updates}
+        failures = 0
+        while True:
+            removals, self._handled = self._handled, []
+            try:
+                await self.inbox.write(keep, remove=removals)
+                return
+            except asyncio.CancelledError:
+                self._handled[:0] = removals
+                raise
+            except (RedisError, OSError) as exc:
+                self._handled[:0] = removals
+                wait = _backoff(failures)
+                failures += 1
+                log.warning("telegram_inbox_write_failed", error=type(exc).__name__, retry_in=wait)
+                await asyncio.sleep(wait)
+
+    async def _flush(self) -> None:
+        """Remove what was handled from the inbox; if Redis fails, it stays for later (and
+        at worst comes back on the next start, where the guard drops it)."""
+        if not self._handled:
+            return
+        removals, self._handled = self._handled, []
+        try:
+            await self.inbox.write({}, remove=removals)
+        except asyncio.CancelledError:
+            self._handled[:0] = removals
+            raise
+        except (RedisError, OSError) as exc:
+            self._handled[:0] = removals
+            log.warning("telegram_inbox_flush_failed", error=type(exc).__name__)
+
+    async def _flush_now_and_then(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL)
+            await self._flush()
 
     def _begin(self, update: Update) -> None:
         application = self.application
+        update_id = update.update_id
         task = asyncio.create_task(
             application.update_processor.process_update(update, application.process_update(update)),
-            name=f"telegram-update-{update.update_id}",
+            name=f"telegram-update-{update_id}",
         )
         self.in_flight.watch(task)
-        self._held[update.update_id] = (task, asyncio.get_running_loop().time())
+        self._unfinished.add(update_id)
 
         def handled(done: asyncio.Task[None]) -> None:
-            if not done.cancelled():  # a cancelled one is fetched again on the next start
-                self._held.pop(update.update_id, None)
-                if not self._held:
-                    self._all_handled.set()
-            if not done.cancelled() and done.exception() is not None:
+            if done.cancelled():  # it stays in the inbox: handled on the next start
+                return
+            self._unfinished.discard(update_id)
+            self._handled.append(update_id)
+            if done.exception() is not None:
                 log.error("telegram_update_failed", error=type(done.exception()).__name__)
 
         task.add_done_callback(handled)

@@ -46,6 +46,7 @@ from adapters.telegram.updates import InOrderPerMember, PaceMessages
 from bot.desk_commands import ADMIN_COMMANDS as DESK_ADMIN_COMMANDS
 from bot.desk_commands import MODERATOR_COMMANDS
 from bot.health import PATHS, Health
+from bot.inbox import UpdateInbox
 from bot.settings import ConfigError, Settings
 
 if TYPE_CHECKING:  # the wiring imports every port; an adapter needs only its type
@@ -229,8 +230,9 @@ async def serve(app: App, *, webhook: bool = False, health: Health | None = None
     is told the token was accepted, and served beside the webhook.
 
     On the signal no new update is taken; those being handled get SHUTDOWN_GRACE_SECONDS to
-    finish, and the rest are cancelled. In polling mode those come back on the next start
-    (``adapters.telegram.polling``); a webhook's were already acknowledged to Telegram.
+    finish, and the rest are cancelled. In polling mode those stay in the bot's inbox in Redis
+    and are handled on the next start (``adapters.telegram.polling``); a webhook's were
+    already acknowledged to Telegram.
     """
     settings = app.settings
     application = build_application(app)
@@ -261,8 +263,14 @@ async def serve(app: App, *, webhook: bool = False, health: Health | None = None
                 mount_health(updater, health)
             log.info("telegram_webhook", url=url, port=settings.port)
         else:
+            inbox = UpdateInbox(
+                app.store.redis, app.store.keys.inbox(PLATFORM, str(application.bot.id))
+            )
             polling = Polling(
-                application, allowed_updates=ALLOWED_UPDATES, in_flight=processor.in_flight
+                application,
+                allowed_updates=ALLOWED_UPDATES,
+                in_flight=processor.in_flight,
+                inbox=inbox,
             )
             await polling.start()
             log.info("telegram_polling", bot=application.bot.username)

@@ -5,14 +5,15 @@ A real ``verifybot run telegram`` process (long polling) against the Bot API and
 emulators. Sending a message takes the emulator two seconds, so when the signal comes every
 member's number is being answered and the ``/status`` they typed right after it is waiting
 for its turn (a member's updates are handled in order). The numbers under way finish within
-SHUTDOWN_GRACE_SECONDS; the ``/status`` updates were never started, so they were not confirmed
-to Telegram and the next process fetches them again, along with some numbers the first one
-had handled, which the per-delivery guard drops.
+SHUTDOWN_GRACE_SECONDS; the ``/status`` updates were never started, so they stay in the bot's
+inbox in Redis and the next process handles them first (adapters/telegram/polling.py;
+tests/e2e/test_telegram_inbox.py has the inbox's own cases).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -147,8 +148,9 @@ async def test_sigterm_mid_flow_then_a_restart_answers_every_member_once(
         for index, member in enumerate(members):
             telegram.send_text(member, vonage.last_code(phone_of(index)[1]))
         await telegram.wait_for(lambda: every_member_has(4), timeout=WAIT)
-        # Numbers the first process handled came again, and were recognised.
-        assert json_events(second.output(), "duplicate_delivery")
+        # What the first process cut short, and only that, came back from the inbox.
+        (replayed,) = json_events(second.output(), "telegram_inbox_replayed")
+        assert json.loads(replayed)["updates"] == json.loads(drained)["dropped_waiting"] > 0
         assert await second.stop() == 0, second.output()[-3000:]
 
     for index, member in enumerate(members):

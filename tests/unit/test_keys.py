@@ -57,5 +57,10 @@ def test_the_fraud_breaker_s_keys(prefix: str) -> None:
     assert keys.fraud_paused == f"{prefix}fraud:paused"
 
 
+@pytest.mark.parametrize("prefix", PREFIXES)
+def test_a_bot_s_inbox_key(prefix: str) -> None:
+    assert Keys(prefix).inbox("telegram", "123456") == f"{prefix}inbox:telegram:123456"
+
+
 def test_the_default_prefix_is_the_store_s_default() -> None:
     assert Keys().prefix == "verifybot:"
