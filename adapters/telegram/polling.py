@@ -26,7 +26,7 @@ from telegram import Update
 from telegram.error import TelegramError
 from telegram.ext import Application
 
-from adapters._runtime import InFlight
+from adapters._runtime import InFlight, cancel_all
 
 log = structlog.get_logger("verifybot.telegram")
 
@@ -84,9 +84,7 @@ class Polling:
         if self._task is not None:
             # The request layer may turn the cancellation of a long poll into a NetworkError,
             # which the loop would retry: the flag ends it then.
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_all([self._task])
         await self.in_flight.drain(grace, drop_waiting=True)
         offset = self.offset()
         if offset > 0:
