@@ -6,7 +6,7 @@ import asyncio
 import functools
 import signal
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterator
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Hashable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any, Generic, ParamSpec, TypeVar
 
@@ -21,6 +21,31 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 log = structlog.get_logger("verifybot.runtime")
+
+#: How long a stop waits for cancelled tasks to end. A task that swallows its cancellation
+#: (a library turning it into an error that a loop retries) would otherwise hold the stop
+#: for ever; it is named in the log with where it waits, and left behind.
+CANCEL_WAIT = 3.0
+
+
+async def cancel_all(tasks: Collection[asyncio.Task[Any]], *, wait: float = CANCEL_WAIT) -> int:
+    """Cancel ``tasks`` and wait up to ``wait`` seconds for them to end (re-cancelling,
+    since a swallowed cancellation is gone); say how many did not."""
+    pending = {task for task in tasks if not task.done()}
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while pending and (left := deadline - loop.time()) > 0:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=min(left, 0.1))
+    for task in pending:
+        frames = task.get_stack(limit=3)
+        log.error(
+            "task_resisted_cancel",
+            task=task.get_name(),
+            waiting_in=[f"{f.f_code.co_filename}:{f.f_lineno}" for f in frames],
+        )
+    return len(pending)
 
 
 async def until_stopped() -> None:
@@ -108,15 +133,11 @@ class InFlight:
         await asyncio.sleep(0)  # tasks created just now count themselves in on their first step
         dropped = [task for task in self._tasks if task not in self._started]
         if drop_waiting:
-            for task in dropped:
-                task.cancel()
-            await asyncio.gather(*dropped, return_exceptions=True)
+            await cancel_all(dropped)
         while self._tasks and (left := deadline - loop.time()) > 0:
             await asyncio.wait(set(self._tasks), timeout=left)
         late = [task for task in self._tasks if not task.done()]
-        for task in late:
-            task.cancel()
-        await asyncio.gather(*late, return_exceptions=True)
+        await cancel_all(late)
         log.info(
             "shutdown_drained",
             dropped_waiting=len(dropped) if drop_waiting else 0,

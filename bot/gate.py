@@ -611,7 +611,8 @@ async def sweep_lapsed(
     interval: float,
     batch: int = SWEEP_BATCH,
 ) -> None:
-    """Act on deadlines until cancelled. One failure is logged and never stops the loop.
+    """Act on deadlines until cancelled (even when the cancellation comes back as an
+    error). One failure is logged and never stops the loop.
 
     Each batch is acted on concurrently (a removal is several platform calls, so a raid's
     79 lapsed members took 35 s one by one); a full batch is followed by the next at once.
@@ -623,7 +624,10 @@ async def sweep_lapsed(
         except Exception:
             log.exception("gate_timeout_failed", place=lapsed.hold.place)
 
-    while True:
+    current = asyncio.current_task()
+    # A cancellation that a library turned into an error (caught below), or that
+    # ``wait_for`` swallowed, still counts: the loop must end, or a stop waits on it.
+    while current is None or not current.cancelling():
         claimed = 0
         try:
             due = await gatekeeper.lapsed(limit=batch)

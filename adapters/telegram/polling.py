@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
-from contextlib import suppress
 from typing import Any
 
 import structlog
@@ -28,7 +27,7 @@ from telegram import Update
 from telegram.error import TelegramError
 from telegram.ext import Application
 
-from adapters._runtime import InFlight
+from adapters._runtime import InFlight, cancel_all
 from bot.inbox import UpdateInbox
 
 log = structlog.get_logger("verifybot.telegram")
@@ -83,13 +82,9 @@ class Polling:
         under way ``grace`` seconds, cancel the rest, and remove what was handled from the
         inbox: only the unfinished ones are handled on the next start."""
         self._stopping = True
-        for task in (self._flusher, self._task):
-            if task is not None:
-                # The request layer may turn the cancellation of a long poll into a
-                # NetworkError, which the loop would retry: the flag ends it then.
-                task.cancel()
-                with suppress(asyncio.CancelledError):
-                    await task
+        # The request layer may turn the cancellation of a long poll into a NetworkError,
+        # which the loop would retry: the flag ends it then, and cancel_all never waits long.
+        await cancel_all([task for task in (self._flusher, self._task) if task is not None])
         await self.in_flight.drain(grace, drop_waiting=True)
         await self._flush()
         if self.offset > 0:  # else Telegram sends the last batch again; the guard drops it

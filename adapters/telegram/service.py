@@ -6,8 +6,6 @@ for one ``App``; each of them knows only the client and what it is given.
 
 from __future__ import annotations
 
-import asyncio
-from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -32,7 +30,7 @@ from telegram.ext import (
     filters,
 )
 
-from adapters._runtime import until_stopped
+from adapters._runtime import cancel_all, until_stopped
 from adapters.telegram.chat import COMMAND_EVENTS, MEMBER_COMMANDS, TelegramChat
 from adapters.telegram.client import PLATFORM, TelegramClient, file_url_for
 from adapters.telegram.desk import TelegramDesk
@@ -280,9 +278,7 @@ async def serve(app: App, *, webhook: bool = False, health: Health | None = None
             grace = float(settings.shutdown_grace_seconds)
             log.info("telegram_stopping", in_flight=len(processor.in_flight), grace=grace)
             if sweeper is not None:
-                sweeper.cancel()
-                with suppress(asyncio.CancelledError):
-                    await sweeper
+                await cancel_all([sweeper])
             if polling is not None:
                 await polling.stop(grace)
             else:

@@ -425,9 +425,10 @@ async def test_a_wave_of_joins_is_restricted_at_once_under_one_welcome(
             timeout=5,
         )
         await telegram.wait_for(lambda: len(telegram.calls_to("deleteMessage")) >= 25)
-        assert [m.text.split("!")[0] for m in telegram.messages_in(group)] == [
-            "Welcome, Newcomer 0"
-        ]
+        # Joins are handled side by side, so the one welcome names whichever newcomer's
+        # restriction came back first; its button serves the whole wave.
+        (welcome,) = [m.text.split("!")[0] for m in telegram.messages_in(group)]
+        assert welcome in {f"Welcome, Newcomer {n}" for n in range(25)}
 
 
 async def test_a_member_admitted_before_rejoins_without_being_asked(

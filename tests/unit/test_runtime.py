@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from typing import cast
 
 import pytest
 
-from adapters._runtime import InFlight, until_stopped
+from adapters._runtime import InFlight, cancel_all, until_stopped
+from bot.gate import Gatekeeper, Lapsed, sweep_lapsed
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -65,3 +67,74 @@ async def test_a_drain_cancels_what_outlives_the_grace_and_says_how_many() -> No
 
     assert await in_flight.drain(0.01) == 1
     assert task.cancelled() and len(in_flight) == 0
+
+
+async def resisting(in_flight: InFlight, cancels: list[int]) -> None:
+    """An update whose cancellation a library turns into an error that a loop retries:
+    the way a stop was once held for ever."""
+    with in_flight.handling():
+        in_flight.started()
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                cancels.append(1)
+
+
+async def test_a_drain_ends_even_when_a_task_resists_its_cancellation() -> None:
+    in_flight = InFlight()
+    cancels: list[int] = []
+    task = asyncio.create_task(resisting(in_flight, cancels))
+    await asyncio.sleep(0)
+
+    # The guard only stops a hang from hanging the suite; drain's own bound is what ends it.
+    cancelled = await asyncio.wait_for(in_flight.drain(0.01, drop_waiting=True), 30)
+
+    assert cancelled == 1 and cancels and not task.done()
+    task.get_coro().close()
+
+
+async def test_cancel_all_says_how_many_tasks_outlived_it() -> None:
+    in_flight = InFlight()
+    cancels: list[int] = []
+    stubborn = asyncio.create_task(resisting(in_flight, cancels))
+    obedient = asyncio.create_task(asyncio.sleep(3600))
+    await asyncio.sleep(0)
+
+    assert await asyncio.wait_for(cancel_all([stubborn, obedient], wait=0.2), 30) == 1
+    assert obedient.cancelled() and len(cancels) >= 2 and not stubborn.done()
+    stubborn.get_coro().close()
+
+
+async def test_the_gate_sweeper_ends_when_its_cancellation_comes_back_as_an_error() -> None:
+    class ConvertingGatekeeper:
+        """Answers as a Redis client may when cancelled mid-call: with an error."""
+
+        calls = 0
+        called_again = asyncio.Event()
+
+        async def lapsed(self, *, limit: int) -> list[Lapsed]:
+            self.calls += 1
+            if self.calls > 1:
+                self.called_again.set()
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                raise ConnectionError("connection closed") from None
+            return []
+
+    async def act(lapsed: Lapsed) -> None:
+        pass
+
+    gatekeeper = ConvertingGatekeeper()
+    sweeper = asyncio.create_task(sweep_lapsed(cast(Gatekeeper, gatekeeper), act, interval=0))
+    await asyncio.sleep(0)
+
+    sweeper.cancel()  # once, as a stop does
+    again = asyncio.create_task(gatekeeper.called_again.wait())
+    await asyncio.wait({sweeper, again}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+
+    assert sweeper.done() and gatekeeper.calls == 1
+    again.cancel()
+    if not sweeper.done():
+        await cancel_all([sweeper])
