@@ -183,6 +183,18 @@ class TelegramClient:
             log_refusal(exc)
         return None
 
+    async def reached(self, request: Awaitable[Any]) -> bool:
+        """One call that writes to a chat: False only if Telegram will not let us write
+        there (a private chat never started, a blocked bot); any other refusal is logged."""
+        try:
+            await request
+        except Forbidden as error:
+            log_refusal(error)
+            return False
+        except TelegramError as error:
+            log_refusal(error)
+        return True
+
     async def send(
         self,
         chat_id: int | str,

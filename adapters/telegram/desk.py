@@ -28,7 +28,6 @@ from telegram import (
     User,
 )
 from telegram.constants import ChatType
-from telegram.error import Forbidden, TelegramError
 from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, ContextTypes, filters
 
 from adapters._commands import command_word
@@ -38,7 +37,6 @@ from adapters.telegram.client import (
     VARIANT,
     TelegramClient,
     chat_target,
-    log_refusal,
     topic_of,
 )
 from adapters.telegram.roles import TelegramRoles, role_for_link
@@ -336,14 +334,7 @@ class TelegramDesk:
             request = self.bot.send_message(
                 chat_id, text, reply_markup=self._markup(result, locale), message_thread_id=topic
             )
-        try:
-            await request
-        except Forbidden as error:
-            log_refusal(error)
-            return False
-        except TelegramError as error:
-            log_refusal(error)
-        return True
+        return await self.client.reached(request)
 
 
 def _replied_member(message: Message) -> User | None:

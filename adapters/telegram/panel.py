@@ -35,7 +35,6 @@ from telegram import (
     User,
 )
 from telegram.constants import ChatType
-from telegram.error import Forbidden, TelegramError
 from telegram.ext import (
     BaseHandler,
     CallbackQueryHandler,
@@ -50,7 +49,6 @@ from adapters.telegram.client import (
     TelegramClient,
     chat_target,
     in_chat,
-    log_refusal,
     topic_of,
 )
 from adapters.telegram.desk import TelegramDesk
@@ -326,14 +324,7 @@ class SettingsPanel:
 
     async def _send(self, chat_id: int, text: str, markup: InlineKeyboardMarkup) -> bool:
         """False if the admin never started the private chat (or blocked the bot)."""
-        try:
-            await self.bot.send_message(chat_id, text, reply_markup=markup)
-        except Forbidden as error:
-            log_refusal(error)
-            return False
-        except TelegramError as error:
-            log_refusal(error)
-        return True
+        return await self.client.reached(self.bot.send_message(chat_id, text, reply_markup=markup))
 
     async def _policy(self, place: int) -> CommunityPolicy:
         return await self.policies.policy_for(self._scope(place))
