@@ -160,6 +160,11 @@ class _Turn:
     #: Every event and effect of the turn, in order, for the funnel's counters.
     seen: list[Event | Effect] = field(default_factory=list)
 
+    def committed(self, version: int) -> None:
+        """The conversation, the counted hits and what was to be remembered are saved."""
+        self.version, self.saved = version, self.conversation
+        self.hits, self.fraud, self.remember = [], [], None
+
 
 #: How an adapter shows an outcome to the member (its replies, its keyboards or views).
 Render = Callable[[Outcome], Awaitable[None]]
@@ -274,8 +279,7 @@ class Engine:
         """True the first time a platform delivery that is not a message is seen."""
         first = await self.store.first_delivery(key, delivery_id)
         if not first:
-            metrics.DUPLICATE_DELIVERIES.labels(key.platform).inc()
-            log.info("duplicate_delivery", member=str(key), delivery_id=delivery_id)
+            _report_duplicate(key, delivery_id)
         return first
 
     async def verification(self, key: MemberKey) -> PhoneLink | None:
@@ -305,8 +309,7 @@ class Engine:
                 also=also,
             )
             if snapshot.duplicate:
-                metrics.DUPLICATE_DELIVERIES.labels(member.key.platform).inc()
-                log.info("duplicate_delivery", member=str(member.key), delivery_id=delivery_id)
+                _report_duplicate(member.key, delivery_id)
                 return Outcome(duplicate=True)
             wait = max(snapshot.waits, default=0.0)
             ctx = Context(now=now, wrong_codes_blocked_until=now + wait if wait > 0 else None)
@@ -502,13 +505,7 @@ class Engine:
                 _report_trip(pause, country)
             turn.trips += result.pauses
             return SmsPaused(turn.ctx.now + result.wait)
-        turn.version, turn.saved, turn.hits, turn.fraud = (
-            result.version,
-            turn.conversation,
-            [],
-            [],
-        )
-        turn.remember = None
+        turn.committed(result.version)
         return Reserved()
 
     async def _make_durable(self, turn: _Turn) -> None:
@@ -530,13 +527,7 @@ class Engine:
             raise _Replay
         if not isinstance(result, Committed):  # only counted hits here: nothing can refuse
             raise RuntimeError(f"unexpected commit result {result!r}")  # pragma: no cover
-        turn.version, turn.saved, turn.hits, turn.fraud = (
-            result.version,
-            turn.conversation,
-            [],
-            [],
-        )
-        turn.remember = None
+        turn.committed(result.version)
 
     async def _audit_sms(self, turn: _Turn, event: str, phone: str | None) -> None:
         """A code went out: the audit log is where ``/stats`` counts members and SMS."""
@@ -625,13 +616,18 @@ class Engine:
         )
         if not isinstance(result, Committed):
             return False
-        turn.version, turn.saved, turn.remember = result.version, turn.conversation, None
+        turn.committed(result.version)
         if turn.verified is not None and not result.held:
             # Read after the directory's write, so a join handled after it finds the member
             # verified; only a join whose own check straddles both is missed, as it was
             # when the release came after the reply.
             turn.verified = replace(turn.verified, held=False)
         return True
+
+
+def _report_duplicate(key: MemberKey, delivery_id: str | None) -> None:
+    metrics.DUPLICATE_DELIVERIES.labels(key.platform).inc()
+    log.info("duplicate_delivery", member=str(key), delivery_id=delivery_id)
 
 
 def _report_trip(pause: Pause, country: str | None) -> None:
