@@ -143,7 +143,16 @@ class EveryLog:
             await each.post(line, chat=chat)
 
 
-def member_label(link: PhoneLink | None, key: MemberKey) -> str:
+class Named(Protocol):
+    """A member's names as a platform gave them: a phone link's, or a member's own."""
+
+    @property
+    def display_name(self) -> str | None: ...
+    @property
+    def handle(self) -> str | None: ...
+
+
+def member_label(link: Named | None, key: MemberKey) -> str:
     """How a member is named in replies and log lines: name, @handle and id, never a phone."""
     if link is None:
         return key.user_id

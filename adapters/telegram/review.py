@@ -27,7 +27,7 @@ from adapters.telegram.desk import TelegramDesk, actor_name
 from adapters.telegram.gate import GroupGate
 from bot.gate import Review
 from bot.identity import Member
-from bot.moderation import Rank
+from bot.moderation import Rank, member_label
 from bot.policy import community_scope
 
 if TYPE_CHECKING:
@@ -38,11 +38,6 @@ log = structlog.get_logger("verifybot.telegram")
 #: Callback data of the review buttons: ``vr:a:<id>`` approves, ``vr:d:<id>`` denies.
 CALLBACK_PREFIX = "vr:"
 _APPROVE, _DENY = "a", "d"
-
-
-def member_label(member: Member) -> str:
-    handle = f"@{member.handle}, " if member.handle else ""
-    return f"{member.display_name or 'member'} ({handle}id {member.key.user_id})"
 
 
 class ReviewDesk:
@@ -68,7 +63,7 @@ class ReviewDesk:
         text = self.client.text(
             f"review.{review.reason.value}",
             None,
-            member=member_label(member),
+            member=member_label(member, member.key),
             group=hold.title or hold.place,
         )
         buttons = [
