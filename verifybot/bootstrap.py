@@ -224,7 +224,7 @@ def sentinel_client(settings: Settings) -> Redis:
     """The primary that REDIS_SENTINELS name REDIS_SENTINEL_MASTER, followed after a
     failover: a demoted primary's ReadOnlyError and a dead one's errors reach the engine as
     ConnectionErrors (the member's "try again"), and the next connection asks the sentinels."""
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(  # type: ignore[no-untyped-call,unused-ignore]  # typed from redis 8.2
         list(settings.redis_sentinels),
         sentinel_kwargs={
             "socket_timeout": SENTINEL_SOCKET_TIMEOUT,
