@@ -587,7 +587,9 @@ def test_sqlite_runs_in_wal_mode_with_the_pragmas(sqlite_directory: Directory) -
     }
 
 
-def test_sqlite_writes_begin_immediate_and_reads_deferred(sqlite_directory: Directory) -> None:
+def test_sqlite_writes_begin_immediate_reads_deferred_and_a_lone_read_needs_no_begin(
+    sqlite_directory: Directory,
+) -> None:
     statements: list[str] = []
 
     @event.listens_for(sqlite_directory.engine, "before_cursor_execute")
@@ -599,6 +601,11 @@ def test_sqlite_writes_begin_immediate_and_reads_deferred(sqlite_directory: Dire
     statements.clear()
     sqlite_directory.find(ALICE)
     assert statements[0] == "BEGIN"
+    # One SELECT is a transaction of its own in SQLite: a member's look-ups pay no BEGIN.
+    statements.clear()
+    assert sqlite_directory.count_links(PHONE, excluding=BOB) == 1
+    assert sqlite_directory.verified_number(ALICE) is not None
+    assert [statement.split()[0] for statement in statements] == ["SELECT", "SELECT"]
 
 
 def test_sqlite_write_transaction_holds_the_write_lock_from_its_start(
