@@ -247,13 +247,13 @@ class Directory:
 
     def count_links(self, phone_e164: str, *, excluding: MemberKey) -> int:
         """How many other members hold a verified link to ``phone_e164``."""
-        with self._read_one() as connection:
+        with self._one_statement(write=False) as connection:
             return _count_links(connection, phone_e164, excluding=excluding)
 
     def verified_number(self, member: MemberKey) -> tuple[str, str | None, datetime | None] | None:
         """``member``'s verified number, its country and when, if they are verified now: what a
         member's message needs, in one Core statement (no ORM objects, no role grants)."""
-        with self._read_one() as connection:
+        with self._one_statement(write=False) as connection:
             row = connection.execute(_VERIFIED_NUMBER, _member_params(member)).first()
         if row is None or row.phone_e164 is None:
             return None
@@ -697,7 +697,7 @@ class Directory:
         """Append to the audit log. Callers mask phone numbers themselves (``mask_phone``)."""
         _require_aware(now)
         row = {"at": now, "event": event, "actor": actor, "subject": subject}
-        with self._connection(write=True) as connection:
+        with self._one_statement(write=True) as connection:
             connection.execute(_INSERT_AUDIT, [{**row, "details": details or {}}])
 
     def audit_trail(self, *, subject: str | None = None, limit: int = 100) -> list[AuditEntry]:
@@ -730,16 +730,19 @@ class Directory:
                 yield connection
 
     @contextmanager
-    def _read_one(self) -> Iterator[Connection]:
-        """A Core connection for one read statement, outside any transaction block: a lone
-        statement is a transaction of its own on both backends, so a BEGIN and a COMMIT
-        would only cost CPU (on SQLite as much as the statement) and, on PostgreSQL, two
-        round trips."""
-        with self._engine.connect() as connection:
-            if self._engine.dialect.name == "postgresql":
-                connection.execution_options(isolation_level="AUTOCOMMIT")
-            else:
-                connection.execution_options(**{BEGIN_MODE: "NONE"})
+    def _one_statement(self, *, write: bool) -> Iterator[Connection]:
+        """A Core connection for a single statement, which both backends run as a transaction
+        of its own: on PostgreSQL in autocommit, without the BEGIN and COMMIT round trips; on
+        SQLite a read without BEGIN (as much CPU as the statement), a write still behind the
+        write gate and BEGIN IMMEDIATE, as every SQLite write (DEPENDENCY-NOTES)."""
+        options: dict[str, str]
+        if self._engine.dialect.name == "postgresql":
+            options = {"isolation_level": "AUTOCOMMIT"}
+        else:
+            options = {BEGIN_MODE: "IMMEDIATE" if write else "NONE"}
+        gate = self._write_gate if write else contextlib.nullcontext()
+        with gate, self._engine.connect() as connection:
+            connection.execution_options(**options)
             with connection.begin():
                 yield connection
 

@@ -599,6 +599,9 @@ def test_sqlite_writes_begin_immediate_reads_deferred_and_a_lone_read_needs_no_b
     record(sqlite_directory, ALICE)
     assert statements[0] == "BEGIN IMMEDIATE"
     statements.clear()
+    sqlite_directory.audit("code_sent", actor=str(ALICE), subject=str(ALICE), now=T0)
+    assert statements[0] == "BEGIN IMMEDIATE"  # one statement, but a write all the same
+    statements.clear()
     sqlite_directory.find(ALICE)
     assert statements[0] == "BEGIN"
     # One SELECT is a transaction of its own in SQLite: a member's look-ups pay no BEGIN.
