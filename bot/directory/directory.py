@@ -302,7 +302,7 @@ class Directory:
             if link_id is None:
                 new = {"platform": member.platform, "scope": member.scope, "created_at": now}
                 new["user_id"] = member.user_id
-                connection.execute(insert(PhoneLinkRow), [{**new, **values}])
+                connection.execute(_INSERT_LINK, [{**new, **values}])
             else:
                 connection.execute(_UPDATE_LINK, {**values, "b_link_id": link_id})
             audit = {"phone_masked": mask_phone(phone_e164), "country": country}
@@ -721,8 +721,8 @@ class Directory:
 
     @contextmanager
     def _connection(self, *, write: bool) -> Iterator[Connection]:
-        """A Core connection in one transaction (as ``_transaction``, without a Session):
-        for statements whose result is a number or a few columns."""
+        """A Core connection in one transaction (as ``_transaction``, without a Session): for
+        several statements that must commit together, on a member's path."""
         gate = self._write_gate if write else contextlib.nullcontext()
         with gate, self._engine.connect() as connection:
             connection.execution_options(**{BEGIN_MODE: "IMMEDIATE" if write else "DEFERRED"})
@@ -904,6 +904,7 @@ _VERIFIED_NUMBER: Final = select(
     PhoneLinkRow.phone_e164, PhoneLinkRow.country, PhoneLinkRow.verified_at
 ).where(*_THIS_MEMBER, PhoneLinkRow.is_phone_verified)
 _LINK_ID: Final = select(PhoneLinkRow.id).where(*_THIS_MEMBER)
+_INSERT_LINK: Final = insert(PhoneLinkRow)
 _UPDATE_LINK: Final = update(PhoneLinkRow).where(PhoneLinkRow.id == bindparam("b_link_id"))
 _INSERT_AUDIT: Final = insert(AuditRow)
 
@@ -912,8 +913,9 @@ def _member_params(member: MemberKey) -> dict[str, str]:
     return {"b_platform": member.platform, "b_scope": member.scope, "b_user_id": member.user_id}
 
 
-def _count_links(session: Session | Connection, phone_e164: str, *, excluding: MemberKey) -> int:
-    return session.scalar(_COUNT_LINKS, {**_member_params(excluding), "b_phone": phone_e164}) or 0
+def _count_links(connection: Connection, phone_e164: str, *, excluding: MemberKey) -> int:
+    params = {**_member_params(excluding), "b_phone": phone_e164}
+    return connection.scalar(_COUNT_LINKS, params) or 0
 
 
 def _links() -> Select[PhoneLinkRow]:
