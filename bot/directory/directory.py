@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import (
+    BigInteger,
     Connection,
     Engine,
     Select,
@@ -797,7 +798,10 @@ def _lock(connection: Connection, *names: str) -> None:
     if connection.dialect.name != "postgresql":
         return
     for name in names:
-        connection.execute(select(func.pg_advisory_xact_lock(_lock_key(name))))
+        connection.execute(_ADVISORY_LOCK, {"b_key": _lock_key(name)})
+
+
+_ADVISORY_LOCK: Final = select(func.pg_advisory_xact_lock(bindparam("b_key", type_=BigInteger)))
 
 
 def _lock_key(name: str) -> int:
