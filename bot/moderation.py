@@ -466,7 +466,13 @@ class Moderation:
             policy = None
             if self.policies is not None:
                 policy = await self.policies.policy_for(scope_for(member.key, origin))
-            _, who = await self._named(member.key)
+            # The names the platform gave with this message are the ones the verification
+            # just wrote to the directory: asking it back would cost an ORM query per member.
+            # Without a display name, the directory may still hold an older one.
+            if member.display_name is None:
+                _, who = await self._named(member.key)
+            else:
+                who = member_label(member, member.key)
             if fresh:
                 line = Reply("modlog.verified", {"member": who})
                 await self._post(line, chat=policy.log_chat if policy else None)

@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import (
+    BigInteger,
     Connection,
     Engine,
     Select,
+    bindparam,
     delete,
     func,
     insert,
@@ -246,16 +248,14 @@ class Directory:
 
     def count_links(self, phone_e164: str, *, excluding: MemberKey) -> int:
         """How many other members hold a verified link to ``phone_e164``."""
-        with self._connection(write=False) as connection:
+        with self._one_statement(write=False) as connection:
             return _count_links(connection, phone_e164, excluding=excluding)
 
     def verified_number(self, member: MemberKey) -> tuple[str, str | None, datetime | None] | None:
         """``member``'s verified number, its country and when, if they are verified now: what a
         member's message needs, in one Core statement (no ORM objects, no role grants)."""
-        query = select(PhoneLinkRow.phone_e164, PhoneLinkRow.country, PhoneLinkRow.verified_at)
-        query = query.where(*_is(member), PhoneLinkRow.is_phone_verified)
-        with self._connection(write=False) as connection:
-            row = connection.execute(query).first()
+        with self._one_statement(write=False) as connection:
+            row = connection.execute(_VERIFIED_NUMBER, _member_params(member)).first()
         if row is None or row.phone_e164 is None:
             return None
         return row.phone_e164, row.country, row.verified_at
@@ -299,18 +299,16 @@ class Directory:
             taken = _count_links(connection, phone_e164, excluding=member)
             if taken >= limit:
                 return RecordOutcome.PHONE_TAKEN
-            link_id = connection.scalar(select(PhoneLinkRow.id).where(*_is(member)))
+            link_id = connection.scalar(_LINK_ID, _member_params(member))
             if link_id is None:
                 new = {"platform": member.platform, "scope": member.scope, "created_at": now}
                 new["user_id"] = member.user_id
-                connection.execute(insert(PhoneLinkRow), [{**new, **values}])
+                connection.execute(_INSERT_LINK, [{**new, **values}])
             else:
-                connection.execute(
-                    update(PhoneLinkRow).where(PhoneLinkRow.id == link_id).values(values)
-                )
+                connection.execute(_UPDATE_LINK, {**values, "b_link_id": link_id})
             audit = {"phone_masked": mask_phone(phone_e164), "country": country}
             connection.execute(
-                insert(AuditRow),
+                _INSERT_AUDIT,
                 [
                     {
                         "at": now,
@@ -700,8 +698,8 @@ class Directory:
         """Append to the audit log. Callers mask phone numbers themselves (``mask_phone``)."""
         _require_aware(now)
         row = {"at": now, "event": event, "actor": actor, "subject": subject}
-        with self._connection(write=True) as connection:
-            connection.execute(insert(AuditRow), [{**row, "details": details or {}}])
+        with self._one_statement(write=True) as connection:
+            connection.execute(_INSERT_AUDIT, [{**row, "details": details or {}}])
 
     def audit_trail(self, *, subject: str | None = None, limit: int = 100) -> list[AuditEntry]:
         """The newest ``limit`` entries, newest first, optionally about one subject."""
@@ -724,11 +722,28 @@ class Directory:
 
     @contextmanager
     def _connection(self, *, write: bool) -> Iterator[Connection]:
-        """A Core connection in one transaction (as ``_transaction``, without a Session):
-        for statements whose result is a number or a few columns."""
+        """A Core connection in one transaction (as ``_transaction``, without a Session): for
+        several statements that must commit together, on a member's path."""
         gate = self._write_gate if write else contextlib.nullcontext()
         with gate, self._engine.connect() as connection:
             connection.execution_options(**{BEGIN_MODE: "IMMEDIATE" if write else "DEFERRED"})
+            with connection.begin():
+                yield connection
+
+    @contextmanager
+    def _one_statement(self, *, write: bool) -> Iterator[Connection]:
+        """A Core connection for a single statement, which both backends run as a transaction
+        of its own: on PostgreSQL in autocommit, without the BEGIN and COMMIT round trips; on
+        SQLite a read without BEGIN (as much CPU as the statement), a write still behind the
+        write gate and BEGIN IMMEDIATE, as every SQLite write (DEPENDENCY-NOTES)."""
+        options: dict[str, str]
+        if self._engine.dialect.name == "postgresql":
+            options = {"isolation_level": "AUTOCOMMIT"}
+        else:
+            options = {BEGIN_MODE: "IMMEDIATE" if write else "NONE"}
+        gate = self._write_gate if write else contextlib.nullcontext()
+        with gate, self._engine.connect() as connection:
+            connection.execution_options(**options)
             with connection.begin():
                 yield connection
 
@@ -783,7 +798,10 @@ def _lock(connection: Connection, *names: str) -> None:
     if connection.dialect.name != "postgresql":
         return
     for name in names:
-        connection.execute(select(func.pg_advisory_xact_lock(_lock_key(name))))
+        connection.execute(_ADVISORY_LOCK, {"b_key": _lock_key(name)})
+
+
+_ADVISORY_LOCK: Final = select(func.pg_advisory_xact_lock(bindparam("b_key", type_=BigInteger)))
 
 
 def _lock_key(name: str) -> int:
@@ -869,17 +887,39 @@ def _within(platform: str | None, scope: str | None, verified_only: bool) -> lis
     return where
 
 
-def _count_links(session: Session | Connection, phone_e164: str, *, excluding: MemberKey) -> int:
-    query = select(func.count(PhoneLinkRow.id)).where(
-        PhoneLinkRow.phone_e164 == phone_e164,
-        PhoneLinkRow.is_phone_verified,
-        or_(
-            PhoneLinkRow.platform != excluding.platform,
-            PhoneLinkRow.scope != excluding.scope,
-            PhoneLinkRow.user_id != excluding.user_id,
-        ),
-    )
-    return session.scalar(query) or 0
+# The statements of a member's path, built once with bound parameters: building a statement
+# and its cache key each call cost more CPU than SQLite running it. The "b_" names keep the
+# parameters apart from the columns an insert or update sets.
+_COUNT_LINKS: Final = select(func.count(PhoneLinkRow.id)).where(
+    PhoneLinkRow.phone_e164 == bindparam("b_phone"),
+    PhoneLinkRow.is_phone_verified,
+    or_(
+        PhoneLinkRow.platform != bindparam("b_platform"),
+        PhoneLinkRow.scope != bindparam("b_scope"),
+        PhoneLinkRow.user_id != bindparam("b_user_id"),
+    ),
+)
+_THIS_MEMBER: Final = (
+    PhoneLinkRow.platform == bindparam("b_platform"),
+    PhoneLinkRow.scope == bindparam("b_scope"),
+    PhoneLinkRow.user_id == bindparam("b_user_id"),
+)
+_VERIFIED_NUMBER: Final = select(
+    PhoneLinkRow.phone_e164, PhoneLinkRow.country, PhoneLinkRow.verified_at
+).where(*_THIS_MEMBER, PhoneLinkRow.is_phone_verified)
+_LINK_ID: Final = select(PhoneLinkRow.id).where(*_THIS_MEMBER)
+_INSERT_LINK: Final = insert(PhoneLinkRow)
+_UPDATE_LINK: Final = update(PhoneLinkRow).where(PhoneLinkRow.id == bindparam("b_link_id"))
+_INSERT_AUDIT: Final = insert(AuditRow)
+
+
+def _member_params(member: MemberKey) -> dict[str, str]:
+    return {"b_platform": member.platform, "b_scope": member.scope, "b_user_id": member.user_id}
+
+
+def _count_links(connection: Connection, phone_e164: str, *, excluding: MemberKey) -> int:
+    params = {**_member_params(excluding), "b_phone": phone_e164}
+    return connection.scalar(_COUNT_LINKS, params) or 0
 
 
 def _links() -> Select[PhoneLinkRow]:

@@ -14,11 +14,12 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 __all__ = ["BEGIN_MODE", "POOL_CAPACITY", "DirectoryConfigError", "create_directory_engine"]
 
-#: Execution option naming how a SQLite transaction begins: ``"IMMEDIATE"`` (the default) or
-#: ``"DEFERRED"``. PostgreSQL ignores it.
+#: Execution option naming how a SQLite transaction begins: ``"IMMEDIATE"`` (the default),
+#: ``"DEFERRED"``, or ``"NONE"`` for one read statement, which SQLite runs as a transaction of
+#: its own (one consistent snapshot) with no BEGIN and COMMIT to pay for. PostgreSQL ignores it.
 BEGIN_MODE: Final = "verifybot_sqlite_begin"
 
-_BEGIN_STATEMENTS: Final = {"IMMEDIATE": "BEGIN IMMEDIATE", "DEFERRED": "BEGIN"}
+_BEGIN_STATEMENTS: Final = {"IMMEDIATE": "BEGIN IMMEDIATE", "DEFERRED": "BEGIN", "NONE": None}
 _EXPECTED: Final = "expected sqlite:///path or postgresql://user@host/db"
 _PASSWORD: Final = re.compile(r"(://[^:/@]*:)[^@]*@")
 
@@ -145,7 +146,8 @@ def _sqlite_engine(url: URL, *, busy_ms: int, **pool: Any) -> Engine:
         # timeout cannot help it. BEGIN IMMEDIATE takes the write lock up front, waiting for
         # it under the busy timeout. Immediate is the default so that a forgotten option
         # costs some concurrency rather than lost writes; reads opt into DEFERRED.
-        mode = connection.get_execution_options().get(BEGIN_MODE, "IMMEDIATE")
-        connection.exec_driver_sql(_BEGIN_STATEMENTS[mode])
+        begin = _BEGIN_STATEMENTS[connection.get_execution_options().get(BEGIN_MODE, "IMMEDIATE")]
+        if begin is not None:
+            connection.exec_driver_sql(begin)
 
     return engine

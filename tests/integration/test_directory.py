@@ -587,7 +587,9 @@ def test_sqlite_runs_in_wal_mode_with_the_pragmas(sqlite_directory: Directory) -
     }
 
 
-def test_sqlite_writes_begin_immediate_and_reads_deferred(sqlite_directory: Directory) -> None:
+def test_sqlite_writes_begin_immediate_reads_deferred_and_a_lone_read_needs_no_begin(
+    sqlite_directory: Directory,
+) -> None:
     statements: list[str] = []
 
     @event.listens_for(sqlite_directory.engine, "before_cursor_execute")
@@ -597,8 +599,16 @@ def test_sqlite_writes_begin_immediate_and_reads_deferred(sqlite_directory: Dire
     record(sqlite_directory, ALICE)
     assert statements[0] == "BEGIN IMMEDIATE"
     statements.clear()
+    sqlite_directory.audit("code_sent", actor=str(ALICE), subject=str(ALICE), now=T0)
+    assert statements[0] == "BEGIN IMMEDIATE"  # one statement, but a write all the same
+    statements.clear()
     sqlite_directory.find(ALICE)
     assert statements[0] == "BEGIN"
+    # One SELECT is a transaction of its own in SQLite: a member's look-ups pay no BEGIN.
+    statements.clear()
+    assert sqlite_directory.count_links(PHONE, excluding=BOB) == 1
+    assert sqlite_directory.verified_number(ALICE) is not None
+    assert [statement.split()[0] for statement in statements] == ["SELECT", "SELECT"]
 
 
 def test_sqlite_write_transaction_holds_the_write_lock_from_its_start(

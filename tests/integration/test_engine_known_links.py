@@ -2,8 +2,9 @@
 
 Two workers are two bots opened on the same Redis prefix and the same SQLite file, as two
 processes of one deployment would be. A verified member's ``/start`` is answered from Redis
-(the directory is not asked: it is made to fail); an unlink, or a verification of another
-number, is seen by the very next message on either worker.
+(the directory is not asked: it is made to fail), and so is a member's "not verified"; an
+unlink, a verification, or a verification of another number, is seen by the very next
+message on either worker.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 
 from bot.app import App
 from bot.engine import Outcome
-from bot.flow import ChangeNumber, Conversation, Start, State, Text
+from bot.flow import Cancel, ChangeNumber, Conversation, Start, State, Text
 from bot.identity import Member, MemberKey
 from bot.moderation import Actor, Rank
 from bot.privacy import mask_phone
@@ -73,6 +74,23 @@ async def test_a_verified_members_start_on_another_worker_is_answered_without_sq
     again = await two.engine.handle(ALICE, Start())
     assert keys(again) == ["verified.already"]
     assert again.replies[0].params["phone"] == mask_phone(PHONE)
+
+
+async def test_not_verified_is_kept_too_and_a_verification_elsewhere_is_seen_at_once(
+    workers: list[App], inbox: Inbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    one, two = workers
+    assert keys(await one.engine.handle(ALICE, Start())) == ["phone.ask"]  # the directory asked
+    assert (await one.engine.handle(ALICE, Cancel())).state is State.IDLE
+    with monkeypatch.context() as patch:
+        directory_unreachable(two, patch)
+        again = await two.engine.handle(ALICE, Start())
+    assert keys(again) == ["phone.ask"]  # answered from what the first look-up kept
+
+    await verify(one, inbox, PHONE)
+    after = await two.engine.handle(ALICE, Start())
+    assert keys(after) == ["verified.already"]
+    assert after.replies[0].params["phone"] == mask_phone(PHONE)
 
 
 async def test_an_unlink_is_seen_by_the_next_message_on_every_worker(

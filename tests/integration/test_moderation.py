@@ -254,6 +254,21 @@ async def test_verification_logs_and_gives_the_auto_roles_once(
     assert [line.key for line in log.lines] == ["modlog.verified", "modlog.verified"]
 
 
+async def test_a_verification_is_logged_under_the_names_the_platform_gave_with_it(
+    directory: Directory, store: Store, platform: RecordingPlatform, log: Log
+) -> None:
+    # No auto roles: the line is all there is to do, and the member's message named them.
+    desk = Moderation(directory, RoleBook(BOOK.roles), {"telegram": platform}, log, store=store)
+    verify(directory, ALICE)  # on file as "Alice @alice"
+    await desk.member_verified(Member(ALICE, display_name="Alice Liddell", handle="alice_l"))
+    # Without a display name from the platform, the directory's is used.
+    await desk.member_verified(Member(ALICE))
+    assert [line.params["member"] for line in log.lines] == [
+        "Alice Liddell @alice_l (1001)",
+        "Alice @alice (1001)",
+    ]
+
+
 async def test_whois_shows_a_masked_phone_and_never_the_number(
     desk: Moderation, directory: Directory
 ) -> None:
