@@ -83,8 +83,13 @@ class AiohttpRequest(BaseRequest):
         if session is None or session.closed:
             raise RuntimeError("This AiohttpRequest is not initialized!")
         files = request_data is not None and request_data.contains_files
-        defaults = (read_timeout, write_timeout, connect_timeout, pool_timeout)
-        if not files and all(isinstance(given, DefaultValue) for given in defaults):
+        if (
+            not files
+            and isinstance(read_timeout, DefaultValue)
+            and isinstance(write_timeout, DefaultValue)
+            and isinstance(connect_timeout, DefaultValue)
+            and isinstance(pool_timeout, DefaultValue)
+        ):
             timeout = self._default_timeout
         else:
             write = self._pick(write_timeout, "write")
