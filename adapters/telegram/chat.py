@@ -77,6 +77,9 @@ class TelegramChat:
         self.client = client
         self.engine = engine
         self.catalogue = client.catalogue
+        self._markups: dict[
+            tuple[tuple[Action, ...], str | None], InlineKeyboardMarkup | ReplyKeyboardMarkup | None
+        ] = {}
 
     # -- member input -----------------------------------------------------------------------
 
@@ -171,6 +174,16 @@ class TelegramChat:
             await self.client.say(chat_id, text, markup)
 
     def markup_for(
+        self, actions: tuple[Action, ...], locale: str | None
+    ) -> InlineKeyboardMarkup | ReplyKeyboardMarkup | None:
+        """The keyboard for a reply's actions; built once per actions and language (PTB's
+        objects are frozen, so one may go out with many replies)."""
+        key = (actions, locale)
+        if key not in self._markups:
+            self._markups[key] = self._build_markup(actions, locale)
+        return self._markups[key]
+
+    def _build_markup(
         self, actions: tuple[Action, ...], locale: str | None
     ) -> InlineKeyboardMarkup | ReplyKeyboardMarkup | None:
         def label(action: Action) -> str:

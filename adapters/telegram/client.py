@@ -29,6 +29,7 @@ from telegram.error import (
     TelegramError,
 )
 
+from adapters.telegram.http import json_request
 from bot.identity import Member, MemberKey
 from bot.settings import ConfigError, Settings
 from bot.texts import Catalogue
@@ -218,17 +219,25 @@ class TelegramClient:
         topic: int | None = None,
     ) -> bool:
         """``send`` for a message nothing refers to later (a conversation's replies): the
-        same ``sendMessage`` through the same pace and limiter, but Telegram's answer is not
-        built into a ``Message``, which under load was ~5 % of the bot's CPU (bench/README.md).
-        False when Telegram refused it (logged)."""
+        same ``sendMessage`` through the same limiter (pace, 429 retries) and PTB's own error
+        mapping (``BaseRequest.post``), without ``Bot._post``'s per-field conversion or a
+        ``Message`` built from the answer: together about a third of a send's CPU
+        (bench/README.md). False when Telegram refused it (logged)."""
         data: dict[str, Any] = {"chat_id": chat_id, "text": text}
         if markup is not None:
-            data["reply_markup"] = markup
+            data["reply_markup"] = markup.to_dict()
         if topic is not None:
             data["message_thread_id"] = topic
-        # Bot._post is what every Bot method ends in (defaults, limiter, request); PTB has no
-        # public call that skips the parsing without warning that sendMessage exists.
-        return await self.call(self.bot._post("sendMessage", data)) is not None
+        return await self.call(self._post("sendMessage", data)) is not None
+
+    async def _post(self, method: str, data: dict[str, Any]) -> object:
+        request = self.bot.request
+        url = f"{self.bot.base_url}/{method}"
+        limiter = getattr(self.bot, "rate_limiter", None)  # an ExtBot's, in the running bot
+        body = json_request(data)
+        if limiter is None:
+            return await request.post(url, body)
+        return await limiter.process_request(request.post, (url, body), {}, method, data, None)
 
 
 def topic_of(message: Message | None) -> int | None:

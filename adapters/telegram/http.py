@@ -7,6 +7,10 @@ py-spy at 30 joins/s and 100 ms per call, the pool scan was over a third of the 
 time. aiohttp's connector hands out a free connection without scanning the others. PTB takes
 any ``BaseRequest``; this one keeps ``HTTPXRequest``'s timeouts and errors (TimedOut,
 NetworkError), so nothing above it can tell the difference.
+
+A call without files is posted as one JSON body (the Bot API takes either): PTB's form body
+JSON-encodes each value, then aiohttp URL-encodes the lot, which was a quarter of a send's
+CPU (bench/README.md).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from telegram._utils.defaultvalue import DefaultValue
 from telegram._utils.types import ODVInput
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
+from telegram.request._requestparameter import RequestParameter
 
 from bot import metrics
 
@@ -44,6 +49,10 @@ class AiohttpRequest(BaseRequest):
         }
         self._media_write_timeout = media_write_timeout
         self._session: aiohttp.ClientSession | None = None
+        #: A call's bounds when it names none (nearly every call): built once, not per call.
+        self._default_timeout = _client_timeout(
+            pool_timeout, connect_timeout, write_timeout, read_timeout
+        )
 
     @property
     def read_timeout(self) -> float | None:
@@ -73,21 +82,25 @@ class AiohttpRequest(BaseRequest):
         session = self._session
         if session is None or session.closed:
             raise RuntimeError("This AiohttpRequest is not initialized!")
-        files = request_data.multipart_data if request_data else None
-        read = self._pick(read_timeout, "read")
-        connect = self._pick(connect_timeout, "connect")
-        pool = self._pick(pool_timeout, "pool")
-        write = self._pick(write_timeout, "write")
-        if files and isinstance(write_timeout, DefaultValue):
-            write = self._media_write_timeout
-        # aiohttp has no write timeout of its own: the whole call is bounded by the sum.
-        parts = (pool, connect, write, read)
-        timeout = aiohttp.ClientTimeout(
-            total=None if None in parts else sum(p for p in parts if p is not None),
-            connect=None if pool is None or connect is None else pool + connect,
-            sock_connect=connect,
-            sock_read=read,
-        )
+        files = request_data is not None and request_data.contains_files
+        if (
+            not files
+            and isinstance(read_timeout, DefaultValue)
+            and isinstance(write_timeout, DefaultValue)
+            and isinstance(connect_timeout, DefaultValue)
+            and isinstance(pool_timeout, DefaultValue)
+        ):
+            timeout = self._default_timeout
+        else:
+            write = self._pick(write_timeout, "write")
+            if files and isinstance(write_timeout, DefaultValue):
+                write = self._media_write_timeout
+            timeout = _client_timeout(
+                self._pick(pool_timeout, "pool"),
+                self._pick(connect_timeout, "connect"),
+                write,
+                self._pick(read_timeout, "read"),
+            )
         api_method = url.rpartition("/")[2]  # a Bot API method name: never a member's data
         try:
             async with session.request(
@@ -115,17 +128,35 @@ def outcome_of(status: int) -> str:
 _OUTCOMES = {429: "429", 403: "forbidden", 400: "bad_request"}
 
 
-def _body(request_data: RequestData | None) -> Any:
-    """Form fields, as PTB sends them (every value JSON-encoded), and files as multipart."""
+def _client_timeout(
+    pool: float | None, connect: float | None, write: float | None, read: float | None
+) -> aiohttp.ClientTimeout:
+    # aiohttp has no write timeout of its own: the whole call is bounded by the sum.
+    parts = (pool, connect, write, read)
+    return aiohttp.ClientTimeout(
+        total=None if None in parts else sum(p for p in parts if p is not None),
+        connect=None if pool is None or connect is None else pool + connect,
+        sock_connect=connect,
+        sock_read=read,
+    )
+
+
+def _body(request_data: RequestData | None) -> aiohttp.JsonPayload | aiohttp.FormData | None:
+    """The parameters as one JSON object, or, with files, multipart with every value
+    JSON-encoded (as PTB sends them)."""
     if request_data is None:
         return None
-    fields = request_data.json_parameters
-    files = request_data.multipart_data
-    if not files:
-        return fields
+    if not request_data.contains_files:
+        return aiohttp.JsonPayload(request_data.parameters)
     form = aiohttp.FormData()
-    for name, value in fields.items():
+    for name, value in request_data.json_parameters.items():
         form.add_field(name, value)
-    for name, (filename, content, mime_type) in files.items():
+    for name, (filename, content, mime_type) in request_data.multipart_data.items():
         form.add_field(name, content, filename=filename, content_type=mime_type)
     return form
+
+
+def json_request(values: dict[str, Any]) -> RequestData:
+    """A call's parameters, already plain JSON values (no files), as ``BaseRequest.post``
+    takes them: without ``RequestParameter.from_input``'s conversion of each one."""
+    return RequestData([RequestParameter(name, value, None) for name, value in values.items()])

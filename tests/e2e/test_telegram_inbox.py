@@ -93,8 +93,10 @@ async def test_an_update_is_kept_while_handled_and_removed_once_handled(
         assert slow in kept_while_handled["slow"]
         # Telegram is told it was received while it is still being handled, and what comes
         # after it is not held back by it.
-        await telegram.wait_for(lambda: max(offsets(telegram)) > slow)
-        assert telegram.pending_updates == []
+        # (A getUpdates is recorded on arrival, and applies its offset a moment later.)
+        await telegram.wait_for(
+            lambda: max(offsets(telegram)) > slow and telegram.pending_updates == []
+        )
         fast = telegram.send_text(bob, "fast")["update_id"]
         await telegram.wait_for(lambda: "fast" in done)
         assert done == ["fast"]
@@ -184,3 +186,22 @@ async def test_while_redis_cannot_be_written_the_offset_stays_and_nothing_is_han
     finally:
         await redis.aclose()
         server.stop()
+
+
+async def test_the_inbox_keeps_each_update_as_telegram_sent_it(
+    telegram: TelegramEmulator, redis: Redis, key_prefix: str
+) -> None:
+    inbox = UpdateInbox(redis, f"{key_prefix}inbox:telegram:test")
+    kept: dict[int, str] = {}
+    handled: list[str] = []
+
+    async def handle(update: Update) -> None:
+        kept.update(await inbox.pending())
+        assert update.message is not None and update.message.text is not None
+        handled.append(update.message.text)
+
+    alice = telegram.add_user("Alice")
+    async with polling(telegram, inbox, handle):
+        sent = telegram.send_text(alice, "héllo")
+        await telegram.wait_for(lambda: handled == ["héllo"])
+    assert json.loads(kept[sent["update_id"]]) == sent

@@ -10,10 +10,13 @@ from __future__ import annotations
 import asyncio
 from contextlib import suppress
 
+import pytest
 from telegram.ext import ExtBot
 
+from adapters.telegram.client import TelegramClient
 from adapters.telegram.http import AiohttpRequest
 from adapters.telegram.updates import PaceMessages
+from bot.texts import Catalogue
 from tests.emulators.telegram import TelegramEmulator
 
 
@@ -40,15 +43,22 @@ async def test_sends_to_members_are_paced_at_the_configured_rate(
     assert arrived[-1] - arrived[0] >= 1.6
 
 
+@pytest.mark.parametrize("say", [False, True], ids=["send_message", "TelegramClient.say"])
 async def test_rate_zero_lifts_the_overall_pace_but_keeps_twenty_a_minute_per_group(
-    telegram: TelegramEmulator,
+    telegram: TelegramEmulator, say: bool
 ) -> None:
     group = telegram.add_group()
     async with bot_for(telegram, 0) as bot:
         limiter = bot.rate_limiter
         assert isinstance(limiter, PaceMessages)
         assert limiter._base_limiter is None  # PTB's overall AsyncLimiter is not built
-        sends = [asyncio.create_task(bot.send_message(group, f"notice {i}")) for i in range(25)]
+        client = TelegramClient(bot, Catalogue.load())
+        sends = [
+            asyncio.create_task(
+                client.say(group, f"notice {i}") if say else bot.send_message(group, f"notice {i}")
+            )
+            for i in range(25)
+        ]
 
         def twenty_arrived() -> bool:
             return len(telegram.calls_to("sendMessage")) >= 20
