@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -237,6 +238,32 @@ async def test_v2_resend_moves_to_the_fallback_channel(
         codes = vonage.codes_sent_to(DIGITS)
         assert len(codes) == 2 and codes[0] == codes[1]
         assert [d.channel for d in vonage.deliveries] == ["sms", "voice"]
+    finally:
+        await verifier.aclose()
+
+
+async def test_v2_goes_through_the_proxy_its_environment_names(
+    vonage_settings: Callable[..., Settings],
+    vonage: VonageEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        refusing = f"http://127.0.0.1:{unused.getsockname()[1]}"
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("https_proxy", refusing)
+    verifier = build_verifier(vonage_settings())
+    try:
+        assert await verifier.start(PHONE) == StartFailed(Failure.UNAVAILABLE)
+        assert starts(vonage) == []  # every attempt went to the proxy, which refused it
+    finally:
+        await verifier.aclose()
+
+    monkeypatch.setenv("no_proxy", "127.0.0.1")  # Vonage's host is exempt: straight there
+    verifier = build_verifier(vonage_settings())
+    try:
+        assert isinstance(await verifier.start(PHONE), VerificationStarted)
     finally:
         await verifier.aclose()
 
