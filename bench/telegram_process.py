@@ -30,6 +30,7 @@ What it measures
 
         .venv/bin/python bench/telegram_process.py [--members 200] [--database-url URL]
         [--profile]   # py-spy record the bot during the wave, if py-spy is installed
+        [--syscalls]  # count the bot's system calls and context switches over the wave (perf)
 """
 
 from __future__ import annotations
@@ -335,7 +336,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
-async def run(members: int, database_url: str | None, profile: bool) -> None:
+async def run(members: int, database_url: str | None, profile: bool, syscalls: bool) -> None:
     loop = asyncio.get_running_loop()
     tmp = Path(tempfile.mkdtemp(prefix="bench-telegram-process-"))
     private, public = key_pair()
@@ -353,6 +354,7 @@ async def run(members: int, database_url: str | None, profile: bool) -> None:
     )
     process: asyncio.subprocess.Process | None = None
     spy: subprocess.Popen[bytes] | None = None
+    counter: subprocess.Popen[bytes] | None = None
     log = tmp / "bot.log"
     try:
         emu = Emulator()
@@ -379,6 +381,8 @@ async def run(members: int, database_url: str | None, profile: bool) -> None:
             wave = Wave()
             if profile:
                 spy = _start_py_spy(process.pid, tmp)
+            if syscalls:
+                counter = _start_perf(process.pid, tmp)
             threads, split = bot.cpu_by_thread(), bot.user_system()
             assert redis._process is not None  # started here, not joined
             server = BotProcess(redis._process.pid)
@@ -398,9 +402,10 @@ async def run(members: int, database_url: str | None, profile: bool) -> None:
             # A new pooled connection says HELLO and CLIENT SETINFO once: set-up, not traffic.
             setup = sum(n for name, n in names.items() if name in ("HELLO", "CLIENT"))
             commands = proxy.commands - commands - setup
-            if spy is not None:
-                spy.send_signal(signal.SIGINT)
-                spy.wait(timeout=60)
+            for recorder in (spy, counter):
+                if recorder is not None:
+                    recorder.send_signal(signal.SIGINT)
+                    recorder.wait(timeout=60)
             load = os.getloadavg()
 
             probe = [emu.add_user(f"P{i}") for i in range(PROBE_MEMBERS)]
@@ -439,6 +444,10 @@ async def run(members: int, database_url: str | None, profile: bool) -> None:
     errors += [line for line in output.splitlines() if '"level": "error"' in line][:5]
     if errors:
         print("errors:", *errors, sep="\n  ")
+    if counter is not None:
+        print("  per message (perf stat over the wave):")
+        for name, count in _perf_counts(tmp / "perf.txt"):
+            print(f"    {name:<28} {count / messages:8.2f}")
     if profile:
         print(f"py-spy profile: {tmp / 'profile.txt'}")
     else:
@@ -464,6 +473,41 @@ def _start_py_spy(pid: int, tmp: Path) -> subprocess.Popen[bytes] | None:
         return None
     command = [spy, "record", "--gil", "-r", "200", "-f", "raw", "-o", str(tmp / "profile.txt")]
     return subprocess.Popen([*command, "--pid", str(pid)], stdout=subprocess.DEVNULL)  # noqa: S603
+
+
+#: What ``--syscalls`` counts: the hand-offs between threads (futex), the event loop's waits
+#: and wake-ups, and the sockets' traffic.
+PERF_EVENTS = (
+    "context-switches",
+    *(
+        f"syscalls:sys_enter_{name}"
+        for name in (
+            "futex", "epoll_wait", "epoll_pwait", "epoll_ctl", "poll", "select", "pselect6",
+            "read", "write", "sendto", "recvfrom", "sendmsg", "recvmsg", "getpid",
+            "clock_nanosleep", "pread64", "pwrite64", "fcntl", "openat", "close",
+            "fdatasync", "fsync", "mmap", "munmap", "madvise", "clone3", "ioctl",
+        )
+    ),
+)  # fmt: skip
+
+
+def _start_perf(pid: int, tmp: Path) -> subprocess.Popen[bytes] | None:
+    perf = shutil.which("perf")
+    if perf is None:
+        print("perf is not installed: no system call counts")
+        return None
+    events = ",".join(PERF_EVENTS)
+    command = [perf, "stat", "-x", ",", "-e", events, "-o", str(tmp / "perf.txt")]
+    return subprocess.Popen([*command, "--pid", str(pid)], stdout=subprocess.DEVNULL)  # noqa: S603
+
+
+def _perf_counts(path: Path) -> list[tuple[str, int]]:
+    counts = []
+    for line in path.read_text().splitlines():
+        fields = line.split(",")
+        if len(fields) > 2 and fields[0].isdigit() and int(fields[0]) > 0:
+            counts.append((fields[2].removeprefix("syscalls:sys_enter_"), int(fields[0])))
+    return sorted(counts, key=lambda c: -c[1])
 
 
 async def release_step(env: dict[str, str], tmp: Path, log: Path) -> None:
@@ -496,8 +540,11 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=200)
     parser.add_argument("--database-url", help="default: a SQLite file in a temporary directory")
     parser.add_argument("--profile", action="store_true", help="py-spy record the bot (200 Hz)")
+    parser.add_argument(
+        "--syscalls", action="store_true", help="count the bot's system calls (perf stat)"
+    )
     args = parser.parse_args()
-    asyncio.run(run(args.members, args.database_url, args.profile))
+    asyncio.run(run(args.members, args.database_url, args.profile, args.syscalls))
 
 
 if __name__ == "__main__":
