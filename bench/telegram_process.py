@@ -30,6 +30,7 @@ What it measures
 
         .venv/bin/python bench/telegram_process.py [--members 200] [--database-url URL]
         [--profile]   # py-spy record the bot during the wave, if py-spy is installed
+        [--syscalls]  # count the bot's system calls and context switches over the wave (perf)
 """
 
 from __future__ import annotations
@@ -388,7 +389,9 @@ async def measure_wave(
     )
 
 
-async def run(members: int, waves: int, database_url: str | None, profile: bool) -> None:
+async def run(
+    members: int, waves: int, database_url: str | None, profile: bool, syscalls: bool
+) -> None:
     loop = asyncio.get_running_loop()
     tmp = Path(tempfile.mkdtemp(prefix="bench-telegram-process-"))
     private, public = key_pair()
@@ -406,6 +409,7 @@ async def run(members: int, waves: int, database_url: str | None, profile: bool)
     )
     process: asyncio.subprocess.Process | None = None
     spy: subprocess.Popen[bytes] | None = None
+    counter: subprocess.Popen[bytes] | None = None
     log = tmp / "bot.log"
     wave = Wave()
     figures: list[Figures] = []
@@ -434,6 +438,8 @@ async def run(members: int, waves: int, database_url: str | None, profile: bool)
             started_rss = bot.peak_rss_mib("VmRSS")
             if profile:
                 spy = _start_py_spy(process.pid, tmp)
+            if syscalls:
+                counter = _start_perf(process.pid, tmp)
             for w in range(waves):
                 users = [emu.add_user(f"M{w}-{i}") for i in range(members)]
                 figures.append(
@@ -441,9 +447,10 @@ async def run(members: int, waves: int, database_url: str | None, profile: bool)
                         emu, vonage, replies, proxy, bot, server, users, w * members, wave
                     )
                 )
-            if spy is not None:
-                spy.send_signal(signal.SIGINT)
-                spy.wait(timeout=60)
+            for recorder in (spy, counter):
+                if recorder is not None:
+                    recorder.send_signal(signal.SIGINT)
+                    recorder.wait(timeout=60)
             load = os.getloadavg()
 
             probe = [emu.add_user(f"P{i}") for i in range(PROBE_MEMBERS)]
@@ -492,6 +499,10 @@ async def run(members: int, waves: int, database_url: str | None, profile: bool)
     errors += [line for line in output.splitlines() if '"level": "error"' in line][:5]
     if errors:
         print("errors:", *errors, sep="\n  ")
+    if counter is not None:
+        print("  per message (perf stat over all the waves):")
+        for name, count in _perf_counts(tmp / "perf.txt"):
+            print(f"    {name:<28} {count / (messages * waves):8.2f}")
     if profile:
         print(f"py-spy profile: {tmp / 'profile.txt'}")
     else:
@@ -517,6 +528,41 @@ def _start_py_spy(pid: int, tmp: Path) -> subprocess.Popen[bytes] | None:
         return None
     command = [spy, "record", "--gil", "-r", "200", "-f", "raw", "-o", str(tmp / "profile.txt")]
     return subprocess.Popen([*command, "--pid", str(pid)], stdout=subprocess.DEVNULL)  # noqa: S603
+
+
+#: What ``--syscalls`` counts: the hand-offs between threads (futex), the event loop's waits
+#: and wake-ups, and the sockets' traffic.
+PERF_EVENTS = (
+    "context-switches",
+    *(
+        f"syscalls:sys_enter_{name}"
+        for name in (
+            "futex", "epoll_wait", "epoll_pwait", "epoll_ctl", "poll", "select", "pselect6",
+            "read", "write", "sendto", "recvfrom", "sendmsg", "recvmsg", "getpid",
+            "clock_nanosleep", "pread64", "pwrite64", "fcntl", "openat", "close",
+            "fdatasync", "fsync", "mmap", "munmap", "madvise", "clone3", "ioctl",
+        )
+    ),
+)  # fmt: skip
+
+
+def _start_perf(pid: int, tmp: Path) -> subprocess.Popen[bytes] | None:
+    perf = shutil.which("perf")
+    if perf is None:
+        print("perf is not installed: no system call counts")
+        return None
+    events = ",".join(PERF_EVENTS)
+    command = [perf, "stat", "-x", ",", "-e", events, "-o", str(tmp / "perf.txt")]
+    return subprocess.Popen([*command, "--pid", str(pid)], stdout=subprocess.DEVNULL)  # noqa: S603
+
+
+def _perf_counts(path: Path) -> list[tuple[str, int]]:
+    counts = []
+    for line in path.read_text().splitlines():
+        fields = line.split(",")
+        if len(fields) > 2 and fields[0].isdigit() and int(fields[0]) > 0:
+            counts.append((fields[2].removeprefix("syscalls:sys_enter_"), int(fields[0])))
+    return sorted(counts, key=lambda c: -c[1])
 
 
 async def release_step(env: dict[str, str], tmp: Path, log: Path) -> None:
@@ -550,8 +596,11 @@ def main() -> None:
     parser.add_argument("--waves", type=int, default=3, help="waves of new members, one by one")
     parser.add_argument("--database-url", help="default: a SQLite file in a temporary directory")
     parser.add_argument("--profile", action="store_true", help="py-spy record the bot (200 Hz)")
+    parser.add_argument(
+        "--syscalls", action="store_true", help="count the bot's system calls (perf stat)"
+    )
     args = parser.parse_args()
-    asyncio.run(run(args.members, args.waves, args.database_url, args.profile))
+    asyncio.run(run(args.members, args.waves, args.database_url, args.profile, args.syscalls))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ from bot import metrics
 from bot.directory.directory import Directory, DirectoryTimeout
 
 _P = ParamSpec("_P")
+#: The cancel message of a call given up on after the timeout (a caller's cancel has another).
+_GAVE_UP = "verifybot: the directory's timeout"
 _T = TypeVar("_T")
 
 
@@ -51,15 +53,24 @@ class AsyncDirectory:
         return cls(directory, timeout=directory.timeout)
 
     async def _run(self, call: Callable[[], _T]) -> _T:
-        future = asyncio.get_running_loop().run_in_executor(self.sync.threads, call)
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self.sync.threads, call)
         if self.timeout is None:
             return await future
+        # One timer that cancels the call's future (a call not yet started never runs), not
+        # ``wait_for``, which adds a future, a task-less callback and a wrapper per call.
+        expiry = loop.call_later(self.timeout, future.cancel, _GAVE_UP)
         try:
-            return await asyncio.wait_for(future, self.timeout)
-        except TimeoutError:
+            return await future
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if exc.args != (_GAVE_UP,) or (task is not None and task.cancelling()):
+                raise  # the caller's own cancellation
             raise DirectoryTimeout(
                 f"the database did not answer within {self.timeout:g} s"
             ) from None
+        finally:
+            expiry.cancel()
 
     # phone links
     count_links = _awaited(Directory.count_links)

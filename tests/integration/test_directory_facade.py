@@ -66,3 +66,21 @@ async def test_a_member_s_call_gives_up_after_the_timeout_a_moderator_s_waits(
     assert not waiting.done()
     released.set()
     assert await waiting is None
+
+
+async def test_a_caller_s_cancellation_stays_a_cancellation_not_a_timeout(
+    directory: Directory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started, released = threading.Event(), threading.Event()
+
+    def hung(member: MemberKey) -> None:
+        started.set()
+        released.wait(10)
+
+    monkeypatch.setattr(directory, "find", hung)
+    call = asyncio.create_task(AsyncDirectory.bounded(directory).find(ADA))
+    assert await asyncio.to_thread(started.wait, 10)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    released.set()
