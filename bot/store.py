@@ -30,9 +30,9 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from types import TracebackType
 from typing import Any, Literal
 
 import structlog
@@ -422,12 +422,9 @@ class Store:
         self._commit = redis.register_script(_COMMIT)
         self._release = redis.register_script(_RELEASE)
 
-    @asynccontextmanager
-    async def _round_trip(self, operation: str) -> AsyncIterator[None]:
+    def _round_trip(self, operation: str) -> _RoundTrip:
         """One Redis round trip: queued fairly, timed and counted (``bot.metrics``)."""
-        async with self._in_flight:
-            with metrics.timed(metrics.REDIS_SECONDS, metrics.REDIS_ERRORS, operation):
-                yield
+        return _RoundTrip(self._in_flight, operation)
 
     def conversation_key(self, member: MemberKey) -> str:
         return self.keys.conversation(member)
@@ -640,6 +637,31 @@ class Store:
 
     async def ping(self) -> None:
         await self.redis.ping()
+
+
+class _RoundTrip:
+    """``Store._round_trip``: a class, not a generator, as it wraps every round trip."""
+
+    __slots__ = ("_gate", "_timer")
+
+    def __init__(self, gate: asyncio.Semaphore, operation: str) -> None:
+        self._gate = gate
+        self._timer = metrics.timed(metrics.REDIS_SECONDS, metrics.REDIS_ERRORS, operation)
+
+    async def __aenter__(self) -> None:
+        await self._gate.acquire()
+        self._timer.__enter__()
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            self._timer.__exit__(kind, error, traceback)
+        finally:
+            self._gate.release()
 
 
 def _text(value: Any) -> str:
