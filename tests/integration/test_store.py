@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+from pathlib import Path
 
 from redis.asyncio import Redis
 
@@ -22,6 +23,7 @@ from bot.store import (
     decode,
     encode,
 )
+from verifybot.embedded_redis import EmbeddedRedis
 
 ALICE = MemberKey("telegram", "bot1", "42")
 NOW = 1_700_000_000.0
@@ -211,6 +213,22 @@ def test_a_conversation_is_stored_in_the_same_json_every_version_reads() -> None
     assert encode(Conversation(), 0) == '{"state":"idle","v":0}'
     # A field a newer version added is ignored; a missing state is idle.
     assert decode(b'{"v":3,"phone":"+1","later":1}') == (Conversation(phone="+1"), 3)
+
+
+async def test_a_redis_that_forgot_the_scripts_loads_them_again(tmp_path: Path) -> None:
+    """A restarted (or flushed) Redis answers NOSCRIPT: the store loads its scripts again and
+    the message goes through. A private redis-server, as SCRIPT FLUSH is server-wide."""
+    with EmbeddedRedis(tmp_path / "redis", persist=False) as server:
+        async with Redis.from_url(server.url) as redis:
+            store = Store(redis, prefix="forgot:")
+            await store.commit(ALICE, WAITING, version=0, now=NOW)
+            await redis.script_flush()
+            snapshot = await store.load(ALICE, now=NOW)
+            assert (snapshot.conversation, snapshot.version) == (WAITING, 1)
+            await redis.script_flush()
+            limit = Limit("phone", "+447400123456", Rate(3, 600))
+            saved = await store.commit(ALICE, WAITING, version=1, now=NOW, hits=[Hit(limit)])
+            assert saved == Committed(2, held=False)
 
 
 async def test_more_messages_than_connections_all_get_a_turn(
