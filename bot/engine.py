@@ -324,7 +324,8 @@ class Engine:
             # that sent the member; otherwise the conversation's place stands.
             starts = isinstance(event, Start) and loaded.state in _STARTABLE
             origin = event.origin if starts and isinstance(event, Start) else loaded.origin
-            read = replace(read, value=snapshot.also) if read else None
+            if read is not None and read.key is not None:  # else nothing was read
+                read = replace(read, value=snapshot.also)
             policy, language = await self._rules(member, origin, read)
             turn = _Turn(
                 member,

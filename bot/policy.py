@@ -19,6 +19,7 @@ length and lifetimes) is the operator's, because SMS cost is: it is not in here.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 import time
@@ -89,13 +90,7 @@ class CommunityPolicy:
     def flow_policy(self, base: FlowPolicy) -> FlowPolicy:
         """The conversation's policy for this community: ``base`` holds what stays
         process-wide (region, code length and lifetimes, fictional numbers in the sandbox)."""
-        phone = replace(
-            base.phone,
-            allowed_countries=self.allowed_countries,
-            blocked_countries=self.blocked_countries,
-            allowed_types=self.allowed_number_types,
-        )
-        return replace(base, phone=phone, max_accounts_per_phone=self.max_accounts_per_phone)
+        return _flow_policy(self, base)
 
     def accepts(self, phone: str, base: FlowPolicy) -> bool:
         """Whether these rules accept a number verified elsewhere (``base`` as for
@@ -121,6 +116,19 @@ class CommunityPolicy:
 
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in fields(CommunityPolicy))
+
+
+# Asked on every message; both are frozen and their combinations few, so built once each
+# (two ``dataclasses.replace`` a message were a measurable share of the engine's CPU).
+@functools.lru_cache(maxsize=256)
+def _flow_policy(community: CommunityPolicy, base: FlowPolicy) -> FlowPolicy:
+    phone = replace(
+        base.phone,
+        allowed_countries=community.allowed_countries,
+        blocked_countries=community.blocked_countries,
+        allowed_types=community.allowed_number_types,
+    )
+    return replace(base, phone=phone, max_accounts_per_phone=community.max_accounts_per_phone)
 
 
 def parse_field(name: str, text: str, *, platform: str = "") -> Any:

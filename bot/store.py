@@ -30,13 +30,15 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from types import TracebackType
 from typing import Any, Literal
 
 import structlog
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from bot import metrics
 from bot.flow import Conversation, State
@@ -353,26 +355,38 @@ class BreakerTripped:
 
 CommitResult = Committed | Conflict | LimitReached | ClaimHeld | ScopePaused | BreakerTripped
 
-_FIELDS = {f.name for f in fields(Conversation)}
+#: The conversation's fields after ``state``, in the order they are written. Encoding reads
+#: them by name rather than through ``dataclasses.asdict``, which deep-copies every value and
+#: was most of a save's own CPU; the JSON is the same, key for key.
+_STORED = tuple(f.name for f in fields(Conversation) if f.name != "state")
+_FIELDS = frozenset(_STORED)
+_STATES = {state.value: state for state in State}
+_STATE_VALUES = {state: state.value for state in State}
+_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 def encode(conversation: Conversation, version: int) -> str:
-    data = {k: v for k, v in asdict(conversation).items() if v not in (None, 0, False)}
-    data["state"] = conversation.state.value
+    data: dict[str, Any] = {"state": _STATE_VALUES[conversation.state]}
+    for name in _STORED:
+        value = getattr(conversation, name)
+        if value is not None and value != 0:  # None, 0 and False are the defaults: left out
+            data[name] = value
     data["v"] = version
-    return json.dumps(data, separators=(",", ":"))
+    return _JSON.encode(data)
 
 
 def decode(raw: str | bytes | None) -> tuple[Conversation, int]:
-    """Read a stored conversation; anything unreadable counts as a fresh one."""
+    """Read a stored conversation; anything unreadable counts as a fresh one. Keys this
+    version does not know (written by a newer one) are ignored."""
     if raw is None:
         return Conversation(), 0
     try:
         data = json.loads(raw)
         version = int(data.pop("v"))
-        state = State(data.pop("state", State.IDLE))
-        values = {k: v for k, v in data.items() if k in _FIELDS}
-        return Conversation(state=state, **values), version
+        state = _STATES[data.pop("state", "idle")]
+        if not data.keys() <= _FIELDS:
+            data = {k: v for k, v in data.items() if k in _FIELDS}
+        return Conversation(state, **data), version
     except (ValueError, TypeError, KeyError, AttributeError):
         return Conversation(), _version_of(raw)
 
@@ -411,12 +425,20 @@ class Store:
         self._commit = redis.register_script(_COMMIT)
         self._release = redis.register_script(_RELEASE)
 
-    @asynccontextmanager
-    async def _round_trip(self, operation: str) -> AsyncIterator[None]:
+    def _round_trip(self, operation: str) -> _RoundTrip:
         """One Redis round trip: queued fairly, timed and counted (``bot.metrics``)."""
-        async with self._in_flight:
-            with metrics.timed(metrics.REDIS_SECONDS, metrics.REDIS_ERRORS, operation):
-                yield
+        return _RoundTrip(self._in_flight, operation)
+
+    async def _run(
+        self, script: AsyncScript, keys: list[str], args: list[Any], client: Redis | None = None
+    ) -> Any:
+        """``script(keys=keys, args=args, client=client)``, less redis-py's checks for
+        pipelines and clusters on every call (2 us): EVALSHA, and after a NOSCRIPT (a Redis
+        restarted or flushed) the script object loads itself and runs again."""
+        try:
+            return await (client or self.redis).evalsha(script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await script(keys=keys, args=args, client=client)
 
     def conversation_key(self, member: MemberKey) -> str:
         return self.keys.conversation(member)
@@ -465,7 +487,7 @@ class Store:
             keys.append(self.limit_key(limit))
             args += [limit.rate.window * 1000, limit.rate.count]
         async with self._round_trip("load"):
-            result = await self._load(keys=keys, args=args)
+            result = await self._run(self._load, keys, args)
         if int(result[0]) == 1:
             return Snapshot(duplicate=True, conversation=Conversation(), version=0)
         conversation, version = decode(result[1])
@@ -506,7 +528,9 @@ class Store:
             self.keys.gate_of(member),
         ]
         body = "" if conversation == Conversation() else encode(conversation, version + 1)
-        args: list[Any] = [version, body, self._conversation_ttl_ms, _ms(now), uuid.uuid4().hex]
+        # Names this write's entries in the limits' and the breaker's logs (none: no entry).
+        token = uuid.uuid4().hex if hits or fraud else ""
+        args: list[Any] = [version, body, self._conversation_ttl_ms, _ms(now), token]
         if claim is None:
             args += ["", "", 0]
         else:
@@ -538,7 +562,7 @@ class Store:
             if self.replicas and claim is not None and claim.ttl is not None:
                 result = await self._commit_replicated(keys, args)
             else:
-                result = await self._commit(keys=keys, args=args)
+                result = await self._run(self._commit, keys, args)
         outcome = _text(result[0])
         if outcome == "ok":
             return Committed(int(result[1]), bool(int(result[2])))
@@ -567,7 +591,7 @@ class Store:
         must not stop every SMS, and Vonage's own in-flight check still stands behind it."""
         connection = self.redis.client()
         try:
-            result = await self._commit(keys=keys, args=args, client=connection)
+            result = await self._run(self._commit, keys, args, connection)
             if result[0] in (b"ok", "ok"):
                 acked = await connection.wait(self.replicas, self._replica_timeout_ms)
                 if int(acked) < self.replicas:
@@ -581,7 +605,7 @@ class Store:
         again (one round trip)."""
         keys = [self.claim_key(phone), self.conversation_key(member)]
         async with self._round_trip("release_claim"):
-            await self._release(keys=keys, args=[str(member), phone])
+            await self._run(self._release, keys, [str(member), phone])
 
     async def forget_verification(self, member: MemberKey) -> None:
         """Before the directory unlinks ``member`` (or changes their number outside a
@@ -629,6 +653,31 @@ class Store:
 
     async def ping(self) -> None:
         await self.redis.ping()
+
+
+class _RoundTrip:
+    """``Store._round_trip``: a class, not a generator, as it wraps every round trip."""
+
+    __slots__ = ("_gate", "_timer")
+
+    def __init__(self, gate: asyncio.Semaphore, operation: str) -> None:
+        self._gate = gate
+        self._timer = metrics.timed(metrics.REDIS_SECONDS, metrics.REDIS_ERRORS, operation)
+
+    async def __aenter__(self) -> None:
+        await self._gate.acquire()
+        self._timer.__enter__()
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            self._timer.__exit__(kind, error, traceback)
+        finally:
+            self._gate.release()
 
 
 def _text(value: Any) -> str:

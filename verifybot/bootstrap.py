@@ -34,6 +34,7 @@ from bot.verifier import SandboxVerifier, Verifier, VonageLegacyVerifier, Vonage
 from bot.verifier._sdk import SigningAuth, VonageOptions
 from bot.verifier.keys import PrivateKeyError, load_private_key
 from verifybot.embedded_redis import EmbeddedRedis, EmbeddedRedisError
+from verifybot.redis_client import CONNECTION_KWARGS, BoundedRedis
 
 log = structlog.get_logger("verifybot")
 
@@ -234,9 +235,11 @@ def sentinel_client(settings: Settings) -> Redis:
     )
     client: Redis = sentinel.master_for(
         settings.redis_sentinel_master or "",
+        redis_class=BoundedRedis,
         connection_pool_class=BlockingSentinelPool,
         max_connections=settings.redis_max_connections,
-        timeout=10,
+        timeout=None,
+        socket_timeout=None,
     )
     return client
 
@@ -279,11 +282,12 @@ async def open_redis(settings: Settings) -> AsyncIterator[Redis]:
             note="REDIS_URL is not set, so a private Redis runs under DATA_DIR; "
             "set REDIS_URL to share state between workers",
         )
-    # Blocking, so a burst of updates waits for a connection instead of failing.
+    # Blocking, so a burst of updates waits for a connection instead of failing; each
+    # command's own deadline bounds that wait (``verifybot.redis_client``).
     pool = BlockingConnectionPool.from_url(
-        url, max_connections=settings.redis_max_connections, timeout=10
+        url, max_connections=settings.redis_max_connections, timeout=None, **CONNECTION_KWARGS
     )
-    redis = Redis(connection_pool=pool)
+    redis = BoundedRedis(connection_pool=pool)
     try:
         try:
             await redis.ping()

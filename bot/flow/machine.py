@@ -399,7 +399,8 @@ def _contact_shared(
 
 
 def _screen(conv: Conversation, text: str, policy: FlowPolicy) -> Step:
-    conv = replace(conv, state=State.AWAIT_PHONE)
+    if conv.state is not State.AWAIT_PHONE:  # most numbers (and typos) come in await_phone
+        conv = replace(conv, state=State.AWAIT_PHONE)
     parsed = screen_phone(text, policy)
     if isinstance(parsed, Reply):
         return Step(conv, (parsed,))

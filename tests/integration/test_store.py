@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
+from pathlib import Path
 
 from redis.asyncio import Redis
 
@@ -21,6 +23,7 @@ from bot.store import (
     decode,
     encode,
 )
+from verifybot.embedded_redis import EmbeddedRedis
 
 ALICE = MemberKey("telegram", "bot1", "42")
 NOW = 1_700_000_000.0
@@ -183,6 +186,49 @@ def test_unreadable_stored_state_counts_as_a_fresh_conversation() -> None:
     assert decode(b"not json") == (Conversation(), 0)
     assert decode('{"v": 4, "state": "nonsense"}') == (Conversation(), 4)
     assert decode(encode(WAITING, 3)) == (WAITING, 3)
+
+
+def test_a_conversation_is_stored_in_the_same_json_every_version_reads() -> None:
+    """The format the Lua scripts and other workers (a rolling deploy) read: the state, the
+    fields that are not None, 0 or False in their order, then the version."""
+    conversation = Conversation(
+        state=State.AWAIT_CODE,
+        phone="+447400123456",
+        country="GB",
+        request_id="r1",
+        code_sent_at=1764800000.123,
+        code_expires_at=1764800300.5,
+        wrong_codes=2,
+        code_accepted=True,
+        checking_until=0.0,
+        origin="-100123",
+    )
+    written = (
+        '{"state":"await_code","phone":"+447400123456","country":"GB","request_id":"r1",'
+        '"code_sent_at":1764800000.123,"code_expires_at":1764800300.5,"wrong_codes":2,'
+        '"code_accepted":true,"origin":"-100123","v":7}'
+    )
+    assert encode(conversation, 7) == written
+    assert decode(written) == (replace(conversation, checking_until=None), 7)
+    assert encode(Conversation(), 0) == '{"state":"idle","v":0}'
+    # A field a newer version added is ignored; a missing state is idle.
+    assert decode(b'{"v":3,"phone":"+1","later":1}') == (Conversation(phone="+1"), 3)
+
+
+async def test_a_redis_that_forgot_the_scripts_loads_them_again(tmp_path: Path) -> None:
+    """A restarted (or flushed) Redis answers NOSCRIPT: the store loads its scripts again and
+    the message goes through. A private redis-server, as SCRIPT FLUSH is server-wide."""
+    with EmbeddedRedis(tmp_path / "redis", persist=False) as server:
+        async with Redis.from_url(server.url) as redis:
+            store = Store(redis, prefix="forgot:")
+            await store.commit(ALICE, WAITING, version=0, now=NOW)
+            await redis.script_flush()
+            snapshot = await store.load(ALICE, now=NOW)
+            assert (snapshot.conversation, snapshot.version) == (WAITING, 1)
+            await redis.script_flush()
+            limit = Limit("phone", "+447400123456", Rate(3, 600))
+            saved = await store.commit(ALICE, WAITING, version=1, now=NOW, hits=[Hit(limit)])
+            assert saved == Committed(2, held=False)
 
 
 async def test_more_messages_than_connections_all_get_a_turn(
