@@ -1,4 +1,5 @@
-"""What every long-running adapter needs from its process: a clean stop, a short memory."""
+"""What every long-running adapter needs from its process: a clean stop, a short memory, and
+a cheap bound on work at once."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import asyncio
 import functools
 import signal
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Hashable, Iterator
 from contextlib import contextmanager, suppress
+from types import TracebackType
 from typing import Any, Generic, ParamSpec, TypeVar
 
 import structlog
@@ -198,3 +201,46 @@ class TtlCache(Generic[K, V]):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+class Slots:
+    """At most ``size`` holders at once, served first come first served; ``async with``.
+
+    ``asyncio.Semaphore`` does the same, but on Python 3.11 its ``acquire`` scans every waiter
+    (``locked``) and removes itself from the middle of the queue: with 200 members' updates
+    waiting for one of 64 slots, that was 5 % of the bot's CPU (bench/README.md). Here a freed
+    slot goes straight to the first waiter still waiting, each step O(1).
+    """
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    async def __aenter__(self) -> None:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():  # handed a slot as it was cancelled
+                self._release()
+            raise
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():  # a cancelled waiter is skipped where it stands
+                waiter.set_result(None)
+                return
+        self._free += 1

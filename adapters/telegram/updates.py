@@ -15,7 +15,7 @@ from typing import Any
 from telegram import Update
 from telegram.ext import AIORateLimiter, BaseUpdateProcessor
 
-from adapters._runtime import InFlight
+from adapters._runtime import InFlight, Slots
 
 #: Updates handled at once (at least twice one group's share, so that a raid in one group
 #: leaves room for everyone else), and updates waiting their turn before PTB holds more.
@@ -70,7 +70,7 @@ class InOrderPerMember(BaseUpdateProcessor):
     def __init__(self, *, per_chat: int, running: int = CONCURRENT_UPDATES) -> None:
         super().__init__(QUEUED_UPDATES)
         self._per_chat = per_chat
-        self._running = asyncio.Semaphore(max(running, 2 * per_chat))
+        self._running = Slots(max(running, 2 * per_chat))
         self._turns: dict[tuple[int, int], asyncio.Lock] = {}
         self._slots: dict[int, asyncio.Semaphore] = {}
         self._waiting: Counter[tuple[int, int]] = Counter()

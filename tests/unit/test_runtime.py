@@ -9,7 +9,7 @@ from typing import cast
 
 import pytest
 
-from adapters._runtime import InFlight, cancel_all, until_stopped
+from adapters._runtime import InFlight, Slots, cancel_all, until_stopped
 from bot.gate import Gatekeeper, Lapsed, sweep_lapsed
 
 
@@ -138,3 +138,75 @@ async def test_the_gate_sweeper_ends_when_its_cancellation_comes_back_as_an_erro
     again.cancel()
     if not sweeper.done():
         await cancel_all([sweeper])
+
+
+async def test_slots_let_at_most_their_size_in_at_once_first_come_first_served() -> None:
+    slots = Slots(2)
+    inside: list[int] = []
+    most = 0
+    order: list[int] = []
+    gate = asyncio.Event()
+
+    async def work(n: int) -> None:
+        nonlocal most
+        async with slots:
+            order.append(n)
+            inside.append(n)
+            most = max(most, len(inside))
+            await gate.wait()
+            inside.remove(n)
+
+    tasks = [asyncio.create_task(work(n)) for n in range(6)]
+    await asyncio.sleep(0.01)
+    assert order == [0, 1]  # the others wait
+    gate.set()
+    await asyncio.wait_for(asyncio.gather(*tasks), 2)
+    assert most == 2
+    assert order == [0, 1, 2, 3, 4, 5]
+
+
+async def test_a_waiter_cancelled_in_the_queue_takes_no_slot_with_it() -> None:
+    slots = Slots(1)
+    release = asyncio.Event()
+    entered: list[str] = []
+
+    async def holder() -> None:
+        async with slots:
+            await release.wait()
+
+    async def waiter(name: str) -> None:
+        async with slots:
+            entered.append(name)
+
+    first = asyncio.create_task(holder())
+    await asyncio.sleep(0)
+    quitter = asyncio.create_task(waiter("quitter"))
+    patient = asyncio.create_task(waiter("patient"))
+    await asyncio.sleep(0.01)
+    quitter.cancel()
+    release.set()
+    await asyncio.wait_for(asyncio.gather(first, patient), 2)
+    assert quitter.cancelled()
+    assert entered == ["patient"]
+    async with slots:  # the slot came back
+        entered.append("after")
+    assert entered == ["patient", "after"]
+
+
+async def test_a_waiter_cancelled_just_as_it_is_handed_a_slot_passes_the_slot_on() -> None:
+    slots = Slots(1)
+    entered: list[str] = []
+
+    async def waiter(name: str) -> None:
+        async with slots:
+            entered.append(name)
+
+    await slots.__aenter__()  # this test holds the one slot
+    unlucky = asyncio.create_task(waiter("unlucky"))
+    next_in_line = asyncio.create_task(waiter("next"))
+    await asyncio.sleep(0.01)
+    await slots.__aexit__(None, None, None)  # hands the slot to "unlucky", not yet running
+    unlucky.cancel()
+    await asyncio.wait_for(next_in_line, 2)
+    assert unlucky.cancelled()
+    assert entered == ["next"]
