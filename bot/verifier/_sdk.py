@@ -153,7 +153,7 @@ class _SharedTlsAdapter(HTTPAdapter):
         super().init_poolmanager(*args, ssl_context=self._tls, **pool_kwargs)
 
     def cert_verify(self, conn: Any, url: str, verify: bool | str, cert: Any) -> None:
-        super().cert_verify(conn, url, verify, cert)
+        super().cert_verify(conn, url, verify, cert)  # type: ignore[no-untyped-call]
         if conn.conn_kw.get("ssl_context") is self._tls:  # not a proxy's pool
             conn.ca_certs = conn.ca_cert_dir = None  # else loaded again on each connect
 

@@ -47,7 +47,7 @@ def test_a_clients_connections_share_one_tls_context(
 def test_another_client_shares_the_context_too(vonage: VonageEmulator) -> None:
     first = _client(vonage).http_client._session.get_adapter("https://x")
     second = _client(vonage, send_once=True).http_client._session.get_adapter("https://x")
-    assert first._tls is second._tls  # type: ignore[attr-defined]
+    assert first._tls is second._tls
 
 
 def test_a_server_the_bundle_does_not_vouch_for_is_refused(
