@@ -10,6 +10,7 @@ import functools
 import logging
 import os
 import re
+import ssl
 import threading
 import time
 import uuid
@@ -25,8 +26,10 @@ import stamina
 import structlog
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from requests.adapters import HTTPAdapter
+from requests.utils import DEFAULT_CA_BUNDLE_PATH
 from urllib3 import Retry
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
+from urllib3.util.ssl_ import create_urllib3_context
 from vonage_http_client import Auth, HttpClient, HttpClientOptions
 from vonage_http_client.errors import HttpRequestError
 from vonage_verify import Verify
@@ -134,7 +137,39 @@ def _never_sent(exc: requests.ConnectionError) -> bool:
     return isinstance(reason, NewConnectionError | ConnectTimeoutError)
 
 
-class _SendOnceAdapter(HTTPAdapter):
+class _SharedTlsAdapter(HTTPAdapter):
+    """Every connection of the pool verifies with one TLS context, the CA bundle loaded once.
+
+    Left alone, urllib3 builds a context per connection and loads the bundle into it:
+    certifi's costs ~0.6 MiB and ~20 ms of CPU per connection, held while it lives, and a
+    client keeps up to ``max_workers`` (bench/README.md).
+    """
+
+    def __init__(self, tls: ssl.SSLContext, **kwargs: Any) -> None:
+        self._tls = tls  # before HTTPAdapter.__init__, which builds the pool manager
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args: Any, **pool_kwargs: Any) -> None:
+        super().init_poolmanager(*args, ssl_context=self._tls, **pool_kwargs)
+
+    def cert_verify(self, conn: Any, url: str, verify: bool | str, cert: Any) -> None:
+        super().cert_verify(conn, url, verify, cert)  # type: ignore[no-untyped-call]
+        if conn.conn_kw.get("ssl_context") is self._tls:  # not a proxy's pool
+            conn.ca_certs = conn.ca_cert_dir = None  # else loaded again on each connect
+
+
+@functools.cache
+def _tls_context(bundle: str) -> ssl.SSLContext:
+    """What requests would verify with, for ``bundle`` (a CA file or directory)."""
+    context = create_urllib3_context()
+    if os.path.isdir(bundle):
+        context.load_verify_locations(capath=bundle)
+    else:
+        context.load_verify_locations(cafile=bundle)
+    return context
+
+
+class _SendOnceAdapter(_SharedTlsAdapter):
     """Turns "the connection dropped after the request went out" into ``AnswerLost``.
 
     vonage-http-client 1.5's ``make_request`` re-sends any request whose connection ended
@@ -183,18 +218,24 @@ class VonageOptions:
                 _SDK_VERSION,
             )
         )
-        _read_environment_once(client.http_client._session, self.api_host)
-        if send_once:
-            # The SDK has no option for this; its session is private, so a test pins it
-            # (tests/integration/test_engine_lost_answers.py counts the checks sent).
-            client.http_client._session.mount(
-                "https://",
-                _SendOnceAdapter(
-                    pool_connections=1,
-                    pool_maxsize=self.max_workers,
-                    max_retries=Retry(total=_CONNECT_RETRIES, read=False, backoff_factor=0.1),
+        session = client.http_client._session
+        _read_environment_once(session, self.api_host)
+        bundle = session.verify if isinstance(session.verify, str) else DEFAULT_CA_BUNDLE_PATH
+        # The SDK's session is private and has no option for either adapter; a test pins
+        # them (tests/integration/test_engine_lost_answers.py counts the checks sent).
+        adapter = _SendOnceAdapter if send_once else _SharedTlsAdapter
+        session.mount(
+            "https://",
+            adapter(
+                _tls_context(bundle),
+                pool_connections=1,
+                pool_maxsize=self.max_workers,
+                # as the SDK's own adapter, and for a check: never re-send once it went out
+                max_retries=Retry(
+                    total=_CONNECT_RETRIES, read=False if send_once else None, backoff_factor=0.1
                 ),
-            )
+            ),
+        )
         return client
 
 
