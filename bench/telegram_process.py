@@ -58,6 +58,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import certifi
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -330,9 +331,17 @@ def bot_environment(
         "FRAUD_BREAKER": "off",
         "LOG_LEVEL": "INFO",
         "LOG_FORMAT": "json",
-        "REQUESTS_CA_BUNDLE": vonage.ca_bundle,
+        "REQUESTS_CA_BUNDLE": production_bundle(tmp, vonage.ca_bundle),
         "NO_PROXY": "127.0.0.1,localhost",
     }
+
+
+def production_bundle(tmp: Path, emulator_ca: str) -> str:
+    """certifi's CA bundle, which a real bot verifies Vonage against, plus the emulator's CA:
+    the bundle's size sets the memory and CPU of each TLS context (bench/README.md)."""
+    path = tmp / "ca-bundle.pem"
+    path.write_text(Path(certifi.where()).read_text() + Path(emulator_ca).read_text())
+    return str(path)
 
 
 def percentile(values: list[float], q: float) -> float:
