@@ -246,12 +246,12 @@ def _read_environment_once(session: requests.Session, host: str) -> None:
     With ``trust_env`` on, requests scans ``os.environ`` four times per request for proxies
     and looks for a ~/.netrc: ~120 µs of CPU per Vonage call with 40 variables, half the
     SDK's whole cost per call, and more in a container's larger environment (~400 µs with
-    190). Both Verify APIs only call ``api_host``, so its answer holds for every call.
+    190). Both Verify APIs only call ``api_host``, so its answer holds for every call. The
+    reading is requests' own (``merge_environment_settings``), asked once.
     """
-    session.proxies = requests.utils.get_environ_proxies(f"https://{host}")
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-    if bundle:
-        session.verify = bundle
+    found = session.merge_environment_settings(f"https://{host}", {}, None, None, None)
+    session.proxies = found["proxies"]
+    session.verify = found["verify"]
     session.trust_env = False
 
 
