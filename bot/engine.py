@@ -17,8 +17,15 @@ on its version), so a second worker sees the lease and a conflict is simply repl
 
 Round trips to Redis per message: one to load (with the duplicate guard), one to save;
 a phone number costs one more, to take from the SMS limits and the number's claim under a
-lease before Vonage is called, and so does a code, to save the check's lease. Releasing a
-claim rides on the save. A message that changes nothing is not saved.
+lease before Vonage is called. Releasing a claim rides on the save. A message that changes
+nothing is not saved. A code takes the check's lease with its load.
+
+A worker keeps a copy of each conversation it wrote or read lately (``Store.recall``). A
+message that is not a code starts from that copy, without a load, when its first write can
+check the copy whole and guard the delivery in the same script: a phone number then costs
+the reservation and the save. If the copy is stale, that write returns the conversation as
+stored and the message is handled again from it; a turn that would reach Vonage, the
+directory's write or its end without writing loads instead, like any other.
 """
 
 from __future__ import annotations
@@ -87,13 +94,18 @@ from bot.store import (
     BreakerTripped,
     Claim,
     ClaimHeld,
+    CommitResult,
     Committed,
     Conflict,
+    Copy,
+    Duplicate,
     Hit,
     KnownLink,
     LimitReached,
     Remember,
     ScopePaused,
+    Snapshot,
+    Stale,
     Store,
 )
 from bot.verifier.base import Verifier
@@ -159,6 +171,10 @@ class _Turn:
     remember: Remember | None = None
     #: Every event and effect of the turn, in order, for the funnel's counters.
     seen: list[Event | Effect] = field(default_factory=list)
+    #: The worker's copy the turn started from, until a commit has checked it.
+    copy: Copy | None = None
+    #: The delivery to guard with that commit (a turn that loaded has guarded it).
+    guard: str | None = None
 
     def committed(self, version: int) -> None:
         """The conversation, the counted hits and what was to be remembered are saved."""
@@ -170,8 +186,27 @@ class _Turn:
 Render = Callable[[Outcome], Awaitable[None]]
 
 
-class _Replay(Exception):
-    """Another worker saved the conversation first and nothing external happened yet."""
+class _Again(Exception):
+    """The turn is to be handled again, and nothing external happened yet."""
+
+
+class _Replay(_Again):
+    """Another worker saved the conversation first."""
+
+
+class _Unchecked(_Again):
+    """A turn started from the worker's copy would go on without a write that checks it."""
+
+
+class _Stale(_Again):
+    """The worker's copy was stale: the conversation as stored, its delivery guarded."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+
+
+class _Duplicate(Exception):
+    """The first commit of a turn started from the worker's copy found its delivery seen."""
 
 
 class Engine:
@@ -289,7 +324,11 @@ class Engine:
     async def _handle(self, member: Member, event: MemberEvent, delivery_id: str | None) -> Outcome:
         own_lease: float | None = None
         trips: list[Pause] = []
-        for attempt in range(_ATTEMPTS):
+        # Guarded by the turn's first round trip: its load, or the commit that checks a copy.
+        guard = delivery_id
+        copy = self._copy_for(member, event)
+        given: Snapshot | None = None  # the conversation as a stale copy's commit found it
+        for attempt in range(_ATTEMPTS + (copy is not None)):
             now = self.clock()
             # A code to check takes its lease with the load: no commit of its own before
             # Vonage. The flow's ``_check`` sets the same ``checking_until``.
@@ -299,18 +338,25 @@ class Engine:
             # conversation names another, which then costs a read of its own).
             guess = event.origin if isinstance(event, Start) else None
             read = self.policies.to_read(scope_for(member.key, guess)) if self.policies else None
-            also = read.key if read else None
-            snapshot = await self.store.load(
-                member.key,
-                now=now,
-                delivery_id=delivery_id if attempt == 0 else None,
-                peek=self.limits.wrong_codes(member.key),
-                lease_until=lease if own_lease is None else None,
-                also=also,
-            )
-            if snapshot.duplicate:
-                _report_duplicate(member.key, delivery_id)
-                return Outcome(duplicate=True)
+            if copy is not None:
+                snapshot, read = Snapshot(False, copy[0].conversation, copy[0].version), copy[1]
+            elif given is not None:
+                snapshot, given = given, None
+            else:
+                snapshot = await self.store.load(
+                    member.key,
+                    now=now,
+                    delivery_id=guard,
+                    peek=self.limits.wrong_codes(member.key),
+                    lease_until=lease if own_lease is None else None,
+                    also=read.key if read else None,
+                )
+                guard = None
+                if snapshot.duplicate:
+                    _report_duplicate(member.key, delivery_id)
+                    return Outcome(duplicate=True)
+                if read is not None and read.key is not None:  # else nothing was read
+                    read = replace(read, value=snapshot.also)
             wait = max(snapshot.waits, default=0.0)
             ctx = Context(now=now, wrong_codes_blocked_until=now + wait if wait > 0 else None)
             loaded = saved = snapshot.conversation
@@ -320,13 +366,7 @@ class Engine:
                 # A replay after this message leased (Redis keeps times to 0.1 ms): the lease
                 # is its own, not another worker's. A check renews it with a commit.
                 loaded = replace(loaded, checking_until=None)
-            # As the table has it: a start from idle or verified names (or forgets) the place
-            # that sent the member; otherwise the conversation's place stands.
-            starts = isinstance(event, Start) and loaded.state in _STARTABLE
-            origin = event.origin if starts and isinstance(event, Start) else loaded.origin
-            if read is not None and read.key is not None:  # else nothing was read
-                read = replace(read, value=snapshot.also)
-            policy, language = await self._rules(member, origin, read)
+            policy, language = await self._rules(member, _origin(event, loaded), read)
             turn = _Turn(
                 member,
                 ctx,
@@ -338,16 +378,42 @@ class Engine:
                 trips=trips,
                 known=snapshot.known,
             )
-            before, replayed = turn.conversation.state, False
+            if copy is not None:
+                turn.copy, turn.guard, copy = copy[0], guard, None
+            before, again = turn.conversation.state, False
             try:
                 return await self._run(turn, event)
             except _Replay:
-                replayed = True
+                again = True
                 log.info("conversation_replayed", member=str(member.key), attempt=attempt + 1)
+            except _Stale as stale:
+                again, given = True, stale.snapshot
+                log.debug("conversation_copy_stale", member=str(member.key))
+            except _Unchecked:
+                again = True
+            except _Duplicate:
+                again = True
+                _report_duplicate(member.key, delivery_id)
+                return Outcome(duplicate=True)
             finally:
-                if not replayed:  # a replayed turn is counted by its replay
+                guard = turn.guard  # still set only if a copy's turn wrote nothing
+                if not again:  # a turn handled again is counted then
                     count_turn(member.key.platform, before, turn.conversation.state, turn.seen)
         raise RuntimeError("conversation kept changing under us")
+
+    def _copy_for(
+        self, member: Member, event: MemberEvent
+    ) -> tuple[Copy, PolicyRead | None] | None:
+        """The worker's copy of the conversation to start from, with the community's policy
+        as this process has it: not for a code (its lease is taken with the load), nor when
+        that policy has lapsed here (the load reads it)."""
+        if might_check(event, self.policy):
+            return None
+        copy = self.store.recall(member.key)
+        if copy is None or self.policies is None:
+            return None if copy is None else (copy, None)
+        read = self.policies.to_read(scope_for(member.key, _origin(event, copy.conversation)))
+        return None if read.key is not None else (copy, read)
 
     async def _run(self, turn: _Turn, event: Event) -> Outcome:
         before = turn.conversation.state
@@ -376,7 +442,7 @@ class Engine:
                 self._advance(turn, await self._command(turn, effect), effects)
         try:
             await self._save(turn)
-        except _Replay:
+        except (_Again, _Duplicate):
             raise
         except Exception as exc:
             if turn.verified is None:
@@ -426,6 +492,8 @@ class Engine:
             return await self._reserve(turn, hits, claim, fraud, command.country)
         if isinstance(command, LookupLink):
             known = turn.known
+            if known is None and turn.copy is not None:
+                raise _Unchecked  # the load reads what is kept, rather than the directory
             if known is None:  # nothing kept: ask the directory, and keep its answer
                 known = await self._look_up(key)
                 turn.remember = Remember(known, "fill")
@@ -476,15 +544,8 @@ class Engine:
     ) -> Answer:
         """Save the lease, take from the limits, take (or refresh) the number's claim and
         pass the fraud breaker in one atomic write, before Vonage."""
-        result = await self.store.commit(
-            turn.member.key,
-            turn.conversation,
-            version=turn.version,
-            now=turn.ctx.now,
-            hits=[*turn.hits, *hits],
-            claim=claim,
-            remember=turn.remember,
-            fraud=[*turn.fraud, *fraud],
+        result = await self._commit(
+            turn, turn.version, [*turn.hits, *hits], [*turn.fraud, *fraud], claim
         )
         if isinstance(result, Conflict):
             if turn.external:
@@ -514,21 +575,44 @@ class Engine:
         then sees it (a check's lease, say), and a conflict is replayed, as nothing outside
         Redis has happened yet. A reserved SMS is committed already: no extra round trip."""
         if turn.conversation == turn.saved and not turn.hits and not turn.fraud:
+            if turn.copy is not None:
+                raise _Unchecked
             return
-        result = await self.store.commit(
-            turn.member.key,
-            turn.conversation,
-            version=turn.version,
-            now=turn.ctx.now,
-            hits=turn.hits,
-            remember=turn.remember,
-            fraud=turn.fraud,
-        )
+        result = await self._commit(turn, turn.version, turn.hits, turn.fraud)
         if isinstance(result, Conflict):
             raise _Replay
         if not isinstance(result, Committed):  # only counted hits here: nothing can refuse
             raise RuntimeError(f"unexpected commit result {result!r}")  # pragma: no cover
         turn.committed(result.version)
+
+    async def _commit(
+        self,
+        turn: _Turn,
+        version: int,
+        hits: list[Hit],
+        fraud: list[FraudHit],
+        claim: Claim | None = None,
+    ) -> CommitResult:
+        """``Store.commit`` of the turn's conversation over ``version``; the first commit of
+        a turn started from the worker's copy checks that copy and guards the delivery."""
+        result = await self.store.commit(
+            turn.member.key,
+            turn.conversation,
+            version=version,
+            now=turn.ctx.now,
+            hits=hits,
+            claim=claim,
+            remember=turn.remember,
+            fraud=fraud,
+            expect=turn.copy,
+            delivery_id=turn.guard,
+        )
+        if isinstance(result, Duplicate):
+            raise _Duplicate
+        turn.copy = turn.guard = None
+        if isinstance(result, Stale):
+            raise _Stale(result.snapshot)
+        return result
 
     async def _audit_sms(self, turn: _Turn, event: str, phone: str | None) -> None:
         """A code went out: the audit log is where ``/stats`` counts members and SMS."""
@@ -571,6 +655,8 @@ class Engine:
     async def _save(self, turn: _Turn) -> None:
         unchanged = turn.conversation == turn.saved and not turn.hits and not turn.fraud
         if unchanged and turn.release is None and turn.remember is None:
+            if turn.copy is not None:
+                raise _Unchecked
             return
         release = Claim(turn.release) if turn.release else None
         if await self._commit_over(turn, turn.version, release):
@@ -605,16 +691,7 @@ class Engine:
     async def _commit_over(self, turn: _Turn, version: int, release: Claim | None) -> bool:
         """Save the turn's conversation (and its limit hits and claim release) over
         ``version``; False when another write got there first."""
-        result = await self.store.commit(
-            turn.member.key,
-            turn.conversation,
-            version=version,
-            now=turn.ctx.now,
-            hits=turn.hits,
-            claim=release,
-            remember=turn.remember,
-            fraud=turn.fraud,
-        )
+        result = await self._commit(turn, version, turn.hits, turn.fraud, release)
         if not isinstance(result, Committed):
             return False
         turn.committed(result.version)
@@ -624,6 +701,14 @@ class Engine:
             # when the release came after the reply.
             turn.verified = replace(turn.verified, held=False)
         return True
+
+
+def _origin(event: Event, conversation: Conversation) -> str | None:
+    """As the table has it: a start from idle or verified names (or forgets) the place that
+    sent the member; otherwise the conversation's place stands."""
+    if isinstance(event, Start) and conversation.state in _STARTABLE:
+        return event.origin
+    return conversation.origin
 
 
 def _report_duplicate(key: MemberKey, delivery_id: str | None) -> None:

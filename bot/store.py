@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from types import TracebackType
@@ -95,7 +97,24 @@ return out
 
 _COMMIT = """
 local TOMBSTONE = '0'
+-- KEYS: conversation, claim, known, gate_of, nl limits, 3 per fraud scope, fraud index (if
+-- any scope), the delivery's guard (if any).
+-- ARGV: 1-8 the conversation and claim, 9-11 the known link, 12-13 nl and nf, then 3 per
+-- limit, then 6 per fraud scope, then the guard's TTL and the copy expected (or '' each).
+local nl, nf = tonumber(ARGV[12]), tonumber(ARGV[13])
+local fk, fa = 5 + nl, 14 + 3 * nl
 local current = redis.call('GET', KEYS[1])
+-- A turn run on this worker's copy of the conversation (``Store.recall``): its delivery is
+-- guarded here rather than by a load (the guard's key is the last), and the copy must be
+-- what is stored, whole, as a version alone can come round again after a delete. If it is
+-- not, nothing else is written and the conversation comes back, as a load would return it.
+local tail = fa + 6 * nf
+if ARGV[tail] ~= '' then
+  if not redis.call('SET', KEYS[#KEYS], '1', 'NX', 'PX', ARGV[tail]) then return {'duplicate'} end
+end
+if ARGV[tail + 1] ~= '' and current ~= ARGV[tail + 1] then
+  return {'stale', current, redis.call('GET', KEYS[3])}
+end
 local version = 0
 if current then
   local ok, decoded = pcall(cjson.decode, current)
@@ -110,11 +129,6 @@ if claim == 'take' then
   local holder = redis.call('GET', KEYS[2])
   if holder and holder ~= owner then return {'busy', redis.call('PTTL', KEYS[2])} end
 end
--- KEYS: conversation, claim, known, gate_of, nl limits, 3 per fraud scope, fraud index.
--- ARGV: 1-8 the conversation and claim, 9-11 the known link, 12-13 nl and nf, then 3 per
--- limit, then 6 per fraud scope.
-local nl, nf = tonumber(ARGV[12]), tonumber(ARGV[13])
-local fk, fa = 5 + nl, 14 + 3 * nl
 -- The fraud breaker: each scope has 3 keys (sent, verified, pause) and 6 args.
 local paused = 0
 for i = 0, nf - 1 do
@@ -312,6 +326,16 @@ class Snapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class Copy:
+    """This worker's copy of a conversation, as it last wrote or read it (``Store.recall``):
+    a turn may start from it, and its first commit checks it is still what is stored."""
+
+    conversation: Conversation
+    version: int
+    raw: str
+
+
+@dataclass(frozen=True, slots=True)
 class Committed:
     version: int
     #: Whether any gate held the member when this was written (``Keys.gate_of``).
@@ -353,7 +377,25 @@ class BreakerTripped:
     pauses: tuple[Pause, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Stale:
+    """The copy a commit expected is not what is stored: nothing was written, and here is
+    the conversation as a load would have returned it (its delivery is guarded)."""
+
+    snapshot: Snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """The delivery a commit was to guard was seen before: nothing was written."""
+
+
 CommitResult = Committed | Conflict | LimitReached | ClaimHeld | ScopePaused | BreakerTripped
+
+#: Copies kept per worker (``Store.recall``), the least recently used dropped first, and
+#: how long one is trusted to be current: an older one would mostly cost a stale commit.
+_COPIES = 4096
+_COPY_SECONDS = 600.0
 
 #: The conversation's fields after ``state``, in the order they are written. Encoding reads
 #: them by name rather than through ``dataclasses.asdict``, which deep-copies every value and
@@ -421,6 +463,7 @@ class Store:
         self.keys = Keys(prefix)
         self._conversation_ttl_ms = int(conversation_ttl * 1000)
         self._duplicate_ttl_ms = int(duplicate_ttl * 1000)
+        self._copies: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self._load = redis.register_script(_LOAD)
         self._commit = redis.register_script(_COMMIT)
         self._release = redis.register_script(_RELEASE)
@@ -439,6 +482,24 @@ class Store:
             return await (client or self.redis).evalsha(script.sha, len(keys), *keys, *args)
         except NoScriptError:
             return await script(keys=keys, args=args, client=client)
+
+    def recall(self, member: MemberKey) -> Copy | None:
+        """This worker's copy of the member's conversation, if it wrote or read it lately."""
+        key = self.conversation_key(member)
+        kept = self._copies.get(key)
+        if kept is None or time.monotonic() - kept[1] > _COPY_SECONDS:
+            return None
+        conversation, version = decode(kept[0])
+        return Copy(conversation, version, kept[0])
+
+    def _keep_copy(self, key: str, raw: str | bytes | None) -> None:
+        if not raw:
+            self._copies.pop(key, None)
+            return
+        self._copies[key] = (raw.decode() if isinstance(raw, bytes) else raw, time.monotonic())
+        self._copies.move_to_end(key)
+        if len(self._copies) > _COPIES:
+            self._copies.popitem(last=False)
 
     def conversation_key(self, member: MemberKey) -> str:
         return self.keys.conversation(member)
@@ -492,6 +553,7 @@ class Store:
             return Snapshot(duplicate=True, conversation=Conversation(), version=0)
         conversation, version = decode(result[1])
         leased = int(result[3]) == 1
+        self._keep_copy(conversation_key, None if leased else result[1])
         waits = tuple(float(w) / 1000 for w in result[5:])
         known = KnownLink.decode(result[2])
         return Snapshot(False, conversation, version + leased, waits, known, leased, result[4])
@@ -519,7 +581,12 @@ class Store:
         claim: Claim | None = None,
         remember: Remember | None = None,
         fraud: Sequence[FraudHit] = (),
-    ) -> CommitResult:
+        expect: Copy | None = None,
+        delivery_id: str | None = None,
+    ) -> CommitResult | Stale | Duplicate:
+        """Write ``conversation`` over ``version`` with the limits' hits, the claim, the
+        directory's answer and the fraud breaker's counts, all or nothing. A turn started
+        from a ``Copy`` passes it as ``expect`` with its ``delivery_id``, to be guarded."""
         conversation_key = self.conversation_key(member)
         keys = [
             conversation_key,
@@ -558,6 +625,12 @@ class Store:
             ]
         if fraud:
             keys.append(self.keys.fraud_paused)
+        if delivery_id:
+            keys.append(self.delivery_key(member, delivery_id))
+        args += [
+            self._duplicate_ttl_ms if delivery_id else "",
+            expect.raw if expect is not None else "",
+        ]
         async with self._round_trip("commit"):
             if self.replicas and claim is not None and claim.ttl is not None:
                 result = await self._commit_replicated(keys, args)
@@ -565,7 +638,14 @@ class Store:
                 result = await self._run(self._commit, keys, args)
         outcome = _text(result[0])
         if outcome == "ok":
+            self._keep_copy(conversation_key, body)
             return Committed(int(result[1]), bool(int(result[2])))
+        if outcome == "stale":
+            self._keep_copy(conversation_key, result[1])
+            current, version = decode(result[1])
+            return Stale(Snapshot(False, current, version, known=KnownLink.decode(result[2])))
+        if outcome == "duplicate":
+            return Duplicate()
         if outcome == "limited":
             which = int(result[2]) - 1 if len(result) > 2 else -1
             name = hits[which].limit.name if 0 <= which < len(hits) else ""
@@ -582,6 +662,7 @@ class Store:
                 if (scope := Scope.from_field(_text(field))) is not None
             ]
             return BreakerTripped(wait, tuple(pauses))
+        self._copies.pop(conversation_key, None)
         return Conflict()
 
     async def _commit_replicated(self, keys: list[str], args: list[Any]) -> Any:

@@ -101,7 +101,8 @@ async def test_a_turn_replayed_after_a_conflict_is_counted_once(
     make_settings: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Another worker saves the member's conversation first: the turn is played again on
-    the newer version, and only the replay counts."""
+    the newer version (which the commit that found this worker's copy stale returned), and
+    only the replay counts."""
     ada = member("funnel-replay", "ada")
     async with open_app(make_settings(), show_code=Inbox()) as bot:
         await bot.engine.handle(ada, Start())
@@ -119,5 +120,6 @@ async def test_a_turn_replayed_after_a_conflict_is_counted_once(
         with capture_logs() as logs:
             cancelled = await bot.engine.handle(ada, Cancel())
         assert [reply.key for reply in cancelled.replies] == ["cancel.done"]
-        assert [e["event"] for e in logs].count("conversation_replayed") == 1
+        # This worker's copy of the conversation was stale: its commit said so, with theirs.
+        assert [e["event"] for e in logs].count("conversation_copy_stale") == 1
     assert value("verifybot_verifications_cancelled_total", platform="funnel-replay") == 1
