@@ -1,11 +1,12 @@
 """Databases for the integration tests: a SQLite file, or a fresh PostgreSQL database
-created for one test and dropped after it. Nothing else on the server is touched."""
+created for one test and dropped after it. Nothing else on the server is touched. And two
+workers of one deployment: two bots on the same Redis prefix and the same SQLite file."""
 
 from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -13,6 +14,11 @@ import pytest
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
+
+from bot.app import App
+from bot.settings import Settings
+from tests.conftest import Inbox
+from verifybot.bootstrap import open_app
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -56,3 +62,19 @@ def fresh_postgres_database(admin: Engine) -> Iterator[str]:
     finally:
         with admin.connect() as connection:
             connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def inbox() -> Inbox:
+    return Inbox()
+
+
+@pytest.fixture
+async def workers(make_settings: Callable[..., Settings], inbox: Inbox) -> AsyncIterator[list[App]]:
+    """Two workers, as two processes of one deployment would be, texting into one inbox."""
+    settings = make_settings(resend_cooldown_seconds=0)
+    async with (
+        open_app(settings, show_code=inbox) as one,
+        open_app(settings, show_code=inbox) as two,
+    ):
+        yield [one, two]

@@ -8,36 +8,15 @@ prefix and the same SQLite file, as two processes of one deployment would be.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from typing import Any
-
-import pytest
-
 from bot.app import App
 from bot.engine import Outcome
 from bot.flow import Cancel, Start, State, Text
 from bot.identity import Member, MemberKey
 from tests.conftest import Inbox
 from tests.integration.test_engine import CommandCounter
-from verifybot.bootstrap import open_app
 
 ALICE = Member(MemberKey("telegram", "bot1", "1001"), display_name="Alice", locale="en")
 PHONE, OTHER = "+447400123456", "+447400654321"
-
-
-@pytest.fixture
-def inbox() -> Inbox:
-    return Inbox()
-
-
-@pytest.fixture
-async def workers(make_settings: Callable[..., Any], inbox: Inbox) -> AsyncIterator[list[App]]:
-    settings = make_settings(resend_cooldown_seconds=0)
-    async with (
-        open_app(settings, show_code=inbox) as one,
-        open_app(settings, show_code=inbox) as two,
-    ):
-        yield [one, two]
 
 
 def keys(outcome: Outcome) -> list[str]:

@@ -10,7 +10,6 @@ message on either worker.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -23,26 +22,10 @@ from bot.moderation import Actor, Rank
 from bot.privacy import mask_phone
 from bot.store import Committed, KnownLink, Remember
 from tests.conftest import Inbox
-from verifybot.bootstrap import open_app
 
 ALICE = Member(MemberKey("telegram", "bot1", "1001"), display_name="Alice", locale="en")
 ADMIN = Actor(MemberKey("telegram", "bot1", "9"), Rank.ADMIN, "Ada")
 PHONE, OTHER = "+447400123456", "+447400654321"
-
-
-@pytest.fixture
-def inbox() -> Inbox:
-    return Inbox()
-
-
-@pytest.fixture
-async def workers(make_settings: Callable[..., Any], inbox: Inbox) -> AsyncIterator[list[App]]:
-    settings = make_settings(resend_cooldown_seconds=0)
-    async with (
-        open_app(settings, show_code=inbox) as one,
-        open_app(settings, show_code=inbox) as two,
-    ):
-        yield [one, two]
 
 
 def keys(outcome: Outcome) -> list[str]:
