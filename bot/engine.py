@@ -326,13 +326,14 @@ class Engine:
         trips: list[Pause] = []
         # Guarded by the turn's first round trip: its load, or the commit that checks a copy.
         guard = delivery_id
-        copy = self._copy_for(member, event)
+        code = might_check(event, self.policy)
+        copy = None if code else self._copy_for(member, event)
         given: Snapshot | None = None  # the conversation as a stale copy's commit found it
         for attempt in range(_ATTEMPTS + (copy is not None)):
             now = self.clock()
             # A code to check takes its lease with the load: no commit of its own before
             # Vonage. The flow's ``_check`` sets the same ``checking_until``.
-            lease = now + self.policy.check_lease if might_check(event, self.policy) else None
+            lease = now + self.policy.check_lease if code else None
             # A lapsed copy of the community's policy is read with the load, not after it:
             # the community a Start names, else the member's own (right unless the
             # conversation names another, which then costs a read of its own).
@@ -405,10 +406,8 @@ class Engine:
         self, member: Member, event: MemberEvent
     ) -> tuple[Copy, PolicyRead | None] | None:
         """The worker's copy of the conversation to start from, with the community's policy
-        as this process has it: not for a code (its lease is taken with the load), nor when
-        that policy has lapsed here (the load reads it)."""
-        if might_check(event, self.policy):
-            return None
+        as this process has it, unless that policy has lapsed here (the load reads it). Not
+        for a code: its lease is taken with the load."""
         copy = self.store.recall(member.key)
         if copy is None or self.policies is None:
             return None if copy is None else (copy, None)
