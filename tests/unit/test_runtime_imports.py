@@ -1,6 +1,7 @@
 """What ``verifybot run telegram`` imports, checked in a fresh interpreter: libraries' optional
-extras that the running bot never uses stay out of it (bot/_optional.py; their memory is in
-bench/README.md, fix/mem2)."""
+extras that the running bot never uses (bot/_optional.py), and the ORM, which only the
+moderators' and operators' directory methods use, stay out of it. Their memory is in
+bench/README.md (fix/mem2)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,13 @@ def test_run_telegram_imports_none_of_the_extras_it_does_not_use() -> None:
     assert "structlog" in modules and "requests" in modules  # the code under test ran
     unwanted = {"rich", "pygments", "greenlet", "charset_normalizer", "chardet"}
     assert sorted(unwanted & {name.partition(".")[0] for name in modules}) == []
+
+
+def test_run_telegram_imports_the_directory_without_the_orm() -> None:
+    modules = imported_by(RUN_TELEGRAM)
+    assert "bot.directory.directory" in modules
+    assert sorted(name for name in modules if name.startswith("sqlalchemy.orm")) == []
+    assert "bot.directory.models" not in modules
 
 
 def test_the_hidden_extras_import_as_usual_afterwards() -> None:
