@@ -20,7 +20,12 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Literal, TextIO
 
-import structlog
+from bot._optional import without
+
+# Nothing here uses rich (format_exc_info turns a traceback into text before the renderer) or
+# greenlet (structlog's deprecated threadlocal module).
+with without("rich", "greenlet"):
+    import structlog
 
 from bot.privacy import redact
 

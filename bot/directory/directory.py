@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import hashlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -34,22 +35,27 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 if TYPE_CHECKING:  # alembic is loaded only to migrate: 11 MiB a running bot does without
     from alembic.config import Config
 
+    # The ORM (5.6 MiB) is loaded by the first call of a method marked @_uses_orm (_load_orm):
+    # a member's path runs Core statements on bot.directory.tables only.
+    from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+    from bot.directory.models import (
+        AdmissionRow,
+        AuditRow,
+        CommunityPolicyRow,
+        GrantAdmissionRow,
+        InviteLinkRow,
+        PhoneLinkRow,
+        RoleGrantRow,
+        TelegramGroupRow,
+    )
+
 from bot.directory.engine import BEGIN_MODE, POOL_CAPACITY, create_directory_engine
-from bot.directory.models import (
-    AdmissionRow,
-    AuditRow,
-    CommunityPolicyRow,
-    GrantAdmissionRow,
-    InviteLinkRow,
-    PhoneLinkRow,
-    RoleGrantRow,
-    TelegramGroupRow,
-)
+from bot.directory.tables import audit_log, community_policies, phone_links
 from bot.identity import MemberKey
 from bot.privacy import mask_phone
 from bot.roles import Invite
@@ -173,6 +179,34 @@ def alembic_config() -> Config:
     return config
 
 
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def _uses_orm(method: Callable[_P, _T]) -> Callable[_P, _T]:
+    """Mark a method that builds ORM statements or loads rows as objects: the ORM's names in
+    this module are bound on its first call (``_load_orm``)."""
+
+    @functools.wraps(method)
+    def call(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        if "PhoneLinkRow" not in globals():
+            _load_orm()
+        return method(*args, **kwargs)
+
+    return call
+
+
+def _load_orm() -> None:
+    """Import the ORM and bind the names this module imports only for type checking (above)."""
+    from sqlalchemy import orm
+
+    import bot.directory.models as models  # not "from bot.directory": no import cycle
+
+    names = {name: getattr(models, name) for name in models.__all__ if name != "Base"}
+    names.update(Session=orm.Session, selectinload=orm.selectinload, sessionmaker=orm.sessionmaker)
+    globals().update(names)  # one update: another thread sees all of them or none
+
+
 class Directory:
     """The SQL source of truth for verified members, over SQLite or PostgreSQL."""
 
@@ -185,7 +219,7 @@ class Directory:
             raise ValueError(f"timeout must be a positive number of seconds, not {timeout}")
         self._url = url
         self._engine = create_directory_engine(url, timeout=timeout)
-        self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+        self._sessions: sessionmaker[Session] | None = None  # made with the ORM, when needed
         self._write_gate: contextlib.AbstractContextManager[object] = (
             threading.RLock() if self._engine.dialect.name == "sqlite" else contextlib.nullcontext()
         )
@@ -237,8 +271,8 @@ class Directory:
 
     def ping(self) -> None:
         """Raise if the database cannot be reached."""
-        with self._transaction(write=False) as session:
-            session.execute(text("SELECT 1"))
+        with self._one_statement(write=False) as connection:
+            connection.execute(text("SELECT 1"))
 
     def close(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)
@@ -321,6 +355,7 @@ class Directory:
             )
             return RecordOutcome.RECORDED
 
+    @_uses_orm
     def unverify(self, member: MemberKey, *, actor: str, now: datetime) -> tuple[str, ...] | None:
         """Withdraw ``member``'s verification and roles; the roles revoked, or None if unverified.
 
@@ -351,6 +386,7 @@ class Directory:
             )
             return revoked
 
+    @_uses_orm
     def find(self, member: MemberKey) -> PhoneLink | None:
         with self._transaction(write=False) as session:
             row = session.scalars(_links().where(*_is(member))).one_or_none()
@@ -363,6 +399,7 @@ class Directory:
             return None
         return link
 
+    @_uses_orm
     def find_by_handle(self, platform: str, scope: str, handle: str) -> PhoneLink | None:
         """The member known by ``@handle`` on ``platform`` in ``scope`` (case-insensitive)."""
         query = (
@@ -379,6 +416,7 @@ class Directory:
             row = session.scalars(query).one_or_none()
             return None if row is None else _to_link(row)
 
+    @_uses_orm
     def find_user(self, platform: str, user_id: str) -> list[PhoneLink]:
         """The member's links in every scope (every bot or workspace) of ``platform``."""
         query = (
@@ -389,6 +427,7 @@ class Directory:
         with self._transaction(write=False) as session:
             return [_to_link(row) for row in session.scalars(query)]
 
+    @_uses_orm
     def list_links(
         self,
         *,
@@ -405,6 +444,7 @@ class Directory:
         with self._transaction(write=False) as session:
             return [_to_link(row) for row in session.scalars(query)]
 
+    @_uses_orm
     def count_members(
         self, *, platform: str | None = None, scope: str | None = None, verified_only: bool = False
     ) -> int:
@@ -412,6 +452,7 @@ class Directory:
         with self._transaction(write=False) as session:
             return session.scalar(query) or 0
 
+    @_uses_orm
     def stats(self, *, platform: str, scope: str | None, now: datetime) -> Stats:
         """Counts for ``/stats``, from the links and the audit log's ``code_sent`` entries."""
         _require_aware(now)
@@ -449,6 +490,7 @@ class Directory:
 
     # -- admissions to gated groups -------------------------------------------------------------
 
+    @_uses_orm
     def admit(self, member: MemberKey, place: str, *, now: datetime) -> bool:
         """Remember that verified ``member`` was let into ``place``; False if not verified."""
         _require_aware(now)
@@ -475,6 +517,7 @@ class Directory:
                 )
             return True
 
+    @_uses_orm
     def is_admitted(self, member: MemberKey, place: str) -> bool:
         """Whether ``member`` is verified and was let into ``place`` before, by the gate or by
         a role they still hold."""
@@ -499,6 +542,7 @@ class Directory:
 
     # -- what a role grant opened: admissions and invite links ----------------------------------
 
+    @_uses_orm
     def admit_for_role(self, member: MemberKey, place: str, role: str, *, now: datetime) -> bool:
         """Remember that ``member``'s grant of ``role`` opens ``place``, until it is revoked;
         False if they hold no such grant (it was revoked meanwhile)."""
@@ -517,6 +561,7 @@ class Directory:
                 session.add(GrantAdmissionRow(grant_id=grant.id, place=place, admitted_at=now))
             return True
 
+    @_uses_orm
     def record_invite(self, member: MemberKey, role: str, invite: Invite, *, now: datetime) -> bool:
         """Remember a link made for ``member``'s grant of ``role``, so revoking it revokes the
         link. False if the grant is gone (revoked while the link was made): revoke it now."""
@@ -539,6 +584,7 @@ class Directory:
             )
             return True
 
+    @_uses_orm
     def invites_to_revoke(
         self, member: MemberKey, role: str | None = None, *, now: datetime
     ) -> list[Invite]:
@@ -550,6 +596,7 @@ class Directory:
         with self._transaction(write=False) as session:
             return [invite for invite, _, _ in _invites(session, query)]
 
+    @_uses_orm
     def pending_revocations(
         self, *, platform: str | None = None, now: datetime
     ) -> list[tuple[MemberKey, str, Invite]]:
@@ -560,6 +607,7 @@ class Directory:
         with self._transaction(write=False) as session:
             return [(member, role, invite) for invite, member, role in _invites(session, query)]
 
+    @_uses_orm
     def invite_revoked(self, url: str, *, now: datetime) -> None:
         """The platform confirmed that the link ``url`` admits nobody any more."""
         _require_aware(now)
@@ -570,6 +618,7 @@ class Directory:
                 .values(revoked_at=now)
             )
 
+    @_uses_orm
     def invite_withdrawn(self, url: str) -> bool:
         """Whether the link ``url`` was made for a role grant that has since been revoked: a
         join by it proves nothing about the member."""
@@ -583,6 +632,7 @@ class Directory:
 
     # -- roles --------------------------------------------------------------------------------
 
+    @_uses_orm
     def grant_role(
         self, member: MemberKey, role: str, *, granted_by: str, now: datetime
     ) -> GrantOutcome:
@@ -607,6 +657,7 @@ class Directory:
             )
             return GrantOutcome.GRANTED
 
+    @_uses_orm
     def revoke_role(self, member: MemberKey, role: str, *, revoked_by: str, now: datetime) -> bool:
         """Mark ``member``'s active grant of ``role`` revoked; False if there was none."""
         _require_aware(now)
@@ -618,12 +669,14 @@ class Directory:
     # -- communities' policies and the groups the bot is in -----------------------------------
 
     def community_policy(self, scope: str) -> StoredPolicy:
-        with self._transaction(write=False) as session:
-            row = session.get(CommunityPolicyRow, scope)
-            if row is None:
-                return StoredPolicy({})
-            return StoredPolicy(dict(row.overrides), row.revision)
+        # Core: a running bot reads this for every community it has not cached (bot.policy).
+        with self._one_statement(write=False) as connection:
+            row = connection.execute(_COMMUNITY_POLICY, {"b_scope": scope}).first()
+        if row is None:
+            return StoredPolicy({})
+        return StoredPolicy(dict(row.overrides), row.revision)
 
+    @_uses_orm
     def change_community_policy(
         self,
         scope: str,
@@ -664,6 +717,7 @@ class Directory:
             )
             return PolicyChange(field, old, new, StoredPolicy(overrides, row.revision))
 
+    @_uses_orm
     def record_group(self, chat_id: str, title: str | None, *, now: datetime) -> None:
         """The bot is in this group (added, or seen there): remember it and its title."""
         _require_aware(now)
@@ -674,11 +728,13 @@ class Directory:
             else:
                 row.title, row.updated_at = title, now
 
+    @_uses_orm
     def forget_group(self, chat_id: str) -> None:
         """The bot was removed from this group."""
         with self._transaction(write=True) as session:
             session.execute(delete(TelegramGroupRow).where(TelegramGroupRow.chat_id == chat_id))
 
+    @_uses_orm
     def groups(self) -> list[Group]:
         query = select(TelegramGroupRow).order_by(TelegramGroupRow.title, TelegramGroupRow.chat_id)
         with self._transaction(write=False) as session:
@@ -701,6 +757,7 @@ class Directory:
         with self._one_statement(write=True) as connection:
             connection.execute(_INSERT_AUDIT, [{**row, "details": details or {}}])
 
+    @_uses_orm
     def audit_trail(self, *, subject: str | None = None, limit: int = 100) -> list[AuditEntry]:
         """The newest ``limit`` entries, newest first, optionally about one subject."""
         query = select(AuditRow).order_by(AuditRow.at.desc(), AuditRow.id.desc()).limit(limit)
@@ -757,6 +814,9 @@ class Directory:
         # SQLite makes waiting writers poll for its lock (sleeps up to 100 ms, no queue), so
         # under load some starve past busy_timeout. Queue this process's writers here
         # instead; other processes still meet busy_timeout. PostgreSQL needs no such gate.
+        if self._sessions is None:
+            _load_orm()
+            self._sessions = sessionmaker(self._engine, expire_on_commit=False)
         gate = self._write_gate if write else contextlib.nullcontext()
         with gate, self._sessions() as session:
             # The option must be set as the connection is checked out: it is read at BEGIN.
@@ -837,7 +897,8 @@ def _revoke(
     return tuple(sorted(revoked))
 
 
-_InviteRows = Select[InviteLinkRow, str, str, str, str]
+if TYPE_CHECKING:
+    _InviteRows = Select[InviteLinkRow, str, str, str, str]
 
 
 def _unrevoked_invites(now: datetime) -> _InviteRows:
@@ -890,27 +951,30 @@ def _within(platform: str | None, scope: str | None, verified_only: bool) -> lis
 # The statements of a member's path, built once with bound parameters: building a statement
 # and its cache key each call cost more CPU than SQLite running it. The "b_" names keep the
 # parameters apart from the columns an insert or update sets.
-_COUNT_LINKS: Final = select(func.count(PhoneLinkRow.id)).where(
-    PhoneLinkRow.phone_e164 == bindparam("b_phone"),
-    PhoneLinkRow.is_phone_verified,
+_COUNT_LINKS: Final = select(func.count(phone_links.c.id)).where(
+    phone_links.c.phone_e164 == bindparam("b_phone"),
+    phone_links.c.is_phone_verified,
     or_(
-        PhoneLinkRow.platform != bindparam("b_platform"),
-        PhoneLinkRow.scope != bindparam("b_scope"),
-        PhoneLinkRow.user_id != bindparam("b_user_id"),
+        phone_links.c.platform != bindparam("b_platform"),
+        phone_links.c.scope != bindparam("b_scope"),
+        phone_links.c.user_id != bindparam("b_user_id"),
     ),
 )
 _THIS_MEMBER: Final = (
-    PhoneLinkRow.platform == bindparam("b_platform"),
-    PhoneLinkRow.scope == bindparam("b_scope"),
-    PhoneLinkRow.user_id == bindparam("b_user_id"),
+    phone_links.c.platform == bindparam("b_platform"),
+    phone_links.c.scope == bindparam("b_scope"),
+    phone_links.c.user_id == bindparam("b_user_id"),
 )
 _VERIFIED_NUMBER: Final = select(
-    PhoneLinkRow.phone_e164, PhoneLinkRow.country, PhoneLinkRow.verified_at
-).where(*_THIS_MEMBER, PhoneLinkRow.is_phone_verified)
-_LINK_ID: Final = select(PhoneLinkRow.id).where(*_THIS_MEMBER)
-_INSERT_LINK: Final = insert(PhoneLinkRow)
-_UPDATE_LINK: Final = update(PhoneLinkRow).where(PhoneLinkRow.id == bindparam("b_link_id"))
-_INSERT_AUDIT: Final = insert(AuditRow)
+    phone_links.c.phone_e164, phone_links.c.country, phone_links.c.verified_at
+).where(*_THIS_MEMBER, phone_links.c.is_phone_verified)
+_LINK_ID: Final = select(phone_links.c.id).where(*_THIS_MEMBER)
+_INSERT_LINK: Final = insert(phone_links)
+_UPDATE_LINK: Final = update(phone_links).where(phone_links.c.id == bindparam("b_link_id"))
+_INSERT_AUDIT: Final = insert(audit_log)
+_COMMUNITY_POLICY: Final = select(
+    community_policies.c.overrides, community_policies.c.revision
+).where(community_policies.c.scope == bindparam("b_scope"))
 
 
 def _member_params(member: MemberKey) -> dict[str, str]:
