@@ -199,7 +199,8 @@ class _ApiSession(requests.Session):
     def request(
         self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any
     ) -> requests.Response:
-        if args or self.trust_env or not kwargs.keys() <= _SDK_REQUEST_ARGUMENTS:
+        others = args or not kwargs.keys() <= _SDK_REQUEST_ARGUMENTS
+        if others or self.trust_env or self.auth is not None or self.params:
             return super().request(method, url, *args, **kwargs)
         headers = CaseInsensitiveDict(self.headers)
         headers.update(kwargs.get("headers") or {})
