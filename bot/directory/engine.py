@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.dialects import registry
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -19,7 +21,6 @@ __all__ = ["BEGIN_MODE", "POOL_CAPACITY", "DirectoryConfigError", "create_direct
 #: its own (one consistent snapshot) with no BEGIN and COMMIT to pay for. PostgreSQL ignores it.
 BEGIN_MODE: Final = "verifybot_sqlite_begin"
 
-_BEGIN_STATEMENTS: Final = {"IMMEDIATE": "BEGIN IMMEDIATE", "DEFERRED": "BEGIN", "NONE": None}
 _EXPECTED: Final = "expected sqlite:///path or postgresql://user@host/db"
 _PASSWORD: Final = re.compile(r"(://[^:/@]*:)[^@]*@")
 
@@ -116,15 +117,21 @@ def _parse(url: str) -> URL:
     )
 
 
+#: pysqlite with the directory's BEGIN (bot/directory/_sqlite.py), imported only for SQLite.
+_SQLITE_DRIVER: Final = "sqlite+verifybot"
+registry.register("sqlite.verifybot", "bot.directory._sqlite", "SQLiteDialect")
+
+
 def _sqlite_engine(url: URL, *, busy_ms: int, **pool: Any) -> Engine:
     if not url.query.get("uri"):
         Path(str(url.database)).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, **pool)
+    engine = create_engine(url.set(drivername=_SQLITE_DRIVER), **pool)
 
+    # Pool events: unlike connection events, they cost nothing per statement.
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
         # Take BEGIN away from the sqlite3 module (SQLAlchemy's documented recipe), so that
-        # _on_begin below decides how each transaction starts.
+        # SQLiteDialect.do_begin (_sqlite.py) decides how each transaction starts.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
@@ -139,15 +146,9 @@ def _sqlite_engine(url: URL, *, busy_ms: int, **pool: Any) -> Engine:
         finally:
             cursor.close()
 
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Connection) -> None:
-        # A deferred transaction that reads and then writes fails with "database is locked"
-        # when another writer got in between (39 % lost in DEPENDENCY-NOTES), and the busy
-        # timeout cannot help it. BEGIN IMMEDIATE takes the write lock up front, waiting for
-        # it under the busy timeout. Immediate is the default so that a forgotten option
-        # costs some concurrency rather than lost writes; reads opt into DEFERRED.
-        begin = _BEGIN_STATEMENTS[connection.get_execution_options().get(BEGIN_MODE, "IMMEDIATE")]
-        if begin is not None:
-            connection.exec_driver_sql(begin)
+    @event.listens_for(engine, "checkin")
+    def _forget_begin_mode(_dbapi: DBAPIConnection | None, record: ConnectionPoolEntry) -> None:
+        # A mode belongs to one checkout, as execution options to one Connection.
+        record.info.pop(BEGIN_MODE, None)
 
     return engine
