@@ -54,6 +54,9 @@ def configured(redacting: bool) -> io.StringIO:
         formatter = logging.getLogger().handlers[0].formatter
         assert isinstance(formatter, structlog.stdlib.ProcessorFormatter)
         formatter.processors = [p for p in formatter.processors if p is not logs.redact_event]
+        # Our own events are rendered by structlog's chain, not by the handler's formatter.
+        chain = structlog.get_config()["processors"]
+        structlog.configure(processors=[p for p in chain if p is not logs.redact_event])
     return stream
 
 

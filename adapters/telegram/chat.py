@@ -55,6 +55,8 @@ COMMAND_EVENTS: dict[str, MemberEvent] = {
 }
 #: Commands shown in the menu of private chats.
 MEMBER_COMMANDS = ("verify", "status", "cancel", "help")
+#: One object for every reply that closes the phone keyboard (frozen, its JSON kept by ``say``).
+CLOSE_KEYBOARD = ReplyKeyboardRemove()
 #: Deep-link payloads are ``g<chat id>``: Telegram allows 1-64 of A-Z a-z 0-9 _ -.
 _PAYLOAD = re.compile(r"^g(-?\d{1,40})$")
 
@@ -165,11 +167,11 @@ class TelegramChat:
             if close_keyboard:
                 close_keyboard = False
                 if markup is None:
-                    markup = ReplyKeyboardRemove()
+                    markup = CLOSE_KEYBOARD
                 else:
                     # One message carries one keyboard: close the old one on its own line.
                     closing = self.client.text("keyboard_closed", locale)
-                    await self.client.say(chat_id, closing, ReplyKeyboardRemove())
+                    await self.client.say(chat_id, closing, CLOSE_KEYBOARD)
             text = self.catalogue.render(reply, locale, variant=VARIANT)
             await self.client.say(chat_id, text, markup)
 

@@ -13,6 +13,7 @@ from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, InputFile
 from telegram.error import NetworkError, TimedOut
 from telegram.ext import ExtBot
 
+from adapters.telegram.chat import CLOSE_KEYBOARD
 from adapters.telegram.client import TelegramClient
 from adapters.telegram.http import AiohttpRequest
 from adapters.telegram.updates import PaceMessages
@@ -79,6 +80,26 @@ async def test_say_sends_the_text_its_keyboard_and_topic(telegram: TelegramEmula
     assert (sent.text, sent.reply_markup) == ("héllo <b>", keyboard.to_dict())
     [call] = [c for c in telegram.calls_to("sendMessage") if c.params["chat_id"] == group]
     assert call.params["message_thread_id"] == topic
+
+
+async def test_say_sends_each_keyboard_as_itself_however_often(telegram: TelegramEmulator) -> None:
+    # say keeps each keyboard's JSON: a kept one must never stand in for another.
+    ada = telegram.add_user("Ada")
+    telegram.send_text(ada, "/start")
+    resend = InlineKeyboardMarkup([[InlineKeyboardButton("Resend", callback_data="vb:resend")]])
+    keyboards = [resend, CLOSE_KEYBOARD, None, resend, CLOSE_KEYBOARD]
+    async with client_for(telegram) as client:
+        for n, keyboard in enumerate(keyboards):
+            assert await client.say(ada, f"reply {n}", keyboard)
+        for n in range(3):  # built per call, then dropped: ids may be reused
+            fresh = InlineKeyboardMarkup([[InlineKeyboardButton(f"b{n}", callback_data=f"vb:{n}")]])
+            assert await client.say(ada, f"fresh {n}", fresh)
+    sent = [m.reply_markup for m in telegram.messages_in(ada)]
+    assert sent == [
+        resend.to_dict(), {"remove_keyboard": True}, None, resend.to_dict(),
+        {"remove_keyboard": True},
+        *({"inline_keyboard": [[{"text": f"b{n}", "callback_data": f"vb:{n}"}]]} for n in range(3)),
+    ]  # fmt: skip
 
 
 async def test_say_to_a_member_who_blocked_the_bot_is_false(telegram: TelegramEmulator) -> None:

@@ -142,6 +142,22 @@ def test_a_record_below_the_level_is_not_processed(output: io.StringIO) -> None:
     assert output.getvalue() == ""
 
 
+def test_our_events_follow_the_standard_levels_and_share_the_stream(output: io.StringIO) -> None:
+    # structlog writes our lines itself (no LogRecord): the stdlib logger's level still rules.
+    quiet = logging.getLogger("verifybot.quiet")
+    quiet.setLevel(logging.WARNING)
+    try:
+        structlog.get_logger("verifybot.quiet").info("hidden", code="983758")
+        structlog.get_logger("verifybot.quiet").warning("shown", code="983758")
+        logging.getLogger("somelib").warning("foreign")
+    finally:
+        quiet.setLevel(logging.NOTSET)
+    assert [(r["event"], r["logger"], r.get("code")) for r in records(output)] == [
+        ("shown", "verifybot.quiet", "•••"),
+        ("foreign", "somelib", None),
+    ]
+
+
 def test_payload_printing_loggers_are_quiet_at_debug(output: io.StringIO) -> None:
     for name in ("telegram.ext.Application", "telegram.Bot", "httpx", "slack_sdk.socket_mode",
                  "slack_bolt.AsyncApp", "aiohttp.access", "sqlalchemy.engine.Engine",
