@@ -35,6 +35,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.exc import OperationalError
 
 if TYPE_CHECKING:  # alembic is loaded only to migrate: 11 MiB a running bot does without
     from alembic.config import Config
@@ -244,8 +245,15 @@ class Directory:
     def upgrade(self) -> None:
         """Bring the schema to the newest migration, in one transaction; safe to repeat, and
         safe to run from several processes at once (see migrations/env.py)."""
-        if self.revision() == newest_migration():
-            return  # the usual start: nothing to do, and alembic is not even imported
+        try:
+            if self.revision() == newest_migration():
+                return  # the usual start: nothing to do, and alembic is not even imported
+        except OperationalError as exc:
+            # SQLite's "database is locked" past this engine's timeout: another process holds
+            # the file, migrating it (or making it WAL). The migration below waits for it and
+            # then finds the schema as that process left it.
+            if "locked" not in str(exc.orig):
+                raise
         from alembic import command
 
         # Its own engine, without the timeouts: a migration may take long, and may have to
