@@ -338,8 +338,10 @@ class Engine:
             # the community a Start names, else the member's own (right unless the
             # conversation names another, which then costs a read of its own).
             guess = event.origin if isinstance(event, Start) else None
-            read = self.policies.to_read(scope_for(member.key, guess)) if self.policies else None
-            if copy is not None:
+            read = None
+            if copy is None and self.policies is not None:
+                read = self.policies.to_read(scope_for(member.key, guess))
+            if copy is not None:  # with the policy as this process has it (_copy_for)
                 snapshot, read = Snapshot(False, copy[0].conversation, copy[0].version), copy[1]
             elif given is not None:
                 snapshot, given = given, None

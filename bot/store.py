@@ -11,6 +11,9 @@ save, and several workers can share a server:
   releases a number's claim (below), so owning a number costs no extra round trip, and
   it runs the SMS-fraud breaker (``bot.fraud``): a paused country or prefix refuses the
   SMS like a full limit, and the SMS that finds one below its conversion trips it.
+  Given the worker's ``Copy`` of the conversation (``recall``) instead of a load's
+  version, it guards the delivery and checks the copy whole first; a stale copy writes
+  nothing and returns the conversation as stored.
 
 A *claim* says which member's verification owns a phone number, from the moment its SMS is
 reserved until Vonage says the request is over (or the request's lifetime has certainly
