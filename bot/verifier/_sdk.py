@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from requests.adapters import HTTPAdapter
 from requests.hooks import default_hooks
 from requests.structures import CaseInsensitiveDict
-from requests.utils import DEFAULT_CA_BUNDLE_PATH
+from requests.utils import DEFAULT_CA_BUNDLE_PATH, select_proxy
 from urllib3 import Retry
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
 from urllib3.util.ssl_ import create_urllib3_context
@@ -39,6 +39,7 @@ from vonage_verify_legacy import VerifyLegacy
 
 from bot import metrics
 from bot.logs import quiet_third_party_loggers
+from bot.verifier._loop_http import LoopHttp, NeverSent, on_loop, run_on_loop
 from bot.verifier.keys import pkcs8_pem
 
 log = structlog.get_logger("verifybot.vonage")
@@ -133,7 +134,7 @@ def answer_lost(exc: BaseException) -> bool:
 
 
 def _never_sent(exc: requests.ConnectionError) -> bool:
-    if isinstance(exc, requests.ConnectTimeout | requests.exceptions.SSLError):
+    if isinstance(exc, NeverSent | requests.ConnectTimeout | requests.exceptions.SSLError):
         return True
     reason = exc.args[0].reason if exc.args and isinstance(exc.args[0], MaxRetryError) else None
     return isinstance(reason, NewConnectionError | ConnectTimeoutError)
@@ -147,9 +148,18 @@ class _SharedTlsAdapter(HTTPAdapter):
     client keeps up to ``max_workers`` (bench/README.md).
     """
 
-    def __init__(self, tls: ssl.SSLContext, **kwargs: Any) -> None:
+    def __init__(self, tls: ssl.SSLContext, loop_http: LoopHttp | None, **kwargs: Any) -> None:
         self._tls = tls  # before HTTPAdapter.__init__, which builds the pool manager
+        self._loop_http = loop_http
         super().__init__(**kwargs)
+
+    def send(
+        self, request: requests.PreparedRequest, *args: Any, **kwargs: Any
+    ) -> requests.Response:
+        if self._loop_http is not None and on_loop():
+            timeout = kwargs.get("timeout", args[1] if len(args) > 1 else None)
+            return _utf8_json(self._loop_http.send(request, timeout, self._tls))
+        return super().send(request, *args, **kwargs)
 
     def init_poolmanager(self, *args: Any, **pool_kwargs: Any) -> None:
         super().init_poolmanager(*args, ssl_context=self._tls, **pool_kwargs)
@@ -160,14 +170,16 @@ class _SharedTlsAdapter(HTTPAdapter):
             conn.ca_certs = conn.ca_cert_dir = None  # else loaded again on each connect
 
     def build_response(self, req: requests.PreparedRequest, resp: Any) -> requests.Response:
-        response = super().build_response(req, resp)
-        json_body = _JSON_TYPE.search(response.headers.get("Content-Type", ""))
-        if response.encoding is None and json_body:
-            # JSON is UTF-8 (RFC 8259). requests names no charset for Vonage's error bodies
-            # (application/problem+json), so the SDK's ``response.text`` on every 4xx, a wrong
-            # code among them, would guess one with charset_normalizer.
-            response.encoding = "utf-8"
-        return response
+        return _utf8_json(super().build_response(req, resp))
+
+
+def _utf8_json(response: requests.Response) -> requests.Response:
+    """JSON is UTF-8 (RFC 8259). requests names no charset for Vonage's error bodies
+    (application/problem+json), so the SDK's ``response.text`` on every 4xx, a wrong code
+    among them, would guess one with charset_normalizer."""
+    if response.encoding is None and _JSON_TYPE.search(response.headers.get("Content-Type", "")):
+        response.encoding = "utf-8"
+    return response
 
 
 _JSON_TYPE = re.compile(r"^application/(?:[\w.-]+\+)?json\s*(?:;|$)", re.IGNORECASE)
@@ -261,10 +273,15 @@ class VonageOptions:
     start_attempts: int = 3
     retry_wait: float = 0.5
 
-    def client(self, auth: Auth, *, send_once: bool = False) -> VonageApis:
+    def client(
+        self, auth: Auth, *, send_once: bool = False, loop_http: LoopHttp | None = None
+    ) -> VonageApis:
         """One client per API (the SDK shares a mutable headers dict between APIs on a
         client). ``send_once``: never re-send a request whose answer was lost; for calls
-        whose repetition is not harmless (a check spends a try, a resend an SMS)."""
+        whose repetition is not harmless (a check spends a try, a resend an SMS).
+        ``loop_http``: carry its requests on the event loop when called by ``run_on_loop``,
+        unless the environment names a proxy for Vonage (then requests' own path, in a
+        thread, goes through it)."""
         client = VonageApis(
             HttpClient(
                 auth,
@@ -283,6 +300,9 @@ class VonageOptions:
         session = client.http_client._session = _ApiSession()
         _read_environment_once(session, self.api_host)
         bundle = session.verify if isinstance(session.verify, str) else DEFAULT_CA_BUNDLE_PATH
+        if select_proxy(f"https://{self.api_host}", session.proxies) is not None:
+            loop_http = None
+        client.on_loop = loop_http is not None
         # The SDK's session is private and has no option for it or either adapter; tests
         # pin them (tests/integration/test_engine_lost_answers.py counts the checks sent).
         adapter = _SendOnceAdapter if send_once else _SharedTlsAdapter
@@ -290,6 +310,7 @@ class VonageOptions:
             "https://",
             adapter(
                 _tls_context(bundle),
+                loop_http,
                 pool_connections=1,
                 pool_maxsize=self.max_workers,
                 # as the SDK's own adapter, and for a check: never re-send once it went out
@@ -326,6 +347,8 @@ class VonageApis:
 
     def __init__(self, http_client: HttpClient) -> None:
         self.http_client = http_client
+        #: Whether ``SdkRunner`` may call it with ``run_on_loop`` (``VonageOptions.client``).
+        self.on_loop = False
         self.verify = Verify(http_client)
         self.verify_legacy = VerifyLegacy(http_client)
 
@@ -390,13 +413,15 @@ class SdkRunner:
 
     def __init__(self, auth: Auth, options: VonageOptions, *, api: str) -> None:
         quiet_sdk_loggers()
-        self.client = options.client(auth)
+        self._http = LoopHttp(limit=options.max_workers, connect_retries=_CONNECT_RETRIES)
+        self.client = options.client(auth, loop_http=self._http)
         #: For checks and resends: sent exactly once, a lost answer is ``AnswerLost``.
-        self.once = options.client(auth, send_once=True)
+        self.once = options.client(auth, send_once=True, loop_http=self._http)
         self.api = api
         self._pool = ThreadPoolExecutor(
             max_workers=options.max_workers, thread_name_prefix=f"{api}-"
         )
+        self._on_loop = asyncio.Semaphore(options.max_workers)
         self._attempts = options.start_attempts
         self._retry_wait = options.retry_wait
         self._reported: set[str] = set()
@@ -406,6 +431,9 @@ class SdkRunner:
         operation = OPERATIONS.get(getattr(fn, "__name__", ""), "other")
         started = time.perf_counter()
         try:
+            if self.client.on_loop:
+                async with self._on_loop:  # as many at once as the thread pool would run
+                    return await run_on_loop(fn, *args)
             return await loop.run_in_executor(self._pool, functools.partial(fn, *args))
         except Exception as exc:
             metrics.VONAGE_ERRORS.labels(operation, error_status(exc)).inc()
@@ -450,3 +478,4 @@ class SdkRunner:
 
     async def aclose(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        await self._http.aclose()

@@ -38,7 +38,8 @@ def imported_by(code: str) -> set[str]:
 def test_run_telegram_imports_none_of_the_extras_it_does_not_use() -> None:
     modules = imported_by(RUN_TELEGRAM)
     assert "structlog" in modules and "requests" in modules  # the code under test ran
-    unwanted = {"rich", "pygments", "greenlet", "charset_normalizer", "chardet"}
+    # greenlet is hidden from structlog, but the Vonage verifiers use it (verifier/_loop_http.py)
+    unwanted = {"rich", "pygments", "charset_normalizer", "chardet"}
     assert sorted(unwanted & {name.partition(".")[0] for name in modules}) == []
 
 
