@@ -94,8 +94,24 @@ def settings_for(**overrides: Any) -> Settings:
 
 
 def run_async(factory: Callable[[], Any]) -> None:
+    lean_tls_buffers()
     with suppress(KeyboardInterrupt):
         asyncio.run(factory())
+
+
+#: What asyncio's TLS reads ask for at once. A TLS record carries at most 16 KiB.
+TLS_READ_BUFFER = 32 * 1024
+
+
+def lean_tls_buffers() -> None:
+    """asyncio gives every TLS connection a zero-filled 256 KiB read buffer (``SSLProtocol.
+    max_size``): 2 MiB of resident memory for the eight Vonage connections alone, more for a
+    Bot API pool over TLS (bench/README.md). Reading two records' worth at a time costs no
+    throughput a bot can notice."""
+    from asyncio import sslproto
+
+    if getattr(sslproto.SSLProtocol, "max_size", 0) > TLS_READ_BUFFER:
+        sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
 
 
 @app.command()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import traceback
+from asyncio import sslproto
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from bot.verifier.base import Verifier
 from tests.conftest import VONAGE_API_KEY, VONAGE_API_SECRET, VONAGE_APP_ID
 from tests.emulators.vonage import VonageEmulator
 from verifybot.bootstrap import build_verifier
+from verifybot.cli import TLS_READ_BUFFER, run_async
 
 PHONES = [f"+4474001234{n:02d}" for n in range(6)]
 
@@ -175,6 +177,24 @@ def test_a_proxy_in_the_environment_keeps_requests_own_path(
     monkeypatch.setenv("https_proxy", "http://127.0.0.1:3128")
     client = _client(vonage, Auth(api_key=VONAGE_API_KEY, api_secret=VONAGE_API_SECRET))
     assert not client.on_loop  # aiohttp is not told about it: requests, in a thread, uses it
+
+
+def test_the_bots_tls_reads_use_a_small_buffer_and_still_verify(
+    v2_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sslproto.SSLProtocol, "max_size", 256 * 1024)  # asyncio's; restored after
+    outcomes: list[object] = []
+
+    async def start() -> None:
+        verifier = build_verifier(v2_settings())
+        try:
+            outcomes.append(await verifier.start(PHONES[0]))
+        finally:
+            await verifier.aclose()
+
+    run_async(start)  # as every verifybot command that runs the bot
+    assert sslproto.SSLProtocol.max_size == TLS_READ_BUFFER == 32 * 1024
+    assert [type(outcome) for outcome in outcomes] == [VerificationStarted]
 
 
 def test_waiting_on_the_loop_outside_a_call_is_refused() -> None:
