@@ -159,7 +159,6 @@ def configure_logging(
     level: str = "INFO", fmt: Literal["console", "json"] = "console", stream: TextIO | None = None
 ) -> None:
     shared: list[structlog.types.Processor] = [
-        structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
