@@ -76,7 +76,8 @@ class NeverSent(requests.ConnectionError):
 
 
 class LoopHttp:
-    """One aiohttp session for a verifier's clients, opened on first use inside the loop.
+    """One aiohttp session for a verifier's clients, opened on first use inside the loop
+    that runs the bot (``verifybot.bootstrap.open_app`` builds a verifier per loop).
 
     At most ``limit`` requests are in flight at once, as the thread pool allowed before;
     the others wait for a connection without their connect timeout running (urllib3 timed

@@ -139,15 +139,22 @@ async def test_a_server_the_bundle_does_not_vouch_for_is_refused_and_never_sent(
     assert vonage.calls == []
 
 
-def _client(vonage: VonageEmulator, auth: Auth) -> VonageApis:
+@pytest.fixture
+async def loop_http() -> AsyncIterator[LoopHttp]:
+    carrier = LoopHttp(limit=2, connect_retries=1)
+    yield carrier
+    await carrier.aclose()
+
+
+def _client(vonage: VonageEmulator, auth: Auth, loop_http: LoopHttp) -> VonageApis:
     options = VonageOptions(brand="Test", api_host=vonage.host, rest_host=vonage.host)
-    return options.client(auth, loop_http=LoopHttp(limit=2, connect_retries=1))
+    return options.client(auth, loop_http=loop_http)
 
 
 async def test_a_json_error_body_is_read_as_utf8_without_guessing(
-    vonage: VonageEmulator, vonage_key: Any
+    vonage: VonageEmulator, vonage_key: Any, loop_http: LoopHttp
 ) -> None:
-    client = _client(vonage, SigningAuth(VONAGE_APP_ID, vonage_key))
+    client = _client(vonage, SigningAuth(VONAGE_APP_ID, vonage_key), loop_http)
     assert client.on_loop
     with pytest.raises(HttpRequestError) as raised:
         await run_on_loop(client.verify.check_code, "5a1b6c1e-0000-4000-8000-000000000000", "1")
@@ -157,9 +164,11 @@ async def test_a_json_error_body_is_read_as_utf8_without_guessing(
     assert response.encoding == "utf-8"
 
 
-async def test_a_failure_names_neither_the_url_nor_a_secret(vonage: VonageEmulator) -> None:
+async def test_a_failure_names_neither_the_url_nor_a_secret(
+    vonage: VonageEmulator, loop_http: LoopHttp
+) -> None:
     # a legacy search carries the API secret in its query string
-    client = _client(vonage, Auth(api_key=VONAGE_API_KEY, api_secret=VONAGE_API_SECRET))
+    client = _client(vonage, Auth(api_key=VONAGE_API_KEY, api_secret=VONAGE_API_SECRET), loop_http)
     vonage.stop()  # nothing listens
     with pytest.raises(requests.ConnectionError) as raised:
         await run_on_loop(client.verify_legacy.search, "abcdef0123456789abcdef0123456789")
@@ -175,7 +184,8 @@ def test_a_proxy_in_the_environment_keeps_requests_own_path(
     for name in ("NO_PROXY", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("https_proxy", "http://127.0.0.1:3128")
-    client = _client(vonage, Auth(api_key=VONAGE_API_KEY, api_secret=VONAGE_API_SECRET))
+    auth = Auth(api_key=VONAGE_API_KEY, api_secret=VONAGE_API_SECRET)
+    client = _client(vonage, auth, LoopHttp(limit=2, connect_retries=1))
     assert not client.on_loop  # aiohttp is not told about it: requests, in a thread, uses it
 
 
