@@ -1,4 +1,4 @@
-"""What both Vonage verifiers share: running the synchronous SDK off the event loop,
+"""What both Vonage verifiers share: running the synchronous SDK without blocking the loop,
 retrying starts on transient failures, sending checks exactly once, JWT signing that does
 not re-parse the key, and reporting the operator's problems loudly, once.
 """
@@ -409,7 +409,9 @@ _LEGACY_STATUS = re.compile(r"'status': '(\d+)'")
 
 
 class SdkRunner:
-    """Runs blocking SDK calls in a bounded thread pool and retries what may be retried."""
+    """Runs the SDK's calls on the event loop (``run_on_loop``), or in a thread pool when a
+    proxy takes requests' own path, at most ``max_workers`` at once, and retries what may
+    be retried."""
 
     def __init__(self, auth: Auth, options: VonageOptions, *, api: str) -> None:
         quiet_sdk_loggers()
@@ -432,7 +434,7 @@ class SdkRunner:
         started = time.perf_counter()
         try:
             if self.client.on_loop:
-                async with self._on_loop:  # as many at once as the thread pool would run
+                async with self._on_loop:  # a call waiting here holds no greenlet yet
                     return await run_on_loop(fn, *args)
             return await loop.run_in_executor(self._pool, functools.partial(fn, *args))
         except Exception as exc:
