@@ -95,6 +95,12 @@ DATABASE_SECONDS = Histogram(
 DATABASE_ERRORS = Counter(
     "verifybot_database_errors", "Directory calls that failed or timed out.", ["operation"]
 )
+DATABASE_LANE_WAITS = Counter(
+    "verifybot_database_lane_waits",
+    "SQLite calls of a member's path that found the lock held elsewhere, so waited for it "
+    "on a directory thread instead of running on the event loop.",
+    ["operation"],
+)
 
 # -- limits, gates, deliveries, platforms --------------------------------------------------
 

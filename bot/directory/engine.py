@@ -12,9 +12,15 @@ from sqlalchemy.dialects import registry
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
-__all__ = ["BEGIN_MODE", "POOL_CAPACITY", "DirectoryConfigError", "create_directory_engine"]
+__all__ = [
+    "BEGIN_MODE",
+    "POOL_CAPACITY",
+    "DirectoryConfigError",
+    "create_directory_engine",
+    "create_lane_engine",
+]
 
 #: Execution option naming how a SQLite transaction begins: ``"IMMEDIATE"`` (the default),
 #: ``"DEFERRED"``, or ``"NONE"`` for one read statement, which SQLite runs as a transaction of
@@ -56,6 +62,18 @@ def create_directory_engine(url: str, *, timeout: float | None = 5.0) -> Engine:
     return create_engine(
         parsed, pool_pre_ping=True, connect_args=_postgresql_args(parsed, timeout), **pool
     )
+
+
+def create_lane_engine(url: str) -> Engine | None:
+    """For a SQLite ``url``, an engine of one connection that never waits: no busy timeout
+    (a lock held elsewhere fails at once, "database is locked") and no automatic checkpoint
+    (the directory has one run on its threads). ``None`` for PostgreSQL, whose calls may
+    always wait on the network. Only the event loop's thread uses it (``Directory.run_here``).
+    """
+    parsed = _parse(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    return _sqlite_engine(parsed, busy_ms=0, autocheckpoint=False, poolclass=StaticPool)
 
 
 def _postgresql_args(url: URL, timeout: float | None) -> dict[str, Any]:
@@ -122,7 +140,7 @@ _SQLITE_DRIVER: Final = "sqlite+verifybot"
 registry.register("sqlite.verifybot", "bot.directory._sqlite", "SQLiteDialect")
 
 
-def _sqlite_engine(url: URL, *, busy_ms: int, **pool: Any) -> Engine:
+def _sqlite_engine(url: URL, *, busy_ms: int, autocheckpoint: bool = True, **pool: Any) -> Engine:
     if not url.query.get("uri"):
         Path(str(url.database)).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url.set(drivername=_SQLITE_DRIVER), **pool)
@@ -143,6 +161,8 @@ def _sqlite_engine(url: URL, *, busy_ms: int, **pool: Any) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
+            if not autocheckpoint:
+                cursor.execute("PRAGMA wal_autocheckpoint=0")
         finally:
             cursor.close()
 

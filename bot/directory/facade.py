@@ -6,6 +6,11 @@ threads. With a ``timeout`` the wait is given up after that many seconds whateve
 doing (``DirectoryTimeout``), so a member is answered while the hung connection is still
 being given up on; the engine's connect, statement and TCP timeouts free the thread later.
 
+On SQLite, the Core calls of a member's path (``_LANE``) first run on the event loop itself
+(``Directory.run_here``), on a connection that never waits: SQLite in WAL mode answers a
+read, and a write nobody else is making, in tens of microseconds from a local file. Only when
+another connection holds the lock does the call go to the threads, to wait there.
+
 The method is looked up on the ``Directory`` at each call, so a test that replaces one on
 the instance (to make it fail or hang) is seen.
 """
@@ -18,7 +23,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from bot import metrics
-from bot.directory.directory import Directory, DirectoryTimeout
+from bot.directory.directory import Directory, DirectoryTimeout, WouldWait
 
 _P = ParamSpec("_P")
 #: The cancel message of a call given up on after the timeout (a caller's cancel has another).
@@ -27,14 +32,20 @@ _T = TypeVar("_T")
 
 
 def _awaited(
-    method: Callable[Concatenate[Directory, _P], _T],
+    method: Callable[Concatenate[Directory, _P], _T], *, lane: bool = False
 ) -> Callable[Concatenate[AsyncDirectory, _P], Coroutine[Any, Any, _T]]:
+    """``lane``: a Core method that ``Directory.run_here`` may run on the event loop."""
     name = method.__name__
 
     @functools.wraps(method)
     async def call(self: AsyncDirectory, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
         bound: Callable[_P, _T] = getattr(self.sync, name)
         with metrics.timed(metrics.DATABASE_SECONDS, metrics.DATABASE_ERRORS, name):
+            if lane and self.sync.has_lane:
+                try:
+                    return self.sync.run_here(functools.partial(bound, *args, **kwargs))
+                except WouldWait:
+                    metrics.DATABASE_LANE_WAITS.labels(name).inc()
             return await self._run(functools.partial(bound, *args, **kwargs))
 
     return call
@@ -73,12 +84,12 @@ class AsyncDirectory:
             expiry.cancel()
 
     # phone links
-    count_links = _awaited(Directory.count_links)
-    record_verified = _awaited(Directory.record_verified)
+    count_links = _awaited(Directory.count_links, lane=True)
+    record_verified = _awaited(Directory.record_verified, lane=True)
     unverify = _awaited(Directory.unverify)
     find = _awaited(Directory.find)
     find_verified = _awaited(Directory.find_verified)
-    verified_number = _awaited(Directory.verified_number)
+    verified_number = _awaited(Directory.verified_number, lane=True)
     find_by_handle = _awaited(Directory.find_by_handle)
     find_user = _awaited(Directory.find_user)
     list_links = _awaited(Directory.list_links)
@@ -102,5 +113,5 @@ class AsyncDirectory:
     # roles and the audit log
     grant_role = _awaited(Directory.grant_role)
     revoke_role = _awaited(Directory.revoke_role)
-    audit = _awaited(Directory.audit)
+    audit = _awaited(Directory.audit, lane=True)
     audit_trail = _awaited(Directory.audit_trail)

@@ -18,8 +18,10 @@ from bot.identity import MemberKey
 
 ADA = MemberKey("telegram", "chat", "1")
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
-#: Schema and lifecycle: the CLI's and bootstrap's business, not the async bot's.
-NOT_AWAITED = {"upgrade", "revision", "ping", "close", "engine", "threads", "timeout"}
+#: Schema, lifecycle and where calls run: the CLI's, bootstrap's and facade's business.
+NOT_AWAITED = {
+    "upgrade", "revision", "ping", "close", "engine", "threads", "timeout", "has_lane", "run_here"
+}  # fmt: skip
 
 
 @pytest.fixture
