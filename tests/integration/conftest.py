@@ -16,9 +16,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from bot.app import App
+from bot.directory import Directory
 from bot.settings import Settings
 from tests.conftest import Inbox
 from verifybot.bootstrap import open_app
+
+#: The SQLite file of ``sqlite_directory``, under the test's tmp_path.
+SQLITE_FILE = "directory.db"
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -78,3 +82,20 @@ async def workers(make_settings: Callable[..., Settings], inbox: Inbox) -> Async
         open_app(settings, show_code=inbox) as two,
     ):
         yield [one, two]
+
+
+@pytest.fixture
+def sqlite_directory(tmp_path: Path) -> Iterator[Callable[..., Directory]]:
+    """Opens the test's SQLite directory (``tmp_path / SQLITE_FILE``), upgraded, with the
+    timeout given; each is closed after the test."""
+    opened: list[Directory] = []
+
+    def open_directory(*, timeout: float) -> Directory:
+        directory = Directory(f"sqlite:///{tmp_path / SQLITE_FILE}", timeout=timeout)
+        directory.upgrade()
+        opened.append(directory)
+        return directory
+
+    yield open_directory
+    for directory in opened:
+        directory.close()

@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -25,11 +24,8 @@ NOT_AWAITED = {
 
 
 @pytest.fixture
-def directory(tmp_path: Path) -> Iterator[Directory]:
-    directory = Directory(f"sqlite:///{tmp_path / 'directory.db'}", timeout=0.3)
-    directory.upgrade()
-    yield directory
-    directory.close()
+def directory(sqlite_directory: Callable[..., Directory]) -> Directory:
+    return sqlite_directory(timeout=0.3)
 
 
 def test_every_method_the_bot_calls_has_an_awaited_twin_of_the_same_name() -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from bot.directory import AsyncDirectory, Directory, RecordOutcome
 from bot.directory.directory import WouldWait
 from bot.directory.engine import create_lane_engine
 from bot.identity import MemberKey
+from tests.integration.conftest import SQLITE_FILE
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 ADA = MemberKey("telegram", "bot1", "1")
@@ -28,15 +29,12 @@ PHONE = "+447400123456"
 
 @pytest.fixture
 def path(tmp_path: Path) -> Path:
-    return tmp_path / "directory.db"
+    return tmp_path / SQLITE_FILE
 
 
 @pytest.fixture
-def directory(path: Path) -> Iterator[Directory]:
-    directory = Directory(f"sqlite:///{path}", timeout=5)
-    directory.upgrade()
-    yield directory
-    directory.close()
+def directory(sqlite_directory: Callable[..., Directory]) -> Directory:
+    return sqlite_directory(timeout=5)
 
 
 def directory_threads(*, besides: set[threading.Thread] | None = None) -> list[str]:
