@@ -234,6 +234,7 @@ class Directory:
         )
         self._lane_engine = create_lane_engine(url)
         self._lane = threading.local()
+        self._lane_owner: int | None = None
         self._lane_writes = 0
         self._max_accounts_per_phone = max_accounts_per_phone
         self.timeout = timeout
@@ -302,6 +303,10 @@ class Directory:
         sqlite3 hands the GIL back and forth with a busy event loop costs more than the
         statement (bench/README.md, "The directory's calls on the loop").
         """
+        if self._lane_owner is None:
+            self._lane_owner = threading.get_ident()
+        elif self._lane_owner != threading.get_ident():
+            raise WouldWait  # the lane's one connection belongs to the first loop's thread
         self._lane.on = True
         try:
             return call()

@@ -134,5 +134,15 @@ async def test_the_wal_is_checkpointed_on_a_directory_thread(
     lane.dispose()
 
 
+async def test_the_lane_serves_one_thread_only(directory: Directory) -> None:
+    assert directory.run_here(lambda: directory.count_links(PHONE, excluding=ADA)) == 0
+
+    def elsewhere() -> int:
+        return directory.run_here(lambda: directory.count_links(PHONE, excluding=ADA))
+
+    with pytest.raises(WouldWait):  # its one connection is this thread's
+        await asyncio.to_thread(elsewhere)
+
+
 def test_postgresql_has_no_lane() -> None:
     assert create_lane_engine("postgresql://verifybot@127.0.0.1/verifybot") is None
