@@ -301,7 +301,7 @@ class Directory:
 
         A member's SQLite call costs far less CPU here than on a thread, where each time
         sqlite3 hands the GIL back and forth with a busy event loop costs more than the
-        statement (bench/README.md, "The directory's calls on the loop").
+        statement (bench/README.md, "A member's SQLite calls on the event loop").
         """
         if self._lane_owner is None:
             self._lane_owner = threading.get_ident()

@@ -9,7 +9,7 @@ asyncio support is built on). The SDK's validation, models and errors are unchan
 Why: in a worker thread, each call cost about 1.25 ms of CPU at 200 members in flight
 against about 0.7 ms alone, the rest lost to GIL hand-offs between the threads and the
 loop, and urllib3 with http.client cost about three times what aiohttp does per request
-(bench/README.md, "The Vonage calls on the loop").
+(bench/README.md, "The Vonage calls on the event loop").
 """
 
 from __future__ import annotations
