@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar
 
+import structlog
 from sqlalchemy import (
     BigInteger,
     Connection,
@@ -190,6 +191,8 @@ def alembic_config() -> Config:
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
+log = structlog.get_logger("verifybot.directory")
+
 
 def _uses_orm(method: Callable[_P, _T]) -> Callable[_P, _T]:
     """Mark a method that builds ORM statements or loads rows as objects: the ORM's names in
@@ -320,12 +323,15 @@ class Directory:
     def _checkpoint(self) -> None:
         """Copy the WAL into the database without waiting for anyone (``PASSIVE``), as SQLite's
         automatic checkpoint would have at the lane's commits: here, on a directory thread,
-        the disk's fsync never holds the event loop."""
+        the disk's fsync never holds the event loop. A checkpoint that readers or a writer
+        cut short is finished by the next one."""
         try:
             with self._engine.connect() as connection:
-                connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
-        except OperationalError:
-            pass  # the next one catches up
+                # No BEGIN: SQLite refuses to checkpoint inside a transaction.
+                connection.execution_options(**{BEGIN_MODE: "NONE"})
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
+        except OperationalError as exc:
+            log.warning("directory_checkpoint_failed", error=str(exc.orig))
 
     def ping(self) -> None:
         """Raise if the database cannot be reached."""

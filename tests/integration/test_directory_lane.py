@@ -6,6 +6,7 @@ is checkpointed on those threads, never by a commit on the loop."""
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -111,23 +112,33 @@ async def test_the_lane_refuses_what_would_wait_having_changed_nothing(
 
 
 async def test_the_wal_is_checkpointed_on_a_directory_thread(
-    directory: Directory, monkeypatch: pytest.MonkeyPatch
+    directory: Directory, path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db = AsyncDirectory.bounded(directory)
     ran_on: list[str] = []
+    done = asyncio.Semaphore(0)
+    loop = asyncio.get_running_loop()
     checkpoint = directory._checkpoint
 
     def counted() -> None:
         ran_on.append(threading.current_thread().name)
         checkpoint()
+        loop.call_soon_threadsafe(done.release)
 
     monkeypatch.setattr(directory, "_checkpoint", counted)
-    for n in range(450):
+    wal = Path(f"{path}-wal")
+    sizes = []
+    for n in range(800):
         await db.audit("code_sent", actor=str(ADA), subject=str(n), details={}, now=NOW)
-    await asyncio.get_running_loop().run_in_executor(directory.threads, lambda: None)
-    assert len(ran_on) == 2  # one per 200 writes
+        if n % 200 == 199:  # one checkpoint per 200 writes
+            await asyncio.wait_for(done.acquire(), 10)
+            sizes.append(os.stat(wal).st_size)
+    assert len(ran_on) == 4
     assert all(name.startswith("directory") for name in ran_on)
-    lane = create_lane_engine(f"sqlite:///{directory.engine.url.database}")
+    # Each checkpoint emptied the WAL for the next writes: it stopped growing after the first
+    # 200 (unchecked, 800 writes make it about four times as long).
+    assert sizes[-1] <= sizes[0] * 1.2
+    lane = create_lane_engine(f"sqlite:///{path}")
     assert lane is not None
     with lane.connect() as connection:  # so no commit on the loop checkpoints by itself
         assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
