@@ -8,8 +8,9 @@ being given up on; the engine's connect, statement and TCP timeouts free the thr
 
 On SQLite, the Core calls of a member's path (``_LANE``) first run on the event loop itself
 (``Directory.run_here``), on a connection that never waits: SQLite in WAL mode answers a
-read, and a write nobody else is making, in tens of microseconds from a local file. Only when
-another connection holds the lock does the call go to the threads, to wait there.
+read, and a write nobody else is making, in tens of microseconds from a local file. A call
+that would wait (SQLite's lock or this process's write gate held elsewhere) goes to the
+threads instead, to wait there within its timeout.
 
 The method is looked up on the ``Directory`` at each call, so a test that replaces one on
 the instance (to make it fail or hang) is seen.

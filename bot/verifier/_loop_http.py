@@ -87,8 +87,11 @@ class LoopHttp:
         self._limit = limit
         self._connect_retries = connect_retries
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False
 
     def _opened(self) -> aiohttp.ClientSession:
+        if self._closed:  # the verifier is shutting down: nothing more goes out
+            raise NeverSent("Vonage request not sent: the verifier is closed")
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._limit),
@@ -104,7 +107,14 @@ class LoopHttp:
     ) -> requests.Response:
         """Called by the adapter inside ``run_on_loop``."""
         connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
-        limits = aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=read)
+        # sock_connect times the TCP and TLS handshakes only; connect adds the name lookup
+        # (no call waits for a pooled connection: SdkRunner admits no more than the pool).
+        limits = aiohttp.ClientTimeout(
+            total=None,
+            connect=None if connect is None else 2 * connect,
+            sock_connect=connect,
+            sock_read=read,
+        )
         return wait_on_loop(self._send(request, limits, tls))
 
     async def _send(
@@ -112,9 +122,10 @@ class LoopHttp:
     ) -> requests.Response:
         body = request.body.encode() if isinstance(request.body, str) else request.body
         method, url = request.method or "GET", request.url or ""
+        session = self._opened()  # before the try: requests' errors are OSErrors too
         for attempt in range(self._connect_retries + 1):
             try:
-                async with self._opened().request(
+                async with session.request(
                     method,
                     URL(url, encoded=True),
                     headers=_as_text(request.headers),
@@ -125,8 +136,8 @@ class LoopHttp:
                 ) as answer:
                     content = await answer.read()
                     return _response(request, answer, content)
-            # Only the kind of failure is named: aiohttp's own texts can carry the URL, and
-            # a legacy search's query holds the API secret.
+            # Only the kind of failure is named: aiohttp's own texts can carry the URL with
+            # its query, which the SDK fills with whatever a call sends as query parameters.
             except aiohttp.ClientConnectorCertificateError as exc:
                 raise requests.exceptions.SSLError(_failed(exc), request=request) from None
             except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
@@ -141,6 +152,7 @@ class LoopHttp:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def aclose(self) -> None:
+        self._closed = True
         if self._session is not None:
             await self._session.close()
 

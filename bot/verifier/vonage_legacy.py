@@ -197,7 +197,7 @@ class VonageLegacyVerifier:
 
     async def resend(self, request_id: str) -> ResendOutcome:
         try:
-            await self._sdk.call(self._verify.trigger_next_event, request_id)
+            await self._sdk.call(self._verify_once.trigger_next_event, request_id)
         except VerifyError as exc:
             status = str(legacy_response(exc).get("status"))
             log.info("verify_next_event", request_id=request_id, status=status)

@@ -169,7 +169,7 @@ async def test_a_json_error_body_is_read_as_utf8_without_guessing(
 async def test_a_failure_names_neither_the_url_nor_a_secret(
     vonage: VonageEmulator, loop_http: LoopHttp
 ) -> None:
-    # a legacy search carries the API secret in its query string
+    # a legacy search's query string carries the request id
     client = _client(vonage, Auth(api_key=VONAGE_API_KEY, api_secret=VONAGE_API_SECRET), loop_http)
     vonage.stop()  # nothing listens
     with pytest.raises(requests.ConnectionError) as raised:
@@ -178,6 +178,15 @@ async def test_a_failure_names_neither_the_url_nor_a_secret(
     assert "Vonage request failed: ClientConnectorError" in told
     assert VONAGE_API_SECRET not in told
     assert "/verify/search" not in told
+
+
+async def test_a_closed_verifier_sends_nothing_more(
+    v2_settings: Callable[..., Settings], vonage: VonageEmulator
+) -> None:
+    verifier = build_verifier(v2_settings())
+    await verifier.aclose()  # as at shutdown, with a member's turn still running
+    assert await verifier.start(PHONES[0]) == StartFailed(Failure.UNAVAILABLE)
+    assert vonage.calls == []
 
 
 def test_a_proxy_in_the_environment_keeps_requests_own_path(

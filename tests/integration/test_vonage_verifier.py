@@ -453,6 +453,17 @@ async def test_legacy_resend_and_cancel(legacy: Verifier, vonage: VonageEmulator
     assert expired == CodeExpired()
 
 
+async def test_legacy_a_resend_whose_answer_is_lost_is_not_re_sent(
+    legacy: Verifier, vonage: VonageEmulator
+) -> None:
+    started = await legacy.start(PHONE)
+    assert isinstance(started, VerificationStarted)
+    vonage.inject("drop_after", path_prefix="/verify/control/json")
+    assert await legacy.resend(started.request_id) == ResendFailed(Failure.UNAVAILABLE)
+    assert sum(c.path == "/verify/control/json" for c in vonage.calls) == 1
+    assert len(vonage.codes_sent_to(DIGITS)) == 2  # the one resend, not two
+
+
 # --- every verifier: what the number's claim relies on ----------------------------------
 
 
