@@ -6,7 +6,7 @@ threads. With a ``timeout`` the wait is given up after that many seconds whateve
 doing (``DirectoryTimeout``), so a member is answered while the hung connection is still
 being given up on; the engine's connect, statement and TCP timeouts free the thread later.
 
-On SQLite, the Core calls of a member's path (``_LANE``) first run on the event loop itself
+On SQLite, the Core calls of a member's path (``lane=True`` below) first run on the event loop
 (``Directory.run_here``), on a connection that never waits: SQLite in WAL mode answers a
 read, and a write nobody else is making, in tens of microseconds from a local file. A call
 that would wait (SQLite's lock or this process's write gate held elsewhere) goes to the
