@@ -9,6 +9,7 @@ import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, create_engine
@@ -18,8 +19,10 @@ from sqlalchemy.exc import OperationalError
 from bot.app import App
 from bot.directory import Directory
 from bot.settings import Settings
-from tests.conftest import Inbox
-from verifybot.bootstrap import open_app
+from bot.verifier.base import Verifier
+from tests.conftest import VONAGE_APP_ID, Inbox
+from tests.emulators.vonage import VonageEmulator
+from verifybot.bootstrap import build_verifier, open_app
 
 #: The SQLite file of ``sqlite_directory``, under the test's tmp_path.
 SQLITE_FILE = "directory.db"
@@ -99,3 +102,31 @@ def sqlite_directory(tmp_path: Path) -> Iterator[Callable[..., Directory]]:
     yield open_directory
     for directory in opened:
         directory.close()
+
+
+@pytest.fixture
+def vonage_settings(vonage: VonageEmulator, key_file: Path) -> Callable[..., Settings]:
+    """Settings for a v2 verifier against the Vonage emulator (quick timeouts and retries);
+    keyword arguments override them."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "_env_file": None,
+            "vonage_application_id": VONAGE_APP_ID,
+            "vonage_private_key_path": key_file,
+            "vonage_api_host": vonage.host,
+            "vonage_timeout_seconds": 2,
+            "vonage_brand_name": "Acme Club",
+            "vonage_retry_wait_seconds": 0.01,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture
+async def v2(vonage_settings: Callable[..., Settings]) -> AsyncIterator[Verifier]:
+    verifier = build_verifier(vonage_settings())
+    yield verifier
+    await verifier.aclose()

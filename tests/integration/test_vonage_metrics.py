@@ -9,12 +9,10 @@ from prometheus_client import REGISTRY
 from bot.flow import CodeRejected, VerificationStarted
 from bot.verifier.base import Verifier
 from tests.emulators.vonage import VonageEmulator
-from tests.integration.test_vonage_verifier import (  # noqa: F401 - fixtures
+from tests.integration.test_vonage_verifier import (  # noqa: F401 - a fixture
     DIGITS,
     PHONE,
     legacy,
-    v2,
-    vonage_settings,
 )
 
 
@@ -41,7 +39,7 @@ def changes(before: dict[str, float]) -> dict[str, float]:
 
 
 async def test_v2_retries_and_a_wrong_code_are_counted(
-    v2: Verifier,  # noqa: F811 - the fixture imported above
+    v2: Verifier,
     vonage: VonageEmulator,
 ) -> None:
     before = snapshot()

@@ -10,7 +10,6 @@ import threading
 import traceback
 from asyncio import sslproto
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import certifi
@@ -30,30 +29,6 @@ from verifybot.bootstrap import build_verifier
 from verifybot.cli import TLS_READ_BUFFER, run_async
 
 PHONES = [f"+4474001234{n:02d}" for n in range(6)]
-
-
-@pytest.fixture
-def v2_settings(
-    make_settings: Callable[..., Settings], vonage: VonageEmulator, key_file: Path
-) -> Callable[..., Settings]:
-    def settings(**overrides: Any) -> Settings:
-        return make_settings(
-            vonage_application_id=VONAGE_APP_ID,
-            vonage_private_key_path=key_file,
-            vonage_api_host=vonage.host,
-            vonage_timeout_seconds=2,
-            vonage_retry_wait_seconds=0.01,
-            **overrides,
-        )
-
-    return settings
-
-
-@pytest.fixture
-async def v2(v2_settings: Callable[..., Settings]) -> AsyncIterator[Verifier]:
-    verifier = build_verifier(v2_settings())
-    yield verifier
-    await verifier.aclose()
 
 
 def in_progress(vonage: VonageEmulator) -> int:
@@ -90,9 +65,9 @@ async def test_the_loop_serves_others_while_vonage_is_slow(
 
 
 async def test_no_more_calls_are_in_flight_than_the_concurrency_allows(
-    v2_settings: Callable[..., Settings], vonage: VonageEmulator
+    vonage_settings: Callable[..., Settings], vonage: VonageEmulator
 ) -> None:
-    verifier = build_verifier(v2_settings(vonage_max_concurrency=2))
+    verifier = build_verifier(vonage_settings(vonage_max_concurrency=2))
     vonage.timeout_delay = 0.3
     vonage.inject("timeout", times=len(PHONES))
     try:
@@ -109,9 +84,9 @@ async def test_no_more_calls_are_in_flight_than_the_concurrency_allows(
 
 
 async def test_a_cancelled_call_gives_back_its_place(
-    v2_settings: Callable[..., Settings], vonage: VonageEmulator
+    vonage_settings: Callable[..., Settings], vonage: VonageEmulator
 ) -> None:
-    verifier = build_verifier(v2_settings(vonage_max_concurrency=1))
+    verifier = build_verifier(vonage_settings(vonage_max_concurrency=1))
     vonage.timeout_delay = 1.0
     vonage.inject("timeout")
     try:
@@ -130,10 +105,12 @@ async def test_a_cancelled_call_gives_back_its_place(
 
 
 async def test_a_server_the_bundle_does_not_vouch_for_is_refused_and_never_sent(
-    v2_settings: Callable[..., Settings], vonage: VonageEmulator, monkeypatch: pytest.MonkeyPatch
+    vonage_settings: Callable[..., Settings],
+    vonage: VonageEmulator,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())  # not the emulator's CA
-    verifier = build_verifier(v2_settings())
+    verifier = build_verifier(vonage_settings())
     try:
         assert await verifier.start(PHONES[0]) == StartFailed(Failure.UNAVAILABLE)
     finally:
@@ -181,9 +158,9 @@ async def test_a_failure_names_neither_the_url_nor_a_secret(
 
 
 async def test_a_closed_verifier_sends_nothing_more(
-    v2_settings: Callable[..., Settings], vonage: VonageEmulator
+    vonage_settings: Callable[..., Settings], vonage: VonageEmulator
 ) -> None:
-    verifier = build_verifier(v2_settings())
+    verifier = build_verifier(vonage_settings())
     await verifier.aclose()  # as at shutdown, with a member's turn still running
     assert await verifier.start(PHONES[0]) == StartFailed(Failure.UNAVAILABLE)
     assert vonage.calls == []
@@ -201,13 +178,13 @@ def test_a_proxy_in_the_environment_keeps_requests_own_path(
 
 
 def test_the_bots_tls_reads_use_a_small_buffer_and_still_verify(
-    v2_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+    vonage_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sslproto.SSLProtocol, "max_size", 256 * 1024)  # asyncio's; restored after
     outcomes: list[object] = []
 
     async def start() -> None:
-        verifier = build_verifier(v2_settings())
+        verifier = build_verifier(vonage_settings())
         try:
             outcomes.append(await verifier.start(PHONES[0]))
         finally:

@@ -44,36 +44,6 @@ def pem(key: rsa.RSAPrivateKey, fmt: serialization.PrivateFormat) -> str:
 
 
 @pytest.fixture
-def vonage_settings(
-    vonage: VonageEmulator, vonage_key: Any, tmp_path: Path
-) -> Callable[..., Settings]:
-    key_file = tmp_path / "private.key"
-    key_file.write_text(pem(vonage_key, serialization.PrivateFormat.PKCS8))
-
-    def make(**overrides: Any) -> Settings:
-        values: dict[str, Any] = {
-            "_env_file": None,
-            "vonage_application_id": VONAGE_APP_ID,
-            "vonage_private_key_path": key_file,
-            "vonage_api_host": vonage.host,
-            "vonage_timeout_seconds": 2,
-            "vonage_brand_name": "Acme Club",
-            "vonage_retry_wait_seconds": 0.01,
-        }
-        values.update(overrides)
-        return Settings(**values)
-
-    return make
-
-
-@pytest.fixture
-async def v2(vonage_settings: Callable[..., Settings]) -> AsyncIterator[Verifier]:
-    verifier = build_verifier(vonage_settings())
-    yield verifier
-    await verifier.aclose()
-
-
-@pytest.fixture
 async def legacy(vonage_settings: Callable[..., Settings]) -> AsyncIterator[Verifier]:
     settings = vonage_settings(
         vonage_application_id=None, vonage_private_key_path=None,
