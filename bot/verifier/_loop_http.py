@@ -79,9 +79,8 @@ class LoopHttp:
     """One aiohttp session for a verifier's clients, opened on first use inside the loop
     that runs the bot (``verifybot.bootstrap.open_app`` builds a verifier per loop).
 
-    At most ``limit`` requests are in flight at once, as the thread pool allowed before;
-    the others wait for a connection without their connect timeout running (urllib3 timed
-    only the connect itself, too)."""
+    At most ``limit`` connections are open at once. ``SdkRunner`` admits no more calls than
+    that, so no request waits for a pooled connection inside its connect timeout."""
 
     def __init__(self, *, limit: int, connect_retries: int) -> None:
         self._limit = limit

@@ -154,12 +154,19 @@ class _SharedTlsAdapter(HTTPAdapter):
         super().__init__(**kwargs)
 
     def send(
-        self, request: requests.PreparedRequest, *args: Any, **kwargs: Any
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: Any = None,
+        verify: bool | str = True,
+        cert: Any = None,
+        proxies: Any = None,
     ) -> requests.Response:
+        """Inside ``run_on_loop``, aiohttp carries the request (the client has no proxy, or
+        ``VonageOptions.client`` gave it no ``loop_http``); elsewhere requests' own path."""
         if self._loop_http is not None and on_loop():
-            timeout = kwargs.get("timeout", args[1] if len(args) > 1 else None)
             return _utf8_json(self._loop_http.send(request, timeout, self._tls))
-        return super().send(request, *args, **kwargs)
+        return super().send(request, stream, timeout, verify, cert, proxies)
 
     def init_poolmanager(self, *args: Any, **pool_kwargs: Any) -> None:
         super().init_poolmanager(*args, ssl_context=self._tls, **pool_kwargs)
